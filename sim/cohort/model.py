@@ -1,0 +1,295 @@
+"""The cohort model: every solved parameter of the data-generating mechanism, and how a set of
+latent normals becomes a cohort under it.
+
+Structure (docs in conf/cohort/default.yaml and the README):
+- core covariates (those the true treatment model depends on: ESCC, Frankel, emergency) share a
+  Gaussian copula with calibrated latent correlations;
+- L, the standardised latent treatment index, summarises them; every other covariate's latent is
+  a*L + sqrt(1-a^2)*E with its own loading a, calibrated to its between-group difference;
+- treatment: logistic in the paper's PS covariates with the published log-ORs times `confounding`;
+- outcomes: latent W = lambda*P + sqrt(1-lambda^2)*V, P a prognostic score of observed covariates,
+  V correlated over time; then bounded and stepped on the real scale;
+- death: lognormal time loading on L, administrative censoring; visits after death are missing.
+The functions here are pure; calibration (sim.cohort.calibrate) solves the parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+from scipy import special
+
+from sim.cohort.scales import Continuous, Ordinal
+
+TIMES = ("pre", "m1", "m6")
+
+
+@dataclass(frozen=True)
+class CovariateModel:
+    """One Table 1 variable: a binary threshold, an ordinal/categorical cut, or a continuous map."""
+
+    name: str
+    kind: str  # binary | categorical | continuous | nominal
+    loading: float = 0.0  # on L (ignored for core covariates)
+    threshold: float = 0.0  # binary: x = z > threshold
+    ordinal: Ordinal | None = None
+    categories: tuple = ()
+    continuous: Continuous | None = None
+    # nominal: P(category k | L) = softmax(alpha + theta * L)_k, drawn by inverse CDF of Phi(e)
+    alpha: tuple[float, ...] = ()
+    theta: tuple[float, ...] = ()
+
+    def values(self, z: np.ndarray) -> np.ndarray:
+        if self.kind == "binary":
+            return (z > self.threshold).astype(np.int8)
+        if self.kind == "categorical":
+            return self.ordinal(z)  # category position in `categories`
+        return self.continuous(z)
+
+    def nominal_probs(self, L: np.ndarray) -> np.ndarray:
+        logits = np.asarray(self.alpha) + np.outer(L, self.theta)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def nominal_values(self, L: np.ndarray, e: np.ndarray) -> np.ndarray:
+        cum = np.cumsum(self.nominal_probs(L), axis=1)
+        u = special.ndtr(e)[:, None]
+        return np.minimum((u > cum).sum(axis=1), len(self.alpha) - 1)
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """A binary variable generated as a finer ordinal column (e.g. ECOG 0-4 behind 'PS 3-4')."""
+
+    source: str
+    column: str
+    ordinal: Ordinal
+    values: tuple[int, ...]
+    yes_values: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OutcomeModel:
+    """One outcome: latent location/scale/loading per time, pre-post correlation per post time."""
+
+    name: str
+    lower: float
+    upper: float
+    step: float
+    higher_is_better: bool
+    loc: Mapping[str, float]
+    scale: Mapping[str, float]
+    loading: Mapping[str, float]
+    rho: Mapping[str, float]  # corr(V_pre, V_t) for t in m1, m6
+
+    def observe(self, latent: np.ndarray) -> np.ndarray:
+        from sim.cohort.scales import snap
+
+        return snap(latent, self.lower, self.upper, self.step)
+
+    def direction(self) -> float:
+        return 1.0 if self.higher_is_better else -1.0
+
+
+@dataclass(frozen=True)
+class SurvivalModel:
+    """log(death day) = loc - scale*Z_d, Z_d = a*L + sqrt(1-a^2)*E; censoring ~ U(c_lo, c_hi)."""
+
+    loc: float
+    scale: float
+    loading: float
+    cens_lo: float
+    cens_hi: float
+
+
+@dataclass(frozen=True)
+class SurgeryModel:
+    """Consequences of the operation, by arm received (they are not confounders)."""
+
+    continuous: Mapping[str, tuple[Continuous, Continuous]]  # name -> (control, treated)
+    binary: Mapping[str, tuple[float, float]]  # name -> (p control, p treated)
+
+
+@dataclass(frozen=True)
+class CohortModel:
+    study_name: str
+    treated_share: float
+    core: tuple[CovariateModel, ...]
+    core_corr: np.ndarray
+    core_weights: np.ndarray  # L = core_weights . Z_core / norm
+    others: tuple[CovariateModel, ...]
+    refinements: tuple[Refinement, ...]
+    derived: Mapping[str, tuple[str, tuple]]  # name -> (source variable, categories that are 1)
+    ps_covariates: tuple[str, ...]
+    log_or: Mapping[str, float]  # published, at confounding = 1
+    omitted_log_or: Mapping[str, float]
+    prognosis_weights: Mapping[str, float]
+    prognosis_center: Mapping[str, float]
+    prognosis_scale: Mapping[str, float]
+    prognosis_sd: float
+    outcomes: tuple[OutcomeModel, ...]
+    partial_corr_m1_m6: float
+    visit_days: Mapping[str, float]
+    survival: SurvivalModel
+    surgery: SurgeryModel
+    mcid: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def n_latent_others(self) -> int:
+        return len(self.others)
+
+    def covariate(self, name: str) -> CovariateModel:
+        for c in self.core + self.others:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+# ------------------------------------------------------------------ latent draws
+@dataclass(frozen=True)
+class Latents:
+    """All randomness of one cohort, drawn up front so calibration can reuse it (common random
+    numbers) and generation stays a pure map from (model, latents) to data."""
+
+    core: np.ndarray  # (n, n_core) iid N(0,1)
+    others: np.ndarray  # (n, n_others) iid N(0,1)
+    treat_u: np.ndarray  # (n,) U(0,1)
+    death: np.ndarray  # (n,) N(0,1)
+    cens_u: np.ndarray  # (n,) U(0,1)
+    outcome: np.ndarray  # (n, n_outcomes, 3) iid N(0,1): V_pre, U_m1, U_m6
+    surgery: np.ndarray  # (n, n_surgery_cont) N(0,1)
+    surgery_u: np.ndarray  # (n, n_surgery_bin) U(0,1)
+
+    @property
+    def n(self) -> int:
+        return self.treat_u.shape[0]
+
+
+def draw_latents(model: CohortModel, n: int, rng: np.random.Generator) -> Latents:
+    """Draw in a fixed order, so a given (seed, n) always yields the same cohort."""
+    return Latents(
+        core=rng.standard_normal((n, len(model.core))),
+        others=rng.standard_normal((n, len(model.others))),
+        treat_u=rng.random(n),
+        death=rng.standard_normal(n),
+        cens_u=rng.random(n),
+        outcome=rng.standard_normal((n, len(model.outcomes), 3)),
+        surgery=rng.standard_normal((n, len(model.surgery.continuous))),
+        surgery_u=rng.random((n, len(model.surgery.binary))),
+    )
+
+
+# ------------------------------------------------------------------ covariates
+def core_latent(model: CohortModel, lat: Latents, corr: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Correlated core latents and the standardised index L."""
+    corr = model.core_corr if corr is None else corr
+    chol = np.linalg.cholesky(corr)
+    z = lat.core @ chol.T
+    w = model.core_weights
+    L = z @ w / np.sqrt(w @ corr @ w)
+    return z, L
+
+
+def other_latent(loading: float, L: np.ndarray, e: np.ndarray) -> np.ndarray:
+    return loading * L + np.sqrt(1.0 - loading**2) * e
+
+
+def covariates(model: CohortModel, lat: Latents) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Observed covariates (codes for categories) and L."""
+    z, L = core_latent(model, lat)
+    cols: dict[str, np.ndarray] = {}
+    for j, cov in enumerate(model.core):
+        cols[cov.name] = cov.values(z[:, j])
+    zo = {}
+    for j, cov in enumerate(model.others):
+        if cov.kind == "nominal":
+            cols[cov.name] = cov.nominal_values(L, lat.others[:, j])
+            continue
+        zo[cov.name] = other_latent(cov.loading, L, lat.others[:, j])
+        cols[cov.name] = cov.values(zo[cov.name])
+    for ref in model.refinements:
+        code = ref.ordinal(zo[ref.source])
+        cols[ref.column] = np.asarray(ref.values)[code]
+        cols[ref.source] = np.isin(cols[ref.column], ref.yes_values).astype(np.int8)
+    for name, (source, members) in model.derived.items():
+        cov = model.covariate(source)
+        member_codes = [cov.categories.index(m) for m in members]
+        cols[name] = np.isin(cols[source], member_codes).astype(np.int8)
+    return cols, L
+
+
+def numeric_column(model: CohortModel, cols: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    """A covariate as a number: categories by their value if numeric, else `<name>_code`."""
+    if name in cols:
+        x = cols[name]
+        cov = _maybe_cov(model, name)
+        if cov is not None and cov.kind in ("categorical", "nominal"):
+            cats = np.asarray(cov.categories)
+            if np.issubdtype(cats.dtype, np.number):
+                return cats[x].astype(float)
+        return x.astype(float)
+    if name.endswith("_code") and name[:-5] in cols:
+        return cols[name[:-5]].astype(float)
+    for cov in model.core + model.others:
+        if cov.kind in ("categorical", "nominal") and name.startswith(cov.name + "_"):
+            cat = name[len(cov.name) + 1:]
+            if cat in [str(c) for c in cov.categories]:
+                code = [str(c) for c in cov.categories].index(cat)
+                return (cols[cov.name] == code).astype(float)
+    raise KeyError(f"no covariate column {name!r}")
+
+
+def _maybe_cov(model: CohortModel, name: str) -> CovariateModel | None:
+    try:
+        return model.covariate(name)
+    except KeyError:
+        return None
+
+
+def linear_predictor(model: CohortModel, cols: Mapping[str, np.ndarray], confounding: float) -> np.ndarray:
+    """Treatment log-odds without intercept: confounding * (published + omitted terms)."""
+    n = next(iter(cols.values())).shape[0]
+    eta = np.zeros(n)
+    for name, b in {**model.log_or, **model.omitted_log_or}.items():
+        if b != 0.0:
+            eta += b * numeric_column(model, cols, name)
+    return confounding * eta
+
+
+def prognosis(model: CohortModel, cols: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Standardised prognostic score P (higher = worse outcome before calibration signs)."""
+    n = next(iter(cols.values())).shape[0]
+    raw = np.zeros(n)
+    for name, w in model.prognosis_weights.items():
+        x = numeric_column(model, cols, name)
+        raw += w * (x - model.prognosis_center[name]) / model.prognosis_scale[name]
+    return raw / model.prognosis_sd
+
+
+def expit(x: np.ndarray) -> np.ndarray:
+    return special.expit(x)
+
+
+# ------------------------------------------------------------------ outcomes and survival
+def outcome_latents(out: OutcomeModel, P: np.ndarray, v: np.ndarray, partial: float) -> dict[str, np.ndarray]:
+    """Latent outcome at each time; v = (n, 3) iid normals."""
+    v_pre = v[:, 0]
+    r1, r6 = out.rho["m1"], out.rho["m6"]
+    v1 = r1 * v_pre + np.sqrt(1 - r1**2) * v[:, 1]
+    u6 = partial * v[:, 1] + np.sqrt(1 - partial**2) * v[:, 2]
+    v6 = r6 * v_pre + np.sqrt(1 - r6**2) * u6
+    res = {}
+    for t, vt in zip(TIMES, (v_pre, v1, v6)):
+        lam = out.loading[t]
+        res[t] = out.loc[t] + out.scale[t] * (lam * P + np.sqrt(1 - lam**2) * vt)
+    return res
+
+
+def death_and_followup(sm: SurvivalModel, L: np.ndarray, e: np.ndarray, cens_u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    zd = other_latent(sm.loading, L, e)
+    death_day = np.exp(sm.loc - sm.scale * zd)
+    followup = sm.cens_lo + (sm.cens_hi - sm.cens_lo) * cens_u
+    return death_day, followup

@@ -1,0 +1,17 @@
+"""Simulation engine: condition grids, per-replicate seeding, chunked parallel runs with resume."""
+
+from .grid import conditions_frame, expand_grid
+from .runner import ReplicateFailure, RunResult, default_chunk_size, run_experiment
+from .seeds import replicate_rng
+from .store import ManifestMismatchError
+
+__all__ = [
+    "expand_grid",
+    "conditions_frame",
+    "replicate_rng",
+    "run_experiment",
+    "RunResult",
+    "ReplicateFailure",
+    "ManifestMismatchError",
+    "default_chunk_size",
+]

@@ -1,0 +1,289 @@
+"""Run replicates of every condition, in parallel chunks, with checkpoint/resume.
+
+Determinism: replicate r of condition c always uses ``replicate_rng(seed, c, r)``
+so the replicates table is identical to the bit whatever ``n_jobs``,
+``chunk_size`` or how many times the run was interrupted and resumed.
+See ``sim.engine.store`` for the on-disk layout and the resume rule.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from .seeds import replicate_rng
+from .store import prepare_chunk_dir, build_manifest, read_chunk, scan_chunks, write_chunk
+
+__all__ = ["ReplicateFailure", "RunResult", "run_experiment", "default_chunk_size"]
+
+ReplicateFn = Callable[[dict, np.random.Generator], pd.DataFrame]
+MAX_DEFAULT_CHUNK = 250
+FAILURE_COLUMNS = ["condition", "rep", "reason"]
+_MAX_REASON = 500
+
+
+class ReplicateFailure(Exception):
+    """Raised by a replicate function to record an expected, non-fatal failure.
+
+    Example: matching found no pairs.  The runner records
+    ``ReplicateFailure: <reason>`` and carries on; any other ``Exception`` is
+    recorded the same way.  ``KeyboardInterrupt``/``SystemExit`` abort the run.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class RunResult:
+    """Outcome of ``run_experiment``.
+
+    replicates: rows from replicate_fn with ``condition`` and ``rep`` prepended,
+        sorted by condition, rep, then the row order replicate_fn returned.
+    failures: one row per failed replicate (columns condition, rep, reason).
+    conditions: the conditions list; ``condition`` indexes into it.
+    """
+
+    replicates: pd.DataFrame
+    failures: pd.DataFrame
+    conditions: list[dict] = field(default_factory=list)
+    n_computed_chunks: int = 0
+    n_resumed_chunks: int = 0
+
+
+def _empty_failures() -> pd.DataFrame:
+    return pd.DataFrame({"condition": pd.Series([], dtype="int64"),
+                         "rep": pd.Series([], dtype="int64"),
+                         "reason": pd.Series([], dtype="object")})
+
+
+def _empty_replicates() -> pd.DataFrame:
+    return pd.DataFrame({"condition": pd.Series([], dtype="int64"), "rep": pd.Series([], dtype="int64")})
+
+
+def _reason(exc: BaseException) -> str:
+    """Exception class and message on one line (truncated)."""
+    msg = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
+
+
+def _run_chunk(replicate_fn: ReplicateFn, condition: dict, c: int, first: int, last: int,
+               seed: int, chunks_dir: str) -> dict:
+    """Compute reps first..last of condition c and write the chunk file (runs in a worker)."""
+    frames: list[pd.DataFrame] = []
+    frame_reps: list[int] = []
+    failures: list[tuple[int, int, str]] = []
+    for r in range(first, last + 1):
+        rng = replicate_rng(seed, c, r)
+        try:
+            out = replicate_fn(condition, rng)
+            if not isinstance(out, pd.DataFrame):
+                raise TypeError(f"replicate_fn returned {type(out).__name__}, expected pandas.DataFrame")
+            clash = [col for col in ("condition", "rep") if col in out.columns]
+            if clash:
+                raise ValueError(f"replicate_fn output must not contain reserved column(s) {clash}")
+        except Exception as exc:  # noqa: BLE001 - any replicate error is data, not a crash
+            failures.append((c, r, _reason(exc)))
+            continue
+        if len(out):
+            frames.append(out)
+            frame_reps.append(r)
+    if frames:
+        lengths = [len(f) for f in frames]
+        rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+        rows.insert(0, "rep", np.repeat(np.asarray(frame_reps, dtype=np.int64), lengths))
+        rows.insert(0, "condition", np.full(len(rows), c, dtype=np.int64))
+    else:
+        rows = _empty_replicates()
+    fails = pd.DataFrame(failures, columns=FAILURE_COLUMNS) if failures else _empty_failures()
+    if failures:
+        fails = fails.astype({"condition": "int64", "rep": "int64"})
+    payload = {"condition": c, "first": first, "last": last, "replicates": rows, "failures": fails}
+    write_chunk(Path(chunks_dir), payload)
+    return payload
+
+
+class _Progress:
+    """Minimal stderr progress bar: conditions and replicates done, elapsed, ETA."""
+
+    def __init__(self, n_conditions: int, reps: int, enabled: bool, stream=None):
+        self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self.reps = reps
+        self.total = n_conditions * reps
+        self.n_conditions = n_conditions
+        self.done_per_condition = np.zeros(n_conditions, dtype=np.int64)
+        self.start = time.monotonic()
+        self.resumed = 0
+        self.last_draw = 0.0
+
+    def add(self, c: int, n: int, resumed: bool = False) -> None:
+        self.done_per_condition[c] += n
+        if resumed:
+            self.resumed += n
+
+    def draw(self, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not final and now - self.last_draw < 0.2:
+            return
+        self.last_draw = now
+        done = int(self.done_per_condition.sum())
+        cdone = int((self.done_per_condition >= self.reps).sum())
+        elapsed = now - self.start
+        computed = done - self.resumed
+        remaining = self.total - done
+        eta = elapsed / computed * remaining if computed > 0 else float("nan")
+        frac = done / self.total if self.total else 1.0
+        width = 24
+        bar = "#" * int(frac * width) + "." * (width - int(frac * width))
+        line = (f"\r[{bar}] conditions {cdone}/{self.n_conditions}  reps {done}/{self.total}  "
+                f"elapsed {_fmt_time(elapsed)}  ETA {_fmt_time(eta)} ")
+        self.stream.write(line + ("\n" if final else ""))
+        self.stream.flush()
+
+
+def _fmt_time(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _fn_name(fn: Any) -> str:
+    base = fn.func if isinstance(fn, functools.partial) else fn
+    mod = getattr(base, "__module__", None) or type(base).__module__
+    name = getattr(base, "__qualname__", None) or type(base).__qualname__
+    return f"{mod}.{name}"
+
+
+def default_chunk_size(reps: int, workers: int) -> int:
+    """ceil(reps / (4 * workers)) clipped to [1, 250]: several chunks per worker for load balance."""
+    return max(1, min(MAX_DEFAULT_CHUNK, math.ceil(reps / (4 * max(1, workers)))))
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _uncovered_ranges(covered: np.ndarray, chunk_size: int) -> list[tuple[int, int]]:
+    """Split runs of uncovered reps into (first, last) ranges of at most chunk_size reps."""
+    ranges = []
+    reps = len(covered)
+    r = 0
+    while r < reps:
+        if covered[r]:
+            r += 1
+            continue
+        start = r
+        while r < reps and not covered[r] and r - start < chunk_size:
+            r += 1
+        ranges.append((start, r - 1))
+    return ranges
+
+
+def run_experiment(replicate_fn: ReplicateFn, conditions: Sequence[Mapping[str, Any]], reps: int, seed: int,
+                   out_dir: Path, n_jobs: int = -1, chunk_size: int | None = None,
+                   progress: bool | None = None) -> RunResult:
+    """Run ``reps`` replicates of every condition; checkpoint chunks to ``out_dir/chunks``.
+
+    replicate_fn(condition, rng) -> DataFrame must be picklable (module-level
+    function or functools.partial of one) and draw randomness only from rng.
+    Re-running with the same seed, reps and conditions in the same out_dir
+    resumes: finished chunks are loaded, only missing reps are computed.
+    n_jobs follows joblib (-1 = all cores, 1 = in-process without joblib).
+    progress=None shows a bar only if stderr is a terminal.
+    """
+    if not callable(replicate_fn):
+        raise ValueError(f"replicate_fn must be callable, got {type(replicate_fn).__name__}")
+    if isinstance(conditions, Mapping) or not isinstance(conditions, Sequence) or len(conditions) == 0:
+        raise ValueError("conditions must be a non-empty list of dicts (e.g. from expand_grid); "
+                         f"got {conditions!r:.100}")
+    for i, cond in enumerate(conditions):
+        if not isinstance(cond, Mapping):
+            raise ValueError(f"conditions[{i}] must be a dict, got {type(cond).__name__}")
+    reps = _check_int(reps, "reps", 1)
+    seed = _check_int(seed, "seed", 0)
+    if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a non-zero integer (1 = in-process, -1 = all cores), got {n_jobs!r}")
+    n_jobs = int(n_jobs)
+    if chunk_size is not None:
+        chunk_size = _check_int(chunk_size, "chunk_size", 1)
+    if progress not in (None, True, False):
+        raise ValueError(f"progress must be None (auto), True or False, got {progress!r}")
+    if out_dir is None:
+        raise ValueError("out_dir must be a directory path, got None")
+
+    conds = [dict(c) for c in conditions]
+    n_cond = len(conds)
+    workers = 1 if n_jobs == 1 else joblib.effective_n_jobs(n_jobs)
+    if chunk_size is None:
+        chunk_size = default_chunk_size(reps, workers)
+
+    manifest = build_manifest(seed, reps, conds, _fn_name(replicate_fn))
+    chunks_dir = prepare_chunk_dir(Path(out_dir), manifest)
+
+    if progress is None:
+        progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    bar = _Progress(n_cond, reps, enabled=progress)
+
+    # Resume: load every finished chunk, mark its reps covered.
+    payloads: list[dict] = []
+    covered = np.zeros((n_cond, reps), dtype=bool)
+    n_resumed = 0
+    for c, first, last, path in scan_chunks(chunks_dir, n_cond, reps):
+        try:
+            payload = read_chunk(path)
+        except Exception as exc:  # noqa: BLE001 - unreadable file: recompute those reps
+            warnings.warn(f"recomputing unreadable chunk {path.name}: {_reason(exc)}", RuntimeWarning, stacklevel=2)
+            continue
+        payloads.append(payload)
+        covered[c, first:last + 1] = True
+        bar.add(c, last - first + 1, resumed=True)
+        n_resumed += 1
+    bar.draw()
+
+    tasks = [(c, first, last) for c in range(n_cond) for first, last in _uncovered_ranges(covered[c], chunk_size)]
+    cdir = str(chunks_dir)
+    if tasks:
+        if n_jobs == 1:
+            results = (_run_chunk(replicate_fn, conds[c], c, f, l, seed, cdir) for c, f, l in tasks)
+        else:
+            parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
+            results = parallel(joblib.delayed(_run_chunk)(replicate_fn, conds[c], c, f, l, seed, cdir)
+                               for c, f, l in tasks)
+        for payload in results:
+            payloads.append(payload)
+            bar.add(payload["condition"], payload["last"] - payload["first"] + 1)
+            bar.draw()
+    bar.draw(final=True)
+
+    payloads.sort(key=lambda p: (p["condition"], p["first"]))
+    rep_frames = [p["replicates"] for p in payloads if len(p["replicates"])]
+    replicates = pd.concat(rep_frames, ignore_index=True) if rep_frames else _empty_replicates()
+    fail_frames = [p["failures"] for p in payloads if len(p["failures"])]
+    failures = pd.concat(fail_frames, ignore_index=True) if fail_frames else _empty_failures()
+    if len(failures) == n_cond * reps:
+        warnings.warn(f"all {len(failures)} replicates failed; first reason: {failures['reason'].iloc[0]}",
+                      RuntimeWarning, stacklevel=2)
+    return RunResult(replicates=replicates, failures=failures, conditions=conds,
+                     n_computed_chunks=len(tasks), n_resumed_chunks=n_resumed)

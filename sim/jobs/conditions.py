@@ -1,0 +1,75 @@
+"""From a composed config to experimental conditions: the grid, each condition's full settings,
+and the solved cohort design. Shared by the Monte Carlo jobs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from sim.cohort.calibrate import calibrated
+from sim.cohort.generate import Design, make_design
+from sim.config import ConfigError, check_cohort, check_method
+from sim.engine import expand_grid
+from sim.study import Study, load_study
+
+
+@dataclass(frozen=True)
+class Condition:
+    index: int
+    factors: dict[str, Any]  # the grid values, keyed by dotted config path
+    cfg: dict[str, Any]  # the full resolved config of this condition
+
+
+def condition_key(factors: Mapping[str, Any]) -> str:
+    return json.dumps(dict(factors), sort_keys=True, default=str)
+
+
+def grid_of(cfg: DictConfig) -> dict[str, list]:
+    grid = OmegaConf.to_container(cfg.experiment.get("grid") or {}, resolve=True)
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"experiment.grid.{key}: must be a non-empty list of values, got {values!r}")
+        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+            raise ConfigError(f"experiment.grid: {key!r} is not a config key (use a dotted path such as "
+                              "method.matching.caliper or cohort.n)")
+    return grid
+
+
+def conditions(cfg: DictConfig) -> list[Condition]:
+    """Each grid point applied on top of the base config, then validated."""
+    out = []
+    for i, factors in enumerate(expand_grid(grid_of(cfg))):
+        c = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        for key, value in factors.items():
+            OmegaConf.update(c, key, value, force_add=False)
+        plain = OmegaConf.to_container(c, resolve=True)
+        where = f" (grid condition {factors})" if factors else ""
+        try:
+            check_cohort(plain["cohort"])
+            check_method(plain["method"])
+        except ConfigError as e:
+            raise ConfigError(f"{e}{where}") from None
+        out.append(Condition(i, factors, plain))
+    return out
+
+
+def study_of(cfg: Mapping[str, Any]) -> Study:
+    return load_study(cfg["study"])
+
+
+def design_of(study: Study, cohort: Mapping[str, Any]) -> Design:
+    model = calibrated(study, cohort)
+    try:
+        return make_design(model, cohort["n"], cohort["confounding"], cohort.get("effect_mcid", 0.0),
+                           cohort.get("effect") or {}, cohort.get("effect_heterogeneity", 0.0))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Grid keys as column names: the last path component unless two keys share it."""
+    last = [k.split(".")[-1] for k in keys]
+    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}

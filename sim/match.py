@@ -1,0 +1,202 @@
+"""Command-line propensity-score matching of a CSV file.
+
+    python -m sim.match INPUT.csv --treatment COL --covariates a,b,c --out DIR
+        [--caliper 0.2 | --caliper none] [--caliper-scale logit|ps]
+        [--caliper-sd pooled|whole|treated] [--order largest|smallest|random|data|closest]
+        [--method greedy|optimal] [--ratio 1] [--replace] [--exact a,b] [--seed N]
+
+Writes DIR/matched.csv (all input rows/columns + ps, logit_ps, pair, weight)
+and DIR/balance.csv. Bad input exits with one ``error: ...`` line and code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sim.methods.balance import balance_table, max_abs_smd
+from sim.methods.matching import CALIPER_SCALES, CALIPER_SDS, ORDERS, match
+from sim.methods.propensity import fit_propensity
+
+OUTPUT_COLUMNS = ("ps", "logit_ps", "pair", "weight")
+
+
+class InputError(Exception):
+    """Bad user input; reported as a one-line error with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise InputError(message)
+
+
+def _caliper(text: str):
+    if text.strip().lower() == "none":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--caliper must be a positive number or 'none'; got {text!r}")
+    if not (np.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"--caliper must be > 0 (or 'none'); got {text!r}")
+    return v
+
+
+def _pos_int(text: str):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ratio must be an integer >= 1; got {text!r}")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"--ratio must be an integer >= 1; got {text!r}")
+    return v
+
+
+def _names(text: str):
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of column names")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m sim.match", description="Propensity-score matching of a CSV file.")
+    p.add_argument("input", help="input CSV file")
+    p.add_argument("--treatment", required=True, help="0/1 treatment column")
+    p.add_argument("--covariates", required=True, type=_names, help="comma-separated PS covariates")
+    p.add_argument("--caliper", type=_caliper, default=0.2, help="caliper in SDs, or 'none' (default 0.2)")
+    p.add_argument("--caliper-scale", choices=CALIPER_SCALES, default="logit")
+    p.add_argument("--caliper-sd", choices=CALIPER_SDS, default="pooled")
+    p.add_argument("--order", choices=ORDERS, default="largest")
+    p.add_argument("--method", choices=("greedy", "optimal"), default="greedy")
+    p.add_argument("--ratio", type=_pos_int, default=1)
+    p.add_argument("--replace", action="store_true")
+    p.add_argument("--exact", type=_names, default=None, help="comma-separated exact-match columns")
+    p.add_argument("--seed", type=int, default=None, help="seed for --order random")
+    p.add_argument("--out", required=True, help="output directory")
+    return p
+
+
+def _load(args):
+    import pandas as pd
+
+    path = Path(args.input)
+    if not path.is_file():
+        raise InputError(f"input file not found: {args.input}")
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:  # parser errors, empty file, encoding
+        raise InputError(f"cannot read {args.input}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    if df.empty:
+        raise InputError(f"input file has no data rows: {args.input}")
+    needed = [args.treatment] + args.covariates + (args.exact or [])
+    missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
+    if missing:
+        raise InputError(f"column(s) not found in input: {', '.join(missing)}")
+    if args.treatment in args.covariates:
+        raise InputError(f"treatment column {args.treatment!r} cannot also be a covariate")
+    for c in dict.fromkeys(needed):
+        k = int(df[c].isna().sum())
+        if k:
+            raise InputError(f"column {c!r} has {k} missing value(s)")
+    t = df[args.treatment]
+    if not pd.api.types.is_numeric_dtype(t) or not t.isin([0, 1]).all():
+        raise InputError(f"treatment column {args.treatment!r} must be binary 0/1")
+    t = t.to_numpy().astype(int)
+    if t.sum() == 0 or t.sum() == t.size:
+        raise InputError(f"treatment column {args.treatment!r} needs both treated (1) and control (0) rows")
+    for c in args.covariates:
+        if not pd.api.types.is_numeric_dtype(df[c]):
+            raise InputError(f"covariate {c!r} is not numeric")
+        if not np.all(np.isfinite(df[c].to_numpy(dtype=float))):
+            raise InputError(f"covariate {c!r} has non-finite values")
+        if df[c].nunique() < 2:
+            raise InputError(f"covariate {c!r} is constant")
+    X = df[args.covariates].to_numpy(dtype=float)
+    exact = None
+    if args.exact:
+        exact = df.groupby(args.exact, sort=True).ngroup().to_numpy().astype(np.int64)
+    return df, X, t, exact
+
+
+def run(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    df, X, t, exact = _load(args)
+    fit = fit_propensity(X, t)
+    if fit.separation or not fit.converged:
+        print(f"warning: propensity model: {fit.message}", file=sys.stderr)
+    rng = np.random.default_rng(args.seed)
+    try:
+        res = match(
+            fit.ps,
+            t,
+            algorithm=args.method,
+            caliper=args.caliper,
+            caliper_scale=args.caliper_scale,
+            caliper_sd=args.caliper_sd,
+            order=args.order,
+            ratio=args.ratio,
+            replace=args.replace,
+            exact=exact,
+            rng=rng,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc))
+    out_dir = Path(args.out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output directory {args.out}: {exc.strerror or exc}")
+    clash = [c for c in OUTPUT_COLUMNS if c in df.columns]
+    if clash:
+        print(f"warning: overwriting input column(s) {', '.join(clash)}", file=sys.stderr)
+    out = df.copy()
+    out["ps"] = fit.ps
+    out["logit_ps"] = fit.logit_ps
+    pair = res.pair_id.astype("int64")
+    import pandas as pd
+
+    out["pair"] = pd.array(pair, dtype="Int64")
+    out.loc[pair < 0, "pair"] = pd.NA  # written as an empty cell
+    out["weight"] = res.weights
+    bal = balance_table(X, t, args.covariates, res.weights)
+    try:
+        out.to_csv(out_dir / "matched.csv", index=False)
+        bal.to_csv(out_dir / "balance.csv", index=False)
+    except OSError as exc:
+        raise InputError(f"cannot write to {args.out}: {exc.strerror or exc}")
+
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
+        print(bal.to_string(index=False))
+    print(f"max |SMD| after matching: {max_abs_smd(bal):.3f}")
+    width = "none" if res.caliper_width is None else f"{res.caliper_width:.4f}"
+    print(
+        f"pairs: {res.n_pairs} (treated matched {res.n_treated_matched} of {res.n_treated}; "
+        f"controls {res.n_control}; caliper width {width})"
+    )
+    for note in res.notes:
+        print(f"note: {note}")
+    print(f"wrote {out_dir / 'matched.csv'} and {out_dir / 'balance.csv'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    try:
+        return run(argv)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 2
+    except Exception as exc:  # never show a traceback to the user
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"error: unexpected {type(exc).__name__}: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

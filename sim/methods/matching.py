@@ -1,0 +1,486 @@
+"""Propensity-score matching: greedy nearest neighbour and optimal pair matching.
+
+Design notes (why it looks like this):
+
+* Greedy matching without replacement never builds an N x N matrix. Controls
+  are sorted once by the distance score; for each treated unit a binary search
+  finds its position and two "next available" union-find structures (one
+  scanning right, one scanning left) skip controls already used. Cost is
+  O(N log N) plus a short Python loop over treated units.
+* Tie rule (greedy, all orders): among controls at equal distance the one with
+  the lowest input index wins. Treated units with equal scores are processed
+  lowest index first (``largest``/``smallest``). ``closest`` takes the
+  globally closest allowed pair first; ties by (distance, treated index,
+  control index).
+* ``ratio=k`` (greedy) works in rounds as MatchIt does: round 1 gives every
+  treated unit (in order) its nearest control, round 2 a second one, ...; a
+  treated unit that failed to get a control in some round gets none later.
+* ``replace=True``: controls are reusable, so each treated unit simply gets its
+  k nearest controls (order is irrelevant).
+* ``exact``: units are matched only within equal stratum codes. The caliper
+  width is computed on the whole sample (before stratifying).
+* ``algorithm="optimal"`` builds a dense (n_treated*k) x n_control cost matrix
+  (limit ``MAX_OPTIMAL_CELLS`` cells per exact stratum) and solves it with
+  ``scipy.optimize.linear_sum_assignment``: first the number of within-caliper
+  links is maximised, then the total |distance|. With ratio k every treated
+  unit gets *up to* k controls (variable ratio is allowed by the optimum).
+  Among several optimal matchings the one scipy returns is used
+  (deterministic, but not the greedy tie rule).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["MatchResult", "match", "caliper_width", "MAX_OPTIMAL_CELLS"]
+
+ALGORITHMS = ("greedy", "optimal")
+ORDERS = ("largest", "smallest", "random", "data", "closest")
+CALIPER_SCALES = ("logit", "ps")
+CALIPER_SDS = ("pooled", "whole", "treated")
+#: largest dense cost matrix (cells) the optimal algorithm will build (~200 MB).
+MAX_OPTIMAL_CELLS = 25_000_000
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Outcome of :func:`match`.
+
+    ``treated_idx``/``control_idx``: one row per treated-control link, sorted by
+    ``pair_id`` then by round (nearest first). ``pair_id`` (length n): id of the
+    treated unit's matched set (0..n_treated_matched-1, in increasing treated
+    index), -1 if unmatched. A control reused under ``replace=True`` carries the
+    smallest id of the sets it belongs to; use the link arrays for the full
+    picture. ``weights`` (length n): ATT weights, 1 for matched treated, for a
+    control the sum over its links of 1/k_i (k_i = controls of that treated
+    unit), 0 if unmatched (MatchIt additionally rescales control weights to sum
+    to the number of matched controls; we do not). ``n_pairs`` counts links
+    (= pairs for 1:1).
+    """
+
+    treated_idx: np.ndarray
+    control_idx: np.ndarray
+    pair_id: np.ndarray
+    weights: np.ndarray
+    caliper_width: float | None
+    n_pairs: int
+    n_treated_matched: int
+    n_treated: int
+    n_control: int
+    notes: tuple = ()
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
+
+
+def _sd(x: np.ndarray) -> float:
+    """Sample SD (ddof=1); 0 for fewer than two values."""
+    return float(np.std(x, ddof=1)) if x.size >= 2 else 0.0
+
+
+def caliper_width(d: np.ndarray, treated: np.ndarray, caliper: float | None, caliper_sd: str):
+    """Caliper width = caliper * SD of the distance score ``d`` (ddof=1).
+
+    ``pooled`` = sqrt((s_t^2 + s_c^2)/2) (Austin 2011), ``whole`` = SD over all
+    units (MatchIt/OHDSI), ``treated`` = SD among treated units.
+    """
+    if caliper is None:
+        return None
+    t = np.asarray(treated).astype(bool)
+    if caliper_sd == "pooled":
+        sd = np.sqrt((_sd(d[t]) ** 2 + _sd(d[~t]) ** 2) / 2.0)
+    elif caliper_sd == "whole":
+        sd = _sd(d)
+    elif caliper_sd == "treated":
+        sd = _sd(d[t])
+    else:
+        raise ValueError(f"caliper_sd must be one of {CALIPER_SDS}; got {caliper_sd!r}")
+    return float(caliper * sd)
+
+
+# ----------------------------------------------------------------------------
+# per-stratum cores; all return lists (t_global, c_global, round)
+# ----------------------------------------------------------------------------
+
+
+class _Pool:
+    """Controls sorted by score with O(~1) "nearest still-available" queries.
+
+    Two orderings of the same sorted values: ``R`` ties by ascending index
+    (scanning right meets the lowest index first), ``L`` ties by descending
+    index (scanning left meets the lowest index first).
+    """
+
+    def __init__(self, dc: np.ndarray, cid: np.ndarray):
+        nc = dc.size
+        sR = np.lexsort((cid, dc))
+        sL = np.lexsort((-cid, dc))
+        self.vals = dc[sR]
+        self.valsR = self.vals.tolist()
+        self.valsL = dc[sL].tolist()
+        self.cR = cid[sR].tolist()
+        self.cL = cid[sL].tolist()
+        posR = np.empty(nc, np.int64)
+        posR[sR] = np.arange(nc)
+        posL = np.empty(nc, np.int64)
+        posL[sL] = np.arange(nc)
+        self.jR = sR.tolist()  # position -> local control
+        self.jL = sL.tolist()
+        self.posR = posR.tolist()  # local control -> position
+        self.posL = posL.tolist()
+        self.nxt = list(range(nc + 1))  # smallest available position >= i (nc: none)
+        self.prv = list(range(nc + 1))  # slot i+1 <-> position i; 0: none
+        self.nc = nc
+
+    def positions(self, dt: np.ndarray) -> list:
+        return np.searchsorted(self.vals, dt, side="left").tolist()
+
+    def nearest(self, x: float, p: int):
+        """(dist, control_global, local) of the nearest available control or None."""
+        nxt, prv = self.nxt, self.prv
+        # right: smallest available position >= p
+        r = p
+        while nxt[r] != r:
+            r = nxt[r]
+        i = p
+        while nxt[i] != r:
+            nxt[i], i = r, nxt[i]
+        # left: largest available position <= p-1 (slot p)
+        left = p
+        while prv[left] != left:
+            left = prv[left]
+        i = p
+        while prv[i] != left:
+            prv[i], i = left, prv[i]
+        best = None
+        if r < self.nc:
+            best = (self.valsR[r] - x, self.cR[r], self.jR[r])
+        if left > 0:
+            cand = (x - self.valsL[left - 1], self.cL[left - 1], self.jL[left - 1])
+            if best is None or cand[:2] < best[:2]:
+                best = cand
+        return best
+
+    def remove(self, j: int) -> None:
+        a = self.posR[j]
+        self.nxt[a] = a + 1
+        b = self.posL[j]
+        self.prv[b + 1] = b
+
+
+def _greedy_ordered(dt, tid, dc, cid, ratio, width):
+    """Greedy without replacement; treated processed in the given order."""
+    pool = _Pool(dc, cid)
+    pos = pool.positions(dt)
+    dtl = dt.tolist()
+    tidl = tid.tolist()
+    links = []
+    active = range(len(tidl))
+    w = float("inf") if width is None else width
+    for rnd in range(ratio):
+        nxt_active = []
+        for i in active:
+            best = pool.nearest(dtl[i], pos[i])
+            if best is None or best[0] > w:
+                continue
+            pool.remove(best[2])
+            links.append((tidl[i], best[1], rnd))
+            nxt_active.append(i)
+        active = nxt_active
+        if not active:
+            break
+    return links
+
+
+def _greedy_closest(dt, tid, dc, cid, ratio, width):
+    """Greedy without replacement, globally closest allowed pair first."""
+    pool = _Pool(dc, cid)
+    pos = pool.positions(dt)
+    dtl = dt.tolist()
+    tidl = tid.tolist()
+    w = float("inf") if width is None else width
+    taken = [False] * dc.size
+    links = []
+    active = list(range(len(tidl)))
+    for rnd in range(ratio):
+        heap = []
+        for i in active:
+            best = pool.nearest(dtl[i], pos[i])
+            if best is not None and best[0] <= w:
+                heap.append((best[0], tidl[i], best[1], best[2], i))
+        heapq.heapify(heap)
+        nxt_active = []
+        while heap:
+            dist, t_g, c_g, j, i = heapq.heappop(heap)
+            if taken[j]:
+                best = pool.nearest(dtl[i], pos[i])
+                if best is not None and best[0] <= w:
+                    heapq.heappush(heap, (best[0], t_g, best[1], best[2], i))
+                continue
+            taken[j] = True
+            pool.remove(j)
+            links.append((t_g, c_g, rnd))
+            nxt_active.append(i)
+        active = sorted(nxt_active)
+        if not active:
+            break
+    return links
+
+
+def _nearest_with_replacement(dt, tid, dc, cid, ratio, width):
+    """Each treated unit gets its k nearest controls (controls reusable); vectorised."""
+    nc = dc.size
+    sR = np.lexsort((cid, dc))
+    sL = np.lexsort((-cid, dc))
+    vals = dc[sR]
+    pos = np.searchsorted(vals, dt, side="left")
+    off = np.arange(ratio)
+    lp = pos[:, None] - 1 - off
+    rp = pos[:, None] + off
+    lok = lp >= 0
+    rok = rp < nc
+    lpc = np.clip(lp, 0, nc - 1)
+    rpc = np.clip(rp, 0, nc - 1)
+    ldist = np.where(lok, dt[:, None] - dc[sL][lpc], np.inf)
+    rdist = np.where(rok, vals[rpc] - dt[:, None], np.inf)
+    big = np.iinfo(np.int64).max
+    lid = np.where(lok, cid[sL][lpc], big)
+    rid = np.where(rok, cid[sR][rpc], big)
+    dist = np.concatenate([ldist, rdist], axis=1)
+    ids = np.concatenate([lid, rid], axis=1)
+    o = np.lexsort((ids, dist), axis=-1)[:, :ratio]
+    dist = np.take_along_axis(dist, o, axis=1)
+    ids = np.take_along_axis(ids, o, axis=1)
+    ok = np.isfinite(dist)
+    if width is not None:
+        ok &= dist <= width
+    r, k = np.nonzero(ok)
+    return list(zip(tid[r].tolist(), ids[r, k].tolist(), k.tolist()))
+
+
+def _optimal(dt, tid, dc, cid, ratio, width):
+    """Max number of within-caliper links, then min total |distance|."""
+    from scipy.optimize import linear_sum_assignment  # lazy: heavy import
+
+    nt, nc = dt.size, dc.size
+    rows = nt * ratio
+    if rows * nc > MAX_OPTIMAL_CELLS:
+        raise ValueError(
+            f"algorithm='optimal' needs a dense {rows} x {nc} cost matrix, above the "
+            f"limit of {MAX_OPTIMAL_CELLS} cells; use algorithm='greedy' or exact strata"
+        )
+    dist = np.abs(dt[:, None] - dc[None, :])
+    allowed = np.ones_like(dist, bool) if width is None else dist <= width
+    if not allowed.any():
+        return []
+    dmax = float(dist[allowed].max())
+    big = (dmax + 1.0) * (min(rows, nc) + 1.0)
+    cost = np.where(allowed, dist, big)
+    if ratio > 1:
+        cost = np.repeat(cost, ratio, axis=0)
+    r, c = linear_sum_assignment(cost)
+    keep = cost[r, c] < big
+    r, c = r[keep] // ratio, c[keep]
+    d = dist[r, c]
+    o = np.lexsort((cid[c], d, r))
+    r, c = r[o], c[o]
+    # round = rank of the link within its treated unit (nearest first)
+    rnd = np.zeros(r.size, np.int64)
+    if r.size:
+        start = np.r_[0, np.flatnonzero(np.diff(r)) + 1]
+        grp = np.repeat(start, np.diff(np.r_[start, r.size]))
+        rnd = np.arange(r.size) - grp
+    return list(zip(tid[r].tolist(), cid[c].tolist(), rnd.tolist()))
+
+
+# ----------------------------------------------------------------------------
+# public entry point
+# ----------------------------------------------------------------------------
+
+
+def _check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
+
+
+def match(
+    score,
+    treated,
+    *,
+    algorithm: str = "greedy",
+    caliper: float | None = 0.2,
+    caliper_scale: str = "logit",
+    caliper_sd: str = "pooled",
+    order: str = "largest",
+    ratio: int = 1,
+    replace: bool = False,
+    exact=None,
+    rng: np.random.Generator | None = None,
+) -> MatchResult:
+    """Match treated to control units on a propensity score.
+
+    ``score`` holds propensity scores (probabilities); distances are taken on
+    logit(score) (``caliper_scale="logit"``) or on the score itself ("ps").
+    A link is allowed when |distance| <= caliper * SD (see
+    :func:`caliper_width`); ``caliper=None`` means no caliper. See the module
+    docstring for algorithms, orders, tie rules and ratio/replacement semantics.
+    ``rng`` is required (and only used) for ``order="random"`` with greedy.
+    """
+    _check_choice("algorithm", algorithm, ALGORITHMS)
+    _check_choice("order", order, ORDERS)
+    _check_choice("caliper_scale", caliper_scale, CALIPER_SCALES)
+    _check_choice("caliper_sd", caliper_sd, CALIPER_SDS)
+    if caliper is not None:
+        if isinstance(caliper, bool) or not isinstance(caliper, (int, float, np.integer, np.floating)):
+            raise ValueError(f"caliper must be a positive number (in SDs) or None; got {caliper!r}")
+        if not (np.isfinite(caliper) and caliper > 0):
+            raise ValueError(f"caliper must be a positive finite number (in SDs) or None; got {caliper!r}")
+        caliper = float(caliper)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 1:
+        raise ValueError(f"ratio must be an integer >= 1; got {ratio!r}")
+    ratio = int(ratio)
+    if not isinstance(replace, (bool, np.bool_)):
+        raise ValueError(f"replace must be True or False; got {replace!r}")
+    score = np.asarray(score, dtype=float)
+    if score.ndim != 1:
+        raise ValueError(f"score must be a 1-D array; got shape {score.shape}")
+    n = score.size
+    t_arr = np.asarray(treated)
+    if t_arr.shape != (n,):
+        raise ValueError(f"treated must be a 1-D array of length {n}; got shape {t_arr.shape}")
+    tf = t_arr.astype(float)
+    if not np.all((tf == 0) | (tf == 1)):
+        raise ValueError("treated must contain only 0/1 (or False/True)")
+    t = tf == 1
+    if not np.all(np.isfinite(score)):
+        raise ValueError("score must be finite (no NaN/inf)")
+    if caliper_scale == "logit":
+        if np.any((score <= 0) | (score >= 1)):
+            raise ValueError(
+                "score must lie strictly in (0, 1) for caliper_scale='logit'; "
+                "clip it or use caliper_scale='ps'"
+            )
+        d = _logit(score)
+    else:
+        d = score
+    if exact is not None:
+        exact = np.asarray(exact)
+        if exact.shape != (n,):
+            raise ValueError(f"exact must be a 1-D array of length {n}; got shape {exact.shape}")
+        if not (np.issubdtype(exact.dtype, np.integer) or exact.dtype == bool):
+            if np.issubdtype(exact.dtype, np.floating) and np.all(exact == np.round(exact)):
+                exact = exact.astype(np.int64)
+            else:
+                raise ValueError("exact must be an integer array of stratum codes")
+    if algorithm == "greedy" and order == "random" and not replace:
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError("order='random' needs rng=np.random.Generator")
+
+    notes = []
+    n_t = int(t.sum())
+    n_c = n - n_t
+    width = caliper_width(d, t, caliper, caliper_sd)
+    if caliper is not None and caliper_sd in ("pooled", "treated") and (
+        n_t < 2 or (caliper_sd == "pooled" and n_c < 2)
+    ):
+        notes.append("a group has fewer than 2 units: its SD counted as 0 in the caliper")
+    if caliper is None:
+        notes.append("no caliper")
+    if not replace and n_t * ratio > n_c:
+        if ratio == 1:
+            notes.append(f"more treated ({n_t}) than controls ({n_c}): at most {n_c} pairs")
+        else:
+            notes.append(
+                f"treated x ratio ({n_t} x {ratio}) exceeds controls ({n_c}): "
+                f"at most {n_c} links"
+            )
+
+    idx = np.arange(n)
+    t_idx_all = idx[t]
+    c_idx_all = idx[~t]
+    # processing order of treated units (global), as ranks
+    if algorithm == "greedy" and not replace and order != "closest":
+        if order == "largest":
+            proc = np.lexsort((t_idx_all, -score[t]))
+        elif order == "smallest":
+            proc = np.lexsort((t_idx_all, score[t]))
+        elif order == "data":
+            proc = np.arange(n_t)
+        else:  # random
+            proc = rng.permutation(n_t)
+        t_sorted = t_idx_all[proc]
+    else:
+        t_sorted = t_idx_all
+
+    if replace:
+        if algorithm == "optimal":
+            notes.append("optimal with replacement = nearest controls per treated unit")
+        core = _nearest_with_replacement
+    elif algorithm == "optimal":
+        core = _optimal
+    elif order == "closest":
+        core = _greedy_closest
+    else:
+        core = _greedy_ordered
+
+    links = []
+    if n_t and n_c:
+        if exact is None:
+            groups = [(t_sorted, c_idx_all)]
+        else:
+            groups = []
+            ex_t = exact[t_sorted]
+            ex_c = exact[c_idx_all]
+            codes_t = np.unique(ex_t)
+            # stable grouping keeps the processing order within each stratum
+            o_t = np.argsort(ex_t, kind="stable")
+            bounds_t = np.searchsorted(ex_t[o_t], codes_t, side="left")
+            ends_t = np.searchsorted(ex_t[o_t], codes_t, side="right")
+            o_c = np.argsort(ex_c, kind="stable")
+            sc = ex_c[o_c]
+            for code, a, b in zip(codes_t, bounds_t, ends_t):
+                ca, cb = np.searchsorted(sc, code, "left"), np.searchsorted(sc, code, "right")
+                if cb > ca:
+                    groups.append((t_sorted[o_t[a:b]], np.sort(c_idx_all[o_c[ca:cb]])))
+        for tg, cg in groups:
+            links.extend(core(d[tg], tg, d[cg], cg, ratio, width))
+
+    if links:
+        L = np.array(links, dtype=np.int64)
+    else:
+        L = np.zeros((0, 3), np.int64)
+    tl, cl, rl = L[:, 0], L[:, 1], L[:, 2]
+    matched_t = np.unique(tl)
+    pid_of_t = np.full(n, -1, np.int64)
+    pid_of_t[matched_t] = np.arange(matched_t.size)
+    link_pid = pid_of_t[tl]
+    o = np.lexsort((rl, link_pid))
+    tl, cl, link_pid = tl[o], cl[o], link_pid[o]
+    pair_id = pid_of_t.copy()
+    if cl.size:
+        # smallest set id per control (links are sorted by pid, so reverse assign)
+        pair_id[cl[::-1]] = link_pid[::-1]
+    k_i = np.bincount(tl, minlength=n)
+    weights = np.zeros(n)
+    weights[matched_t] = 1.0
+    if cl.size:
+        weights += np.bincount(cl, weights=1.0 / k_i[tl], minlength=n)
+    n_unmatched = n_t - matched_t.size
+    if n_unmatched and n_t:
+        notes.append(f"{n_unmatched} of {n_t} treated units unmatched")
+    return MatchResult(
+        treated_idx=tl,
+        control_idx=cl,
+        pair_id=pair_id,
+        weights=weights,
+        caliper_width=width,
+        n_pairs=int(tl.size),
+        n_treated_matched=int(matched_t.size),
+        n_treated=n_t,
+        n_control=n_c,
+        notes=tuple(notes),
+    )

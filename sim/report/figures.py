@@ -1,0 +1,96 @@
+"""Figures (PNG) from the tidy summary: a measure against the first grid factor, one panel per
+outcome x timepoint, one line per level of the other factors, MCSE bars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _label(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "none"
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+def _levels(values: pd.Series) -> list[str]:
+    """Distinct x labels in order of appearance (NaN/None as one 'none' level)."""
+    return list(dict.fromkeys(_label(v) for v in values))
+
+
+def measure_plot(summary: pd.DataFrame, factors: Sequence[str], measure: str, analysis: str, path: Path,
+                 title: str, ylabel: str, reference: float | None = None) -> Path | None:
+    """Panels outcome x timepoint; x = factors[0] (categorical positions, so 'none' fits);
+    lines = combinations of the remaining factors; error bars = 2 x MCSE."""
+    df = summary[(summary["measure"] == measure) & (summary["analysis"] == analysis)]
+    if df.empty or not factors:
+        return None
+    x_name, hue = factors[0], list(factors[1:])
+    x_levels = _levels(summary[x_name])
+    outcomes = list(dict.fromkeys(df["outcome"]))
+    times = list(dict.fromkeys(df["timepoint"]))
+    fig, axes = plt.subplots(len(times), len(outcomes), figsize=(3.2 * len(outcomes), 2.8 * len(times)),
+                             squeeze=False, sharex=True)
+    groups = df.groupby(hue, dropna=False, sort=False) if hue else [((), df)]
+    for (key, g) in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{h}={_label(k)}" for h, k in zip(hue, key)) or None
+        for i, t in enumerate(times):
+            for j, o in enumerate(outcomes):
+                d = g[(g["outcome"] == o) & (g["timepoint"] == t)]
+                pos = [x_levels.index(_label(v)) for v in d[x_name]]
+                axes[i, j].errorbar(pos, d["value"], yerr=2 * d["mcse"].fillna(0), marker="o", ms=3,
+                                    capsize=2, label=label)
+    for i, t in enumerate(times):
+        for j, o in enumerate(outcomes):
+            ax = axes[i, j]
+            if reference is not None:
+                ax.axhline(reference, color="grey", lw=0.8, ls="--")
+            ax.set_title(f"{o}, {t}", fontsize=9)
+            ax.set_xticks(range(len(x_levels)), x_levels, fontsize=7)
+            if j == 0:
+                ax.set_ylabel(ylabel, fontsize=8)
+            if i == len(times) - 1:
+                ax.set_xlabel(x_name, fontsize=8)
+    if hue:
+        axes[0, -1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def scalar_plot(summary: pd.DataFrame, factors: Sequence[str], measure: str, path: Path, title: str,
+                ylabel: str) -> Path | None:
+    """A per-condition measure (e.g. mean pairs) against the first factor."""
+    df = summary[summary["measure"] == measure]
+    if df.empty or not factors:
+        return None
+    df = df.drop_duplicates(subset=list(factors))
+    x_name, hue = factors[0], list(factors[1:])
+    x_levels = _levels(summary[x_name])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    groups = df.groupby(hue, dropna=False, sort=False) if hue else [((), df)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{h}={_label(k)}" for h, k in zip(hue, key)) or None
+        pos = [x_levels.index(_label(v)) for v in g[x_name]]
+        ax.errorbar(pos, g["value"], yerr=2 * g["mcse"].fillna(0), marker="o", capsize=2, label=label)
+    ax.set_xticks(range(len(x_levels)), x_levels)
+    ax.set_xlabel(x_name)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if hue:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

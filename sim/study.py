@@ -1,0 +1,231 @@
+"""Load and validate a study spec: the published numbers a cohort model is calibrated to.
+
+A spec is plain YAML (see conf/study/tominaga2025.yaml). Validation happens on load so that a
+typo in a transcribed table fails loudly with the field's path, not as a strange calibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import yaml
+
+GROUPS = ("treated", "control")
+TIMES = ("pre", "m1", "m6")
+POST_TIMES = ("m1", "m6")
+KINDS = ("continuous", "binary", "categorical")
+SCALE_TYPES = ("normal", "lognormal")
+SUM_TOLERANCE = 0.01  # published counts may be off by rounding or a typo (Table 1 level: 190/189)
+
+
+class StudySpecError(ValueError):
+    """A study file that does not match the schema; the message names the field."""
+
+
+def _fail(path: str, msg: str) -> None:
+    raise StudySpecError(f"study spec: {path}: {msg}")
+
+
+def _get(d: Mapping, key: str, path: str) -> Any:
+    if not isinstance(d, Mapping) or key not in d:
+        _fail(f"{path}.{key}" if path else key, "missing")
+    return d[key]
+
+
+def _number(x: Any, path: str, *, positive: bool = False, nonneg: bool = False) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not np.isfinite(x):
+        _fail(path, f"must be a finite number, got {x!r}")
+    if positive and x <= 0:
+        _fail(path, f"must be > 0, got {x!r}")
+    if nonneg and x < 0:
+        _fail(path, f"must be >= 0, got {x!r}")
+    return float(x)
+
+
+def _count(x: Any, path: str, n_max: int) -> int:
+    if isinstance(x, bool) or not isinstance(x, int):
+        _fail(path, f"must be a whole count, got {x!r}")
+    if x < 0 or x > n_max:
+        _fail(path, f"count {x} is outside 0..{n_max} (the group's N)")
+    return x
+
+
+def _mean_sd(pair: Any, path: str) -> tuple[float, float]:
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+        _fail(path, f"must be [mean, sd], got {pair!r}")
+    return _number(pair[0], f"{path}[0]"), _number(pair[1], f"{path}[1]", positive=True)
+
+
+def _validate_scale(scale: Any, path: str) -> None:
+    if not isinstance(scale, Mapping):
+        _fail(path, "must be a mapping with type, lower, upper, step")
+    if scale.get("type", "normal") not in SCALE_TYPES:
+        _fail(f"{path}.type", f"must be one of {list(SCALE_TYPES)}, got {scale.get('type')!r}")
+    lo = _number(_get(scale, "lower", path), f"{path}.lower")
+    hi = _number(_get(scale, "upper", path), f"{path}.upper")
+    if hi <= lo:
+        _fail(f"{path}.upper", f"must be > lower ({lo}), got {hi}")
+    _number(_get(scale, "step", path), f"{path}.step", positive=True)
+
+
+def _validate_variable(name: str, var: Any, path: str, n: Mapping[str, int]) -> None:
+    if not isinstance(var, Mapping):
+        _fail(path, "must be a mapping")
+    kind = _get(var, "kind", path)
+    if kind not in KINDS:
+        _fail(f"{path}.kind", f"must be one of {list(KINDS)}, got {kind!r}")
+    _get(var, "source", path)
+    for group in ("total",) + GROUPS:
+        g = _get(var, group, path)
+        gp = f"{path}.{group}"
+        if kind == "continuous":
+            mean = _number(_get(g, "mean", gp), f"{gp}.mean")
+            _number(_get(g, "sd", gp), f"{gp}.sd", positive=True)
+            scale = var.get("scale")
+            if scale is not None:
+                _validate_scale(scale, f"{path}.scale")
+                if not scale["lower"] <= mean <= scale["upper"]:
+                    _fail(f"{gp}.mean", f"{mean} lies outside the scale [{scale['lower']}, {scale['upper']}]")
+        elif kind == "binary":
+            _count(_get(g, "n", gp), f"{gp}.n", n[group])
+        else:
+            cats = _get(var, "categories", path)
+            counts = _get(g, "n", gp)
+            if not isinstance(counts, list) or len(counts) != len(cats):
+                _fail(f"{gp}.n", f"must list one count per category {cats}, got {counts!r}")
+            total = sum(_count(c, f"{gp}.n[{i}]", n[group]) for i, c in enumerate(counts))
+            if abs(total / n[group] - 1) > SUM_TOLERANCE:
+                _fail(f"{gp}.n", f"category counts add to {total}, but N = {n[group]} "
+                                 f"(proportions must sum to 1 within {SUM_TOLERANCE})")
+
+
+def _validate_outcome(name: str, out: Any, path: str) -> None:
+    if not isinstance(_get(out, "higher_is_better", path), bool):
+        _fail(f"{path}.higher_is_better", "must be true or false")
+    _validate_scale(_get(out, "scale", path), f"{path}.scale")
+    _number(_get(_get(out, "mcid", path), "value", f"{path}.mcid"), f"{path}.mcid.value", positive=True)
+    lo, hi = out["scale"]["lower"], out["scale"]["upper"]
+    for table, times in (("fig1", TIMES), ("fig2", TIMES), ("table2", POST_TIMES), ("table5", POST_TIMES)):
+        tab = _get(out, table, path)
+        for group in GROUPS:
+            g = _get(tab, group, f"{path}.{table}")
+            for t in times:
+                p = f"{path}.{table}.{group}.{t}"
+                mean, _ = _mean_sd(_get(g, t, f"{path}.{table}.{group}"), p)
+                if table.startswith("fig") and not lo <= mean <= hi:
+                    _fail(p, f"mean {mean} lies outside the scale [{lo}, {hi}]")
+
+
+def _section(raw: Mapping, key: str) -> Mapping:
+    block = _get(raw, key, "")
+    if not isinstance(block, Mapping):
+        _fail(key, f"must be a mapping of name -> entry, got {type(block).__name__}")
+    return block
+
+
+def validate(raw: Any) -> None:
+    """Raise StudySpecError naming the first field that breaks the schema."""
+    if not isinstance(raw, Mapping):
+        _fail("<root>", "a study spec must be a mapping")
+    _get(raw, "name", "")
+    n_raw = _get(raw, "n", "")
+    n = {g: _count(_get(n_raw, g, "n"), f"n.{g}", 10**9) for g in ("total",) + GROUPS}
+    if min(n.values()) < 1:
+        _fail("n", f"group sizes must be >= 1, got {n}")
+    if n["treated"] + n["control"] != n["total"]:
+        _fail("n.total", f"{n['total']} != treated {n['treated']} + control {n['control']}")
+    for section in ("covariates", "surgery", "survival"):
+        block = _section(raw, section)
+        for name, var in block.items():
+            if isinstance(var, Mapping):
+                _validate_variable(name, var, f"{section}.{name}", n)
+    pm = _get(raw, "propensity_model", "")
+    covs = _get(pm, "covariates", "propensity_model")
+    ors = _get(pm, "odds_ratios", "propensity_model")
+    for c in covs:
+        p = f"propensity_model.odds_ratios.{c}"
+        entry = _get(ors, c, "propensity_model.odds_ratios")
+        or_ = _number(_get(entry, "or", p), f"{p}.or", positive=True)
+        ci = _get(entry, "ci", p)
+        if not isinstance(ci, list) or len(ci) != 2:
+            _fail(f"{p}.ci", f"must be [lower, upper], got {ci!r}")
+        lo, hi = (_number(x, f"{p}.ci", positive=True) for x in ci)
+        if not lo <= or_ <= hi:
+            _fail(f"{p}.ci", f"odds ratio {or_} is not inside its CI [{lo}, {hi}]")
+    for name, out in _section(raw, "outcomes").items():
+        _validate_outcome(name, out, f"outcomes.{name}")
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study spec with accessors for the targets the generator uses."""
+
+    raw: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.raw["name"]
+
+    @property
+    def n(self) -> dict[str, int]:
+        return dict(self.raw["n"])
+
+    @property
+    def treated_share(self) -> float:
+        return self.raw["n"]["treated"] / self.raw["n"]["total"]
+
+    @property
+    def covariates(self) -> Mapping[str, Any]:
+        return self.raw["covariates"]
+
+    @property
+    def outcomes(self) -> Mapping[str, Any]:
+        return self.raw["outcomes"]
+
+    def variable(self, name: str) -> Mapping[str, Any]:
+        for section in ("covariates", "surgery", "survival"):
+            if name in self.raw[section]:
+                return self.raw[section][name]
+        raise KeyError(f"study {self.name!r} has no variable {name!r}")
+
+    def proportions(self, name: str, group: str) -> np.ndarray:
+        """Category (or yes) proportions; normalised because published counts may not add up."""
+        var = self.variable(name)
+        if var["kind"] == "binary":
+            return np.array([var[group]["n"] / self.raw["n"][group]])
+        counts = np.asarray(var[group]["n"], dtype=float)
+        return counts / counts.sum()
+
+    def log_odds_ratios(self) -> dict[str, float]:
+        pm = self.raw["propensity_model"]
+        return {c: float(np.log(pm["odds_ratios"][c]["or"])) for c in pm["covariates"]}
+
+
+def load_study(source: str | Path | Mapping[str, Any]) -> Study:
+    """Load a study spec from a YAML path or an already-parsed mapping, validating it."""
+    if isinstance(source, Mapping):
+        raw = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise StudySpecError(f"study spec: file not found: {path}")
+        with path.open() as fh:
+            raw = yaml.safe_load(fh)
+    raw = _plain(raw)
+    validate(raw)
+    return Study(raw)
+
+
+def _plain(obj: Any) -> Any:
+    """OmegaConf containers to plain dicts/lists so the spec is picklable and hashable as text."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(obj, (DictConfig, ListConfig)):
+            return OmegaConf.to_container(obj, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf ships with hydra-core
+        pass
+    return obj

@@ -1,0 +1,176 @@
+"""Tests for the `python -m sim.match` command line (run as a subprocess)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.methods.balance import smd
+from sim.methods.matching import match
+from sim.methods.propensity import fit_propensity
+
+COVS = ["age", "male", "escc", "frankel_abc", "emergency"]
+
+
+@pytest.fixture(scope="module")
+def cohort_csv(tmp_path_factory):
+    rng = np.random.default_rng(2025)
+    n = 263
+    df = pd.DataFrame(
+        {
+            "id": [f"p{i:03d}" for i in range(n)],
+            "age": rng.normal(68, 12, n).round(),
+            "male": rng.integers(0, 2, n),
+            "escc": rng.integers(0, 4, n),
+            "frankel_abc": rng.integers(0, 2, n),
+            "emergency": rng.integers(0, 2, n),
+        }
+    )
+    eta = 0.9 + 0.03 * (df.age - 68) + 0.6 * df.frankel_abc
+    df["decompression"] = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
+    path = tmp_path_factory.mktemp("data") / "cohort.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "sim.match", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+
+
+def base_args(csv, out, covs=",".join(COVS)):
+    return [csv, "--treatment", "decompression", "--covariates", covs, "--out", out]
+
+
+def test_happy_path(cohort_csv, tmp_path):
+    out = tmp_path / "res"
+    r = run_cli(*base_args(cohort_csv, out))
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    df = pd.read_csv(cohort_csv)
+    m = pd.read_csv(out / "matched.csv")
+    assert len(m) == len(df)
+    assert list(m.columns) == list(df.columns) + ["ps", "logit_ps", "pair", "weight"]
+    pd.testing.assert_frame_equal(m[df.columns], df)
+    # same result as the library
+    X = df[COVS].to_numpy(float)
+    t = df["decompression"].to_numpy()
+    fit = fit_propensity(X, t)
+    res = match(fit.ps, t)
+    np.testing.assert_allclose(m["ps"], fit.ps, rtol=1e-12)
+    assert m["pair"].notna().sum() == 2 * res.n_pairs
+    assert (m["pair"].isna() == (res.pair_id < 0)).all()
+    np.testing.assert_allclose(m["weight"], res.weights)
+    # each pair has one treated and one control
+    g = m.dropna(subset=["pair"]).groupby("pair")["decompression"].agg(["sum", "count"])
+    assert (g["sum"] == 1).all() and (g["count"] == 2).all()
+    bal = pd.read_csv(out / "balance.csv")
+    assert list(bal.columns) == ["covariate", "smd_before", "smd_after", "vr_before", "vr_after"]
+    np.testing.assert_allclose(bal["smd_before"], smd(X, t))
+    assert f"pairs: {res.n_pairs}" in r.stdout
+
+
+def test_options_pass_through(cohort_csv, tmp_path):
+    out = tmp_path / "res2"
+    r = run_cli(*base_args(cohort_csv, out), "--caliper", "none", "--order", "random", "--seed", "3",
+                "--ratio", "2", "--exact", "male", "--caliper-sd", "whole", "--caliper-scale", "ps")
+    assert r.returncode == 0, r.stderr
+    m = pd.read_csv(out / "matched.csv")
+    sets = m.dropna(subset=["pair"]).groupby("pair")["male"].nunique()
+    assert (sets == 1).all()  # exact on male
+    r = run_cli(*base_args(cohort_csv, tmp_path / "res3"), "--method", "optimal", "--replace")
+    assert r.returncode == 0, r.stderr
+    r = run_cli(*base_args(cohort_csv, tmp_path / "res4"), "--method", "optimal", "--order", "closest")
+    assert r.returncode == 0, r.stderr
+
+
+def _write(tmp_path, df, name="bad.csv"):
+    p = tmp_path / name
+    df.to_csv(p, index=False)
+    return p
+
+
+@pytest.fixture
+def small_df():
+    rng = np.random.default_rng(0)
+    n = 40
+    return pd.DataFrame(
+        {"t": np.r_[np.ones(15, int), np.zeros(25, int)], "a": rng.normal(size=n), "b": rng.integers(0, 2, n)}
+    )
+
+
+def _assert_error(r, *fragments):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def test_error_missing_file(tmp_path):
+    _assert_error(run_cli(tmp_path / "nope.csv", "--treatment", "t", "--covariates", "a", "--out", tmp_path),
+                  "not found")
+
+
+def test_error_missing_column(tmp_path, small_df):
+    p = _write(tmp_path, small_df)
+    _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a,zz", "--out", tmp_path / "o"), "zz")
+    _assert_error(run_cli(p, "--treatment", "tt", "--covariates", "a", "--out", tmp_path / "o"), "tt")
+    _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a", "--exact", "qq", "--out", tmp_path / "o"),
+                  "qq")
+
+
+def test_error_nonbinary_treatment(tmp_path, small_df):
+    small_df.loc[0, "t"] = 2
+    p = _write(tmp_path, small_df)
+    _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a", "--out", tmp_path / "o"), "binary", "'t'")
+
+
+def test_error_missing_values(tmp_path, small_df):
+    small_df["a"] = small_df["a"].astype(float)
+    small_df.loc[3, "a"] = np.nan
+    p = _write(tmp_path, small_df)
+    _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a,b", "--out", tmp_path / "o"), "'a'", "missing")
+
+
+def test_error_constant_covariate(tmp_path, small_df):
+    small_df["c"] = 1
+    p = _write(tmp_path, small_df)
+    _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a,c", "--out", tmp_path / "o"), "'c'", "constant")
+
+
+def test_error_non_numeric_covariate(tmp_path, small_df):
+    small_df["s"] = ["x", "y"] * 20
+    p = _write(tmp_path, small_df)
+    _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a,s", "--out", tmp_path / "o"), "'s'", "numeric")
+
+
+@pytest.mark.parametrize("cal", ["0", "-0.2", "abc"])
+def test_error_bad_caliper(tmp_path, small_df, cal):
+    p = _write(tmp_path, small_df)
+    _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a", "--caliper", cal, "--out", tmp_path / "o"),
+                  "caliper")
+
+
+def test_error_bad_choice_and_missing_args(tmp_path, small_df):
+    p = _write(tmp_path, small_df)
+    _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a", "--order", "biggest", "--out", tmp_path / "o"),
+                  "order")
+    _assert_error(run_cli(p, "--covariates", "a", "--out", tmp_path / "o"), "--treatment")
+    _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a", "--ratio", "0", "--out", tmp_path / "o"),
+                  "ratio")
+
+
+def test_error_single_arm(tmp_path, small_df):
+    small_df["t"] = 1
+    p = _write(tmp_path, small_df)
+    _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a", "--out", tmp_path / "o"), "control")
+
+
+def test_error_out_is_a_file(tmp_path, small_df):
+    p = _write(tmp_path, small_df)
+    _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a", "--out", p), "output")
