@@ -260,6 +260,7 @@ def _core_fit(study: Study, model: M.CohortModel, lat: M.Latents, free: list[str
     fitted_terms = [t for t, b in published.items() if b != 0.0]
     target_lor = np.array([published[t] for t in model.ps_covariates])
     LOR_WEIGHT = 0.1  # 0.1 on the log-OR scale counts like one point of a proportion
+    needed = frozenset(model.ps_covariates) | frozenset(model.omitted_log_or)
 
     def build(params: np.ndarray) -> M.CohortModel:
         omitted = {**model.omitted_log_or, **dict(zip(free, params[npar:npar + len(free)]))}
@@ -270,7 +271,7 @@ def _core_fit(study: Study, model: M.CohortModel, lat: M.Latents, free: list[str
         m = build(params)
         if np.linalg.eigvalsh(m.core_corr)[0] < 1e-3:
             return np.full(targets.size + target_lor.size, 1.0)
-        cols, _ = M.covariates(m, lat)
+        cols, _ = M.covariates(m, lat, only=needed)
         ps = _true_ps(m, cols)
         w = group_weights(ps)
         got = []

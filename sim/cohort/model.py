@@ -197,20 +197,25 @@ def other_latent(loading: float, L: np.ndarray, e: np.ndarray) -> np.ndarray:
     return loading * L + np.sqrt(1.0 - loading**2) * e
 
 
-def covariates(model: CohortModel, lat: Latents) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Observed covariates (codes for categories) and L."""
+def covariates(model: CohortModel, lat: Latents, only: frozenset[str] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Observed covariates (codes for categories) and L; `only` limits the non-core covariates
+    computed (calibration of the core needs just a few)."""
     z, L = core_latent(model, lat)
     cols: dict[str, np.ndarray] = {}
     for j, cov in enumerate(model.core):
         cols[cov.name] = cov.values(z[:, j])
     zo = {}
     for j, cov in enumerate(model.others):
+        if only is not None and cov.name not in only:
+            continue
         if cov.kind == "nominal":
             cols[cov.name] = cov.nominal_values(L, lat.others[:, j])
             continue
         zo[cov.name] = other_latent(cov.loading, L, lat.others[:, j])
         cols[cov.name] = cov.values(zo[cov.name])
     for ref in model.refinements:
+        if ref.source not in zo:
+            continue
         code = ref.ordinal(zo[ref.source])
         cols[ref.column] = np.asarray(ref.values)[code]
         cols[ref.source] = np.isin(cols[ref.column], ref.yes_values).astype(np.int8)
