@@ -69,7 +69,12 @@ def design_of(study: Study, cohort: Mapping[str, Any]) -> Design:
         raise ConfigError(str(e)) from None
 
 
+RESERVED_COLUMNS = {"condition", "rep", "outcome", "timepoint", "analysis", "measure", "value", "mcse", "n",
+                    "estimate", "se", "ci_low", "ci_high", "p_value", "reason"}
+
+
 def short_names(keys: list[str]) -> dict[str, str]:
-    """Grid keys as column names: the last path component unless two keys share it."""
+    """Grid keys as column names: the last path component, unless two keys share it or it is a
+    column of the results (e.g. `cohort.n` stays `cohort.n`, not `n`)."""
     last = [k.split(".")[-1] for k in keys]
-    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
+    return {k: (s if last.count(s) == 1 and s not in RESERVED_COLUMNS else k) for k, s in zip(keys, last)}

@@ -38,7 +38,7 @@ from sim.methods.matching import MatchResult, match  # noqa: E402
 from sim.methods.outcomes import wilcoxon_ranksum  # noqa: E402
 from sim.methods.pipeline import MethodSpec, _matrix  # noqa: E402
 from sim.methods.propensity import fit_propensity, odds_ratio_table  # noqa: E402
-from sim.report.tables import _synthetic_mean, markdown, outcome_table, table1  # noqa: E402
+from sim.report.tables import mean_sd_cell, markdown, outcome_table, table1  # noqa: E402
 from sim.study import GROUPS, Study, load_study  # noqa: E402
 
 
@@ -95,7 +95,7 @@ def table4(study: Study, model: CohortModel, columns: Mapping[str, np.ndarray], 
         rows.append({"variable": f"{name}, mean (SD)",
                      "published treated": f"{pub['treated'][0]} ({pub['treated'][1]})",
                      "published control": f"{pub['control'][0]} ({pub['control'][1]})",
-                     "synthetic treated": _synthetic_mean(x[ti]), "synthetic control": _synthetic_mean(x[ci]),
+                     "synthetic treated": mean_sd_cell(x[ti]), "synthetic control": mean_sd_cell(x[ci]),
                      "synthetic SMD": f"{smd_of(x):.2f}"})
     n_pub = m["n"]
     for name, (kt, kc) in m["counts"].items():
@@ -127,7 +127,7 @@ def table5(study: Study, columns: Mapping[str, np.ndarray], res: MatchResult) ->
                          "published treated": f"{pub['treated'][t][0]} ({pub['treated'][t][1]})",
                          "published control": f"{pub['control'][t][0]} ({pub['control'][t][1]})",
                          "published p": pub["p"][t],
-                         "synthetic treated": _synthetic_mean(d[ti]), "synthetic control": _synthetic_mean(d[ci]),
+                         "synthetic treated": mean_sd_cell(d[ti]), "synthetic control": mean_sd_cell(d[ci]),
                          "synthetic p (Wilcoxon)": f"{p:.2f}"})
     return pd.DataFrame(rows)
 

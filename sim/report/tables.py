@@ -19,7 +19,7 @@ def _fmt_prop(k: float, n: float) -> str:
     return f"{int(round(k))} ({100 * k / n:.1f}%)" if n else "-"
 
 
-def _synthetic_mean(x: np.ndarray) -> str:
+def mean_sd_cell(x: np.ndarray) -> str:
     x = x[~np.isnan(x)]
     return _fmt_mean(float(x.mean()), float(x.std(ddof=1))) if x.size > 1 else "-"
 
@@ -57,7 +57,7 @@ def table1(study: Study, columns: Mapping[str, np.ndarray], sections: Sequence[s
                 cells = {}
                 for g in GROUPS:
                     cells[f"published {g}"] = _fmt_mean(var[g]["mean"], var[g]["sd"])
-                    cells[f"{label} {g}"] = _synthetic_mean(columns[name][masks[g]].astype(float))
+                    cells[f"{label} {g}"] = mean_sd_cell(columns[name][masks[g]].astype(float))
                 rows.append({"variable": f"{name}, mean (SD)", **cells})
             elif var["kind"] == "binary":
                 cells = {}
@@ -88,7 +88,7 @@ def outcome_table(study: Study, columns: Mapping[str, np.ndarray], figure: str =
             cells = {}
             for g in GROUPS:
                 cells[f"published {g}"] = _fmt_mean(*o[figure][g][time])
-                cells[f"{label} {g}"] = _synthetic_mean(columns[f"{name}_{time}"][masks[g]].astype(float))
+                cells[f"{label} {g}"] = mean_sd_cell(columns[f"{name}_{time}"][masks[g]].astype(float))
             rows.append({"outcome": f"{name} {time}", **cells})
     order = ["outcome"] + [f"{s} {g}" for g in GROUPS for s in ("published", label)]
     return pd.DataFrame(rows)[order]

@@ -1,0 +1,130 @@
+"""Closed-form sample size and power for a two-arm parallel trial (pure functions, no state).
+
+All sample sizes are PER ARM and two-sided at level ``alpha``.
+
+Change-score t-test (normal approximation; e.g. Chow, Shao & Wang, Sample Size Calculations in
+Clinical Research, 3rd ed., sec. 3.2):
+
+    n = 2 (z_{1-alpha/2} + z_{1-beta})^2 sd^2 / delta^2          (analysable patients per arm)
+
+``exact=True`` instead uses the noncentral t distribution of the pooled-variance (Student)
+t statistic, df = n1 + n2 - 2, noncentrality delta / (sd sqrt(1/n1 + 1/n2)); power counts both
+rejection tails, as statsmodels.stats.power.TTestIndPower.
+
+ANCOVA on the follow-up outcome adjusted for baseline (Borm, Fransen & Lemmens 2007, J Clin
+Epidemiol 60:1234): the residual variance is sd_post^2 (1 - rho^2), rho the pre-post correlation
+and sd_post the SD of the follow-up outcome (equivalently of the change score given baseline), so
+
+    n_ancova = 2 (z_{1-alpha/2} + z_{1-beta})^2 sd_post^2 (1 - rho^2) / delta^2
+
+(the exact version loses one more df for the baseline slope: df = n1 + n2 - 3).
+
+Deaths: an outcome is measured only in patients alive at the visit. With survival probability
+``survival`` to the visit (the same in both arms), ``n`` analysable patients need
+``n / survival`` randomised ones; every ``n_per_arm_*`` takes ``survival`` for this inflation,
+every ``power_*`` takes the number randomised and ``survival`` and works on the expected number
+analysable (n x survival).
+"""
+
+from __future__ import annotations
+
+import math
+
+from scipy import optimize, special, stats
+
+__all__ = ["n_per_arm_ttest", "power_ttest", "n_per_arm_ancova", "power_ancova", "z"]
+
+
+def z(p: float) -> float:
+    """The standard normal quantile."""
+    return float(special.ndtri(p))
+
+
+def _check(delta: float, sd: float, alpha: float, survival: float, power: float | None = None) -> None:
+    if not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta != 0):
+        raise ValueError(f"delta must be a finite non-zero number, got {delta!r}")
+    if not (isinstance(sd, (int, float)) and math.isfinite(sd) and sd > 0):
+        raise ValueError(f"sd must be a finite number > 0, got {sd!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if not 0 < survival <= 1:
+        raise ValueError(f"survival must be in (0, 1], got {survival!r}")
+    if power is not None and not alpha / 2 < power < 1:
+        raise ValueError(f"power must be in (alpha/2, 1), got {power!r}")
+
+
+def _power_t(n1: float, n2: float, delta: float, sd: float, alpha: float, exact: bool, df_lost: int) -> float:
+    se = sd * math.sqrt(1.0 / n1 + 1.0 / n2)
+    ncp = abs(delta) / se
+    if not exact:
+        q = z(1 - alpha / 2)
+        return float(special.ndtr(ncp - q) + special.ndtr(-ncp - q))
+    df = n1 + n2 - 2 - df_lost
+    if df <= 0:
+        return float("nan")
+    q = float(stats.t.ppf(1 - alpha / 2, df))
+    return float(stats.nct.sf(q, df, ncp) + stats.nct.cdf(-q, df, ncp))
+
+
+def power_ttest(n: float, delta: float, sd: float, alpha: float = 0.05, *, exact: bool = True,
+                ratio: float = 1.0, survival: float = 1.0) -> float:
+    """Power of the two-sided two-sample t-test of the change score.
+
+    n: patients randomised to arm 1 (arm 2: ratio x n); survival: share alive at the visit (the
+    analysable numbers are n x survival and ratio x n x survival). exact=True: noncentral t
+    (scipy.stats.nct, df = n1 + n2 - 2, both tails); exact=False: normal approximation.
+    """
+    _check(delta, sd, alpha, survival)
+    if not n > 0 or not ratio > 0:
+        raise ValueError(f"n and ratio must be > 0, got n={n!r}, ratio={ratio!r}")
+    n1 = n * survival
+    return _power_t(n1, n1 * ratio, delta, sd, alpha, exact, 0)
+
+
+def _solve_n(power_fn, target: float, lo: float) -> float:
+    hi = max(4.0, lo * 2)
+    while power_fn(hi) < target:
+        hi *= 2
+        if hi > 1e9:
+            raise ValueError("power target not reachable")
+    return float(optimize.brentq(lambda m: power_fn(m) - target, lo, hi, xtol=1e-10))
+
+
+def n_per_arm_ttest(delta: float, sd: float, alpha: float = 0.05, power: float = 0.8, *, exact: bool = False,
+                    survival: float = 1.0) -> float:
+    """Patients to randomise per arm (not rounded up) for the change-score t-test.
+
+    exact=False: n = 2 (z_{1-alpha/2} + z_power)^2 sd^2 / delta^2 / survival. exact=True: the n
+    (continuous) at which the noncentral-t power equals `power`, divided by survival.
+    """
+    _check(delta, sd, alpha, survival, power)
+    if not exact:
+        n = 2.0 * (z(1 - alpha / 2) + z(power)) ** 2 * sd ** 2 / delta ** 2
+    else:
+        n = _solve_n(lambda m: _power_t(m, m, delta, sd, alpha, True, 0), power, 1.0 + 1e-9)
+    return n / survival
+
+
+def power_ancova(n: float, delta: float, sd_post: float, rho: float, alpha: float = 0.05, *, exact: bool = True,
+                 survival: float = 1.0) -> float:
+    """Power of the baseline-adjusted ANCOVA (equal arms): the t-test power with residual SD
+    sd_post sqrt(1 - rho^2) and, if exact, one df less."""
+    if not -1 < rho < 1:
+        raise ValueError(f"rho must be in (-1, 1), got {rho!r}")
+    _check(delta, sd_post, alpha, survival)
+    n1 = n * survival
+    return _power_t(n1, n1, delta, sd_post * math.sqrt(1 - rho ** 2), alpha, exact, 1)
+
+
+def n_per_arm_ancova(delta: float, sd_post: float, rho: float, alpha: float = 0.05, power: float = 0.8, *,
+                     exact: bool = False, survival: float = 1.0) -> float:
+    """Patients to randomise per arm for ANCOVA: n_per_arm_ttest with sd_post^2 (1 - rho^2)
+    (normal approximation; exact=True solves the noncentral t with df = 2n - 3)."""
+    if not -1 < rho < 1:
+        raise ValueError(f"rho must be in (-1, 1), got {rho!r}")
+    _check(delta, sd_post, alpha, survival, power)
+    sd_res = sd_post * math.sqrt(1 - rho ** 2)
+    if not exact:
+        return n_per_arm_ttest(delta, sd_res, alpha, power, exact=False, survival=survival)
+    n = _solve_n(lambda m: _power_t(m, m, delta, sd_res, alpha, True, 1), power, 1.5 + 1e-9)
+    return n / survival
