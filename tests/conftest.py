@@ -31,3 +31,18 @@ def study(study_raw):
 def cohort_settings() -> dict:
     with COHORT_SETTINGS_PATH.open() as fh:
         return yaml.safe_load(fh)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_calibration_cache(tmp_path_factory):
+    """One calibration cache for the whole session, in-process and in subprocesses (the CLI
+    tests), so the ~30 s calibration of the default cohort model runs at most once."""
+    import os
+
+    if "SIM_CACHE_DIR" in os.environ:
+        yield Path(os.environ["SIM_CACHE_DIR"])
+        return
+    cache = tmp_path_factory.mktemp("sim-cache")
+    os.environ["SIM_CACHE_DIR"] = str(cache)
+    yield cache
+    del os.environ["SIM_CACHE_DIR"]

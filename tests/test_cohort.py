@@ -409,14 +409,11 @@ def test_make_design_rejects_non_finite_n_naming_it(model, n):
 
 # ------------------------------------------------------------------ calibration (slow)
 @pytest.fixture(scope="module")
-def full_calibration(study, cohort_settings, tmp_path_factory):
-    """The default settings' calibrated model (200 000 reference patients), cached in a tmp dir,
-    and an independent cohort of 200 000 from a fixed seed."""
-    cache = tmp_path_factory.mktemp("sim-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SIM_CACHE_DIR", str(cache))
-        model = calibrated(study, cohort_settings)
-        assert list(cache.glob(f"cohort-model-{study.name}-*.pkl")), "calibrated() should write its cache"
+def full_calibration(study, cohort_settings, shared_calibration_cache):
+    """The default settings' calibrated model (200 000 reference patients), from the session's
+    calibration cache, and an independent cohort of 200 000 from a fixed seed."""
+    model = calibrated(study, cohort_settings)
+    assert list(shared_calibration_cache.glob(f"cohort-model-{study.name}-*.pkl")), "calibrated() should write its cache"
     c = generate(make_design(model, 200_000), np.random.default_rng(20250730))
     return model, c, calibration_table(study, model, c)
 
