@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from scipy import optimize, special, stats
 
 __all__ = ["n_per_arm_ttest", "power_ttest", "n_per_arm_ancova", "power_ancova", "z"]
@@ -53,35 +54,45 @@ def _check(delta: float, sd: float, alpha: float, survival: float, power: float 
         raise ValueError(f"power must be in (alpha/2, 1), got {power!r}")
 
 
-def _power_t(n1: float, n2: float, delta: float, sd: float, alpha: float, exact: bool, df_lost: int) -> float:
-    se = sd * math.sqrt(1.0 / n1 + 1.0 / n2)
+def _out(x):
+    x = np.asarray(x, dtype=float)
+    return float(x) if x.ndim == 0 else x
+
+
+def _power_t(n1, n2, delta: float, sd: float, alpha: float, exact: bool, df_lost: int):
+    n1, n2 = np.asarray(n1, dtype=float), np.asarray(n2, dtype=float)
+    se = sd * np.sqrt(1.0 / n1 + 1.0 / n2)
     ncp = abs(delta) / se
     if not exact:
         q = z(1 - alpha / 2)
-        return float(special.ndtr(ncp - q) + special.ndtr(-ncp - q))
+        return _out(special.ndtr(ncp - q) + special.ndtr(-ncp - q))
     df = n1 + n2 - 2 - df_lost
-    if df <= 0:
-        return float("nan")
-    q = float(stats.t.ppf(1 - alpha / 2, df))
-    return float(stats.nct.sf(q, df, ncp) + stats.nct.cdf(-q, df, ncp))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dfp = np.where(df > 0, df, np.nan)
+        q = stats.t.ppf(1 - alpha / 2, dfp)
+        return _out(stats.nct.sf(q, dfp, ncp) + stats.nct.cdf(-q, dfp, ncp))
 
 
-def power_ttest(n: float, delta: float, sd: float, alpha: float = 0.05, *, exact: bool = True,
-                ratio: float = 1.0, survival: float = 1.0) -> float:
-    """Power of the two-sided two-sample t-test of the change score.
+def power_ttest(n, delta: float, sd: float, alpha: float = 0.05, *, exact: bool = True,
+                ratio=1.0, survival: float = 1.0):
+    """Power of the two-sided two-sample t-test of the change score (n and ratio may be arrays:
+    the result is then an array of the broadcast shape).
 
     n: patients randomised to arm 1 (arm 2: ratio x n); survival: share alive at the visit (the
     analysable numbers are n x survival and ratio x n x survival). exact=True: noncentral t
     (scipy.stats.nct, df = n1 + n2 - 2, both tails); exact=False: normal approximation.
     """
     _check(delta, sd, alpha, survival)
-    if not n > 0 or not ratio > 0:
+    if not np.all(np.asarray(n) > 0) or not np.all(np.asarray(ratio) > 0):
         raise ValueError(f"n and ratio must be > 0, got n={n!r}, ratio={ratio!r}")
-    n1 = n * survival
+    n1 = np.asarray(n, dtype=float) * survival
     return _power_t(n1, n1 * ratio, delta, sd, alpha, exact, 0)
 
 
 def _solve_n(power_fn, target: float, lo: float) -> float:
+    """The n in [lo, inf) where power_fn(n) = target (lo itself if its power is already enough)."""
+    if power_fn(lo) >= target:
+        return lo
     hi = max(4.0, lo * 2)
     while power_fn(hi) < target:
         hi *= 2
@@ -101,18 +112,20 @@ def n_per_arm_ttest(delta: float, sd: float, alpha: float = 0.05, power: float =
     if not exact:
         n = 2.0 * (z(1 - alpha / 2) + z(power)) ** 2 * sd ** 2 / delta ** 2
     else:
-        n = _solve_n(lambda m: _power_t(m, m, delta, sd, alpha, True, 0), power, 1.0 + 1e-9)
+        n = _solve_n(lambda m: _power_t(m, m, delta, sd, alpha, True, 0), power, 2.0)
     return n / survival
 
 
-def power_ancova(n: float, delta: float, sd_post: float, rho: float, alpha: float = 0.05, *, exact: bool = True,
+def power_ancova(n, delta: float, sd_post: float, rho: float, alpha: float = 0.05, *, exact: bool = True,
                  survival: float = 1.0) -> float:
     """Power of the baseline-adjusted ANCOVA (equal arms): the t-test power with residual SD
     sd_post sqrt(1 - rho^2) and, if exact, one df less."""
     if not -1 < rho < 1:
         raise ValueError(f"rho must be in (-1, 1), got {rho!r}")
     _check(delta, sd_post, alpha, survival)
-    n1 = n * survival
+    if not np.all(np.asarray(n) > 0):
+        raise ValueError(f"n must be > 0, got {n!r}")
+    n1 = np.asarray(n, dtype=float) * survival
     return _power_t(n1, n1, delta, sd_post * math.sqrt(1 - rho ** 2), alpha, exact, 1)
 
 
@@ -126,5 +139,5 @@ def n_per_arm_ancova(delta: float, sd_post: float, rho: float, alpha: float = 0.
     sd_res = sd_post * math.sqrt(1 - rho ** 2)
     if not exact:
         return n_per_arm_ttest(delta, sd_res, alpha, power, exact=False, survival=survival)
-    n = _solve_n(lambda m: _power_t(m, m, delta, sd_res, alpha, True, 1), power, 1.5 + 1e-9)
+    n = _solve_n(lambda m: _power_t(m, m, delta, sd_res, alpha, True, 1), power, 2.5)
     return n / survival

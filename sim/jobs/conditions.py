@@ -3,6 +3,7 @@ and the solved cohort design. Shared by the Monte Carlo jobs."""
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -28,7 +29,8 @@ def condition_key(factors: Mapping[str, Any]) -> str:
 
 
 def grid_of(cfg: DictConfig) -> dict[str, list]:
-    grid = OmegaConf.to_container(cfg.experiment.get("grid") or {}, resolve=True)
+    node = cfg.experiment.get("grid")
+    grid = {} if node is None else OmegaConf.to_container(node, resolve=True)
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"experiment.grid.{key}: must be a non-empty list of values, got {values!r}")
@@ -40,12 +42,16 @@ def grid_of(cfg: DictConfig) -> dict[str, list]:
 
 def conditions(cfg: DictConfig) -> list[Condition]:
     """Each grid point applied on top of the base config, then validated."""
+    base = OmegaConf.to_container(cfg, resolve=True)
     out = []
     for i, factors in enumerate(expand_grid(grid_of(cfg))):
-        c = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        plain = copy.deepcopy(base)
         for key, value in factors.items():
-            OmegaConf.update(c, key, value, force_add=False)
-        plain = OmegaConf.to_container(c, resolve=True)
+            *parents, leaf = key.split(".")
+            node = plain
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
         where = f" (grid condition {factors})" if factors else ""
         try:
             check_cohort(plain["cohort"])

@@ -1,0 +1,279 @@
+"""The randomised-trial planning job (sim.jobs.rct) and the closed-form power formulas (sim.power),
+checked against statsmodels and, statistically, against each other (fixed seeds, tolerances of
+3 Monte Carlo SEs)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.power import NormalIndPower, TTestIndPower
+
+from sim import power as PW
+from sim.jobs import rct
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- closed forms
+@pytest.mark.parametrize("d, n, alpha", [(0.2, 50, 0.05), (0.5, 64, 0.05), (0.8, 10, 0.01), (1.3, 4, 0.05)])
+def test_power_ttest_exact_matches_statsmodels(d, n, alpha):
+    sd = 3.0
+    ours = PW.power_ttest(n, d * sd, sd, alpha, exact=True)
+    assert ours == pytest.approx(TTestIndPower().power(d, n, alpha, ratio=1.0), abs=1e-9)
+    # unequal arms and a negative effect (two-sided)
+    ours = PW.power_ttest(n, -d * sd, sd, alpha, exact=True, ratio=1.5)
+    assert ours == pytest.approx(TTestIndPower().power(d, n, alpha, ratio=1.5), abs=1e-9)
+
+
+@pytest.mark.parametrize("d, n, alpha", [(0.2, 50, 0.05), (0.5, 64, 0.05), (0.8, 10, 0.01)])
+def test_power_ttest_normal_matches_statsmodels(d, n, alpha):
+    assert PW.power_ttest(n, d, 1.0, alpha, exact=False) == pytest.approx(
+        NormalIndPower().power(d, n, alpha, ratio=1.0, alternative="two-sided"), abs=1e-9)
+
+
+@pytest.mark.parametrize("d, power, alpha", [(0.2, 0.8, 0.05), (0.5, 0.9, 0.05), (1.0, 0.8, 0.01)])
+def test_n_per_arm_ttest_matches_statsmodels(d, power, alpha):
+    sd = 25.0
+    normal = PW.n_per_arm_ttest(d * sd, sd, alpha, power)
+    assert normal == pytest.approx(2 * (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) ** 2 / d ** 2, rel=1e-12)
+    # statsmodels also counts the far rejection tail (power += Phi(-ncp - z)), hence a hair larger
+    assert normal == pytest.approx(NormalIndPower().solve_power(d, nobs1=None, alpha=alpha, power=power, ratio=1.0),
+                                   rel=1e-4)
+    exact = PW.n_per_arm_ttest(d * sd, sd, alpha, power, exact=True)
+    assert exact == pytest.approx(TTestIndPower().solve_power(d, nobs1=None, alpha=alpha, power=power, ratio=1.0),
+                                  rel=1e-6)
+    assert exact > normal  # the t distribution costs a little
+    # the power at the computed n is the target
+    assert PW.power_ttest(exact, d * sd, sd, alpha, exact=True) == pytest.approx(power, abs=1e-8)
+
+
+def test_death_inflation():
+    n = PW.n_per_arm_ttest(5.0, 20.0, 0.05, 0.8)
+    assert PW.n_per_arm_ttest(5.0, 20.0, 0.05, 0.8, survival=0.75) == pytest.approx(n / 0.75)
+    assert PW.power_ttest(n / 0.75, 5.0, 20.0, survival=0.75) == pytest.approx(PW.power_ttest(n, 5.0, 20.0))
+    assert np.allclose(PW.power_ttest(np.array([10.0, 50.0]), 5.0, 20.0),
+                       [PW.power_ttest(10.0, 5.0, 20.0), PW.power_ttest(50.0, 5.0, 20.0)])
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.3, 0.7])
+def test_ancova_closed_form(rho):
+    delta, sd, alpha, power = 4.0, 20.0, 0.05, 0.9
+    res = sd * math.sqrt(1 - rho ** 2)
+    assert PW.n_per_arm_ancova(delta, sd, rho, alpha, power) == pytest.approx(
+        PW.n_per_arm_ttest(delta, res, alpha, power))
+    assert PW.n_per_arm_ancova(delta, sd, rho, alpha, power) == pytest.approx(
+        NormalIndPower().solve_power(delta / res, nobs1=None, alpha=alpha, power=power), rel=1e-4)
+    # exact: noncentral t with one df less for the baseline slope
+    for n in (15, 60):
+        assert PW.power_ancova(n, delta, sd, rho, alpha) == pytest.approx(
+            TTestIndPower().power(delta / res, n, alpha, df=2 * n - 3), abs=1e-9)
+    n_exact = PW.n_per_arm_ancova(delta, sd, rho, alpha, power, exact=True)
+    assert PW.power_ancova(n_exact, delta, sd, rho, alpha) == pytest.approx(power, abs=1e-8)
+
+
+def test_power_formulas_reject_bad_input():
+    with pytest.raises(ValueError, match="sd"):
+        PW.n_per_arm_ttest(1.0, 0.0)
+    with pytest.raises(ValueError, match="delta"):
+        PW.n_per_arm_ttest(0.0, 1.0)
+    with pytest.raises(ValueError, match="rho"):
+        PW.n_per_arm_ancova(1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="survival"):
+        PW.power_ttest(10, 1.0, 1.0, survival=0.0)
+
+
+# ----------------------------------------------------------------------------- analyses
+def test_ancova_matches_statsmodels_ols():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(11)
+    n = 120
+    z = rng.permutation(np.arange(n) < 60)
+    pre = rng.normal(50, 20, n)
+    post = 10 + 0.6 * pre - 7.0 * z + rng.normal(0, 15, n)  # a lower-is-better outcome improved by 7
+    post[rng.random(n) < 0.1] = np.nan  # deaths
+    ok = ~np.isnan(post)
+    fit = sm.OLS(post[ok], sm.add_constant(np.column_stack([z[ok].astype(float), pre[ok]]))).fit()
+    for direction in (1.0, -1.0):
+        r = rct.ancova(post, pre, z, direction)
+        assert r["estimate"] == pytest.approx(direction * fit.params[1], rel=1e-10)
+        assert r["se"] == pytest.approx(fit.bse[1], rel=1e-10)
+        assert r["p_value"] == pytest.approx(fit.pvalues[1], rel=1e-8)
+        lo, hi = sorted(direction * fit.conf_int()[1])
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx((lo, hi), rel=1e-10)
+        assert r["n_used_treated"] + r["n_used_control"] == ok.sum()
+
+
+def test_t_tests_match_scipy():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(1, 2, 40), rng.normal(0, 3, 55)
+    a[:3] = np.nan
+    for fn, equal in ((rct.student_t, True), (rct.welch_t, False)):
+        r = fn(a, b)
+        ref = stats.ttest_ind(a[~np.isnan(a)], b, equal_var=equal)
+        assert r["estimate"] == pytest.approx(np.nanmean(a) - b.mean())
+        assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-8)
+        ci = ref.confidence_interval(0.95)
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-8)
+
+
+def test_worst_rank_and_crossing():
+    d = np.array([3.0, np.nan, -2.0, 5.0, np.nan])
+    assert np.array_equal(rct.worst_rank(d), [3.0, -3.0, -2.0, 5.0, -3.0])
+    n, status = rct.crossing([60, 20, 40], [0.9, 0.5, 0.7], 0.8)  # any order
+    assert n == pytest.approx(50.0) and status == "interpolated"
+    assert rct.crossing([20, 40, 60], [0.85, 0.9, 0.95], 0.8) == (20.0, "at or below the smallest grid n")
+    n, status = rct.crossing([20, 40, 60], [0.1, 0.2, 0.3], 0.8)
+    assert math.isnan(n) and status == "not reached"
+
+
+# ----------------------------------------------------------------------------- the simulation
+@pytest.fixture(scope="module")
+def model(study, cohort_settings):
+    from sim.cohort.calibrate import calibrated
+
+    return calibrated(study, cohort_settings)
+
+
+def _design(model, n_per_arm, effect_mcid):
+    from sim.cohort.generate import make_design
+
+    return make_design(model, 2 * n_per_arm, confounding=0.0, effect_mcid=effect_mcid)
+
+
+def test_randomisation_gives_exactly_n_per_arm(model):
+    for n_total, n_t in ((40, 20), (11, 5), (600, 300)):
+        z = rct.randomise(n_total, n_t, np.random.default_rng(n_total))
+        assert z.dtype == bool and z.sum() == n_t and z.size == n_total
+    assert not np.array_equal(rct.randomise(100, 50, np.random.default_rng(1)),
+                              rct.randomise(100, 50, np.random.default_rng(2)))
+    # in a replicate: with the worst-rank composite every randomised patient is analysed, n per arm
+    spec = rct.RctSpec(n_per_arm=30, analyses=("ttest", "wilcoxon"), death_strategy="worst_rank")
+    design = _design(model, 30, 1.0)
+    key = rct.condition_key({"x": 1})
+    out = rct.rct_replicate({"x": 1}, np.random.default_rng(3), {key: (design, spec)})
+    w = out[out["analysis"] == "wilcoxon"]
+    assert (w["n_used_treated"] == 30).all() and (w["n_used_control"] == 30).all()
+    t = out[out["analysis"] == "ttest"]  # complete case: survivors only
+    assert ((t["n_used_treated"] + t["n_used_control"]) == 60 - t["n_deaths"]).all()
+    assert (t.loc[t["timepoint"] == "m6", "n_deaths"] > 0).any()
+
+
+def _simulate(model, n_per_arm, effect_mcid, outcome, time, reps, seed):
+    """The job's randomisation and analysis for one outcome x time and the t-test, `reps` times.
+    For speed the patients of all trials are drawn as one large cohort and cut into trials of
+    2 x n_per_arm: patients are i.i.d., so each block is distributed as the job's cohort."""
+    from sim.cohort.generate import generate
+
+    design = _design(model, n_per_arm, effect_mcid)
+    m = 2 * n_per_arm
+    rng = np.random.default_rng(seed)
+    big = generate(_design(model, m * reps, effect_mcid), rng)
+    spec = rct.RctSpec(n_per_arm=n_per_arm, outcomes=(outcome,), times=(time,), analyses=("ttest",))
+    dirs = {o.name: o.direction() for o in model.outcomes}
+    pre = big.columns[f"{outcome}_pre"]
+    d0, d1 = big.potential_deltas[(outcome, time)]
+    cols: dict[str, list] = {}
+    for r in range(reps):
+        s = slice(r * m, (r + 1) * m)
+        z = rct.randomise(m, n_per_arm, rng)
+        res = rct.analyse_trial({f"{outcome}_pre": pre[s]}, {(outcome, time): (d0[s], d1[s])}, z, spec, dirs,
+                                design.effect)
+        for k, v in res.items():
+            cols.setdefault(k, []).extend(v)
+    return pd.DataFrame(cols), design
+
+
+def test_type_one_error_of_the_t_test_is_nominal(model):
+    reps = 4000
+    out, _ = _simulate(model, 40, 0.0, "barthel", "m6", reps, seed=101)
+    rate = float((out["p_value"] < 0.05).mean())
+    mcse = math.sqrt(0.05 * 0.95 / reps)
+    assert abs(rate - 0.05) < 3 * mcse, (rate, mcse)
+    assert np.allclose(out["truth"], 0.0)  # no effect: the potential outcomes coincide
+
+
+def test_simulated_t_test_power_matches_the_closed_form(model):
+    """Acceptance criterion: the rct_planning power is within MCSE of the closed form for the
+    t-test. Closed form: noncentral t at each replicate's survivors per arm, with the SD of the
+    change score pooled over the simulated trials and the population effect (1 MCID)."""
+    reps = 3000
+    out, design = _simulate(model, 40, 1.0, "face", "m1", reps, seed=202)
+    delta = design.effect[("face", "m1")]
+    assert delta == pytest.approx(2.0)
+    sd = math.sqrt(float(np.mean(out["sd_change"] ** 2)))
+    n_t = out["n_used_treated"].to_numpy(float)
+    n_c = out["n_used_control"].to_numpy(float)
+    closed = float(np.mean(PW.power_ttest(n_t, delta, sd, 0.05, exact=True, ratio=n_c / n_t)))
+    sim = float((out["p_value"] < 0.05).mean())
+    mcse = math.sqrt(sim * (1 - sim) / reps)
+    assert 0.5 < closed < 0.95  # a point on the curve where the check has teeth
+    assert abs(sim - closed) < 3 * mcse, (sim, closed, mcse)
+
+
+def test_summary_is_tidy_with_mcse():
+    conds = [rct.Condition(0, {"experiment.n_per_arm": 20, "cohort.effect_mcid": 0.0}, {}),
+             rct.Condition(1, {"experiment.n_per_arm": 40, "cohort.effect_mcid": 0.0}, {})]
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in (0, 1):
+        for r in range(50):
+            est = rng.normal()
+            rows.append({"condition": c, "rep": r, "outcome": "vas", "timepoint": "m1", "analysis": "ttest",
+                         "estimate": est, "se": 1.0, "ci_low": est - 1.96, "ci_high": est + 1.96,
+                         "p_value": 2 * stats.norm.sf(abs(est)), "truth": 0.0, "truth_pop": 0.0,
+                         "n_used_treated": 20, "n_used_control": 19, "n_deaths": 1, "sd_change": 3.0})
+    s = rct.summary_table(pd.DataFrame(rows), pd.DataFrame(columns=["condition", "rep", "reason"]), conds, 0.05, 50)
+    assert list(s.columns) == ["n_per_arm", "effect_mcid", "outcome", "timepoint", "analysis", "measure", "value",
+                               "mcse", "n"]
+    for m in ("bias", "coverage", "rejection", "true_ate", "n_failed", "mean_n_used_treated"):
+        assert m in set(s["measure"]), m
+    rej = s[(s["measure"] == "rejection")]
+    assert np.allclose(rej["mcse"], np.sqrt(rej["value"] * (1 - rej["value"]) / 50))
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.mark.slow  # ~15 s: Hydra start-up, 24 conditions, figures
+def test_rct_planning_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    env = dict(os.environ)
+    proc = subprocess.run([sys.executable, "-m", "sim", "experiment=rct_planning", "reps=10", "n_jobs=2",
+                           f"hydra.run.dir={out}", "experiment.reference_n=20000"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("summary.csv", "sample_size.csv", "report.md", "failures.csv", "power_effect1.png",
+                 "type1_error.png", "bias.png", "coverage.png"):
+        assert (out / name).is_file(), name
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns)[:2] == ["n_per_arm", "effect_mcid"]
+    assert set(summary["analysis"]) >= {"ttest", "welch", "ancova", "wilcoxon"}
+    assert (summary.loc[summary["measure"] == "rejection", "n"] <= 10).all()
+    ss = pd.read_csv(out / "sample_size.csv")
+    at1 = ss[np.isclose(ss["effect_mcid"], 1.0)]
+    assert len(at1) == 4 * 2 * 2  # outcomes x times x (80 %, 90 %)
+    assert (at1["closed_ttest"] > 0).all() and (at1["closed_ancova"] <= at1["closed_ttest"]).all()
+    report = (out / "report.md").read_text()
+    assert "## Sample size per arm" in report and "closed form t (normal)" in report
+    assert "while alive" in report
+
+
+def test_bad_settings_are_config_errors(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from sim.config import ConfigError
+
+    for override, key in (("experiment.death_strategy=impute", "experiment.death_strategy"),
+                          ("experiment.analyses=[ttest,cox]", "experiment.analyses"),
+                          ("experiment.power_targets=[0.8,1.2]", "experiment.power_targets")):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+            cfg = compose("config", overrides=["experiment=rct_planning", "reps=2", override])
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            rct.main(cfg, tmp_path)
