@@ -10,9 +10,9 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from sim.app import output_dir, run
+    from sim.app import output_dir_and_overrides, run
 
-    code = run(cfg, output_dir())
+    code = run(cfg, *output_dir_and_overrides())
     if code:
         sys.exit(code)
 

@@ -49,7 +49,14 @@ def check_run_keys(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"chunk_size: must be null or a whole number >= 1, got {cs!r}")
 
 
+COHORT_KEYS = ("n", "confounding", "effect_mcid", "effect", "effect_heterogeneity", "omitted_confounders",
+               "prognosis", "refine", "outcome_partial_corr_m1_m6", "visit_days", "calibration_n", "calibration_seed")
+
+
 def check_cohort(cohort: Mapping[str, Any], prefix: str = "cohort") -> None:
+    unknown = sorted(set(cohort) - set(COHORT_KEYS))
+    if unknown:
+        raise ConfigError(f"{prefix}.{unknown[0]}: unknown key; allowed: {list(COHORT_KEYS)}")
     n = cohort.get("n")
     if not _is_int(n) or n < 10:
         raise ConfigError(f"{prefix}.n: must be a whole number >= 10, got {n!r}")

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import optimize
 
 from sim.cohort import model as M
-from sim.cohort.scales import Continuous, Ordinal, binary_threshold, fit_continuous, fit_ordinal, snap
+from sim.cohort.scales import Continuous, binary_threshold, fit_continuous, fit_ordinal
 from sim.study import GROUPS, POST_TIMES, TIMES, Study
 
 CALIBRATION_VERSION = "1"
@@ -357,7 +357,6 @@ def _prognosis_constants(model: M.CohortModel, cols: Mapping[str, np.ndarray]) -
 
 def _survival_fit(study: Study, model: M.CohortModel, lat: M.Latents, L: np.ndarray,
                   w: dict[str, np.ndarray]) -> M.SurvivalModel:
-    died = study.raw["survival"]["died"]
     days = study.raw["survival"]["survival_days"]
     sd0 = days["total"]["sd"]
     t_died = np.array([study.proportions("died", g)[0] for g in GROUPS])

@@ -105,7 +105,7 @@ def psm_main(cfg: DictConfig, out_dir: Path) -> int:
                      "rejection rate", reference=float(cfg.method.outcomes.alpha)),
         measure_plot(summary, factors, "coverage", main_est, out_dir / "coverage.png",
                      f"Coverage of the 95% CI ({main_est})", "coverage", reference=0.95),
-        scalar_plot(summary[(summary["outcome"] == summary["outcome"].iloc[0])], factors, "mean_n_pairs",
+        scalar_plot(summary, factors, "mean_n_pairs",
                     out_dir / "pairs.png", "Matched pairs", "mean pairs"),
     ) if p is not None]
     table = key_table(summary, factors, {main_test: "rejection", main_est: "bias"})

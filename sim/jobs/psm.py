@@ -15,6 +15,7 @@ from sim.cohort.generate import Design, generate
 from sim.engine import ReplicateFailure, conditions_frame, run_experiment
 from sim.jobs.conditions import Condition, condition_key, conditions, design_of, short_names, study_of
 from sim.methods.pipeline import MethodSpec, analyse
+from sim.jobs.tidy import BY, failure_rows, mean_rows, tidy
 from sim.performance import summarise
 
 ESTIMANDS = {"att": "truth_att", "ate": "truth_ate", "matched": "truth_matched"}
@@ -44,32 +45,13 @@ def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[
     """Tidy performance table: one column per grid factor, then outcome, timepoint, analysis,
     measure, value, mcse, n. Bias/MSE/coverage are against `estimand`; the same against the
     effect among the matched carry the suffix `_matched`; `true_<estimand>` is the mean truth."""
-    factors = list(conds[0].factors)
-    names = short_names(factors)
-    grid = conditions_frame([c.factors for c in conds]).rename(columns=names)
-    by = ["condition", "outcome", "timepoint", "analysis"]
-    main = summarise(replicates, by, truth=ESTIMANDS[estimand], alpha=alpha)
-    matched = summarise(replicates, by, truth="truth_matched", se=None, p_value=None, estimate="estimate",
+    main = summarise(replicates, BY, truth=ESTIMANDS[estimand], alpha=alpha)
+    matched = summarise(replicates, BY, truth="truth_matched", se=None, p_value=None, estimate="estimate",
                         extra_means=())
     matched = matched[matched["measure"].isin(["bias", "mse", "coverage"])].copy()
     matched["measure"] = matched["measure"] + "_matched"
-    truths = []
-    for col in ESTIMANDS.values():
-        g = replicates.groupby(by, dropna=False)[col]
-        t = pd.DataFrame({"value": g.mean(), "mcse": g.std(ddof=1) / np.sqrt(g.count()), "n": g.count()}).reset_index()
-        t["measure"] = col.replace("truth_", "true_")
-        truths.append(t)
-    fail = pd.DataFrame({"condition": [c.index for c in conds]})
-    counts = failures.groupby("condition").size() if len(failures) else pd.Series(dtype=float)
-    fail["value"] = fail["condition"].map(counts).fillna(0).astype(float)
-    fail = fail.assign(outcome="all", timepoint="all", analysis="all", measure="n_failed", mcse=np.nan, n=reps)
-    out = pd.concat([main, matched, *truths, fail], ignore_index=True)
-    out = grid.merge(out, on="condition", how="right")
-    cols = [names[f] for f in factors] + ["outcome", "timepoint", "analysis", "measure", "value", "mcse", "n"]
-    order = {m: i for i, m in enumerate(out["measure"].unique())}
-    out = out.assign(_m=out["measure"].map(order)).sort_values(["condition", "outcome", "timepoint", "analysis", "_m"],
-                                                              kind="stable")
-    return out[cols].reset_index(drop=True)
+    truths = mean_rows(replicates, {col: col.replace("truth_", "true_") for col in ESTIMANDS.values()})
+    return tidy([main, matched, *truths, failure_rows(failures, conds, reps)], conds)
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:

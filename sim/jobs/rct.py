@@ -61,6 +61,7 @@ from sim.config import ConfigError
 from sim.engine import conditions_frame, run_experiment
 from sim.jobs.conditions import Condition, condition_key, conditions, design_of, short_names, study_of
 from sim.methods.outcomes import wilcoxon_ranksum
+from sim.jobs.tidy import BY, failure_rows, mean_rows, tidy
 from sim.performance import summarise
 
 ANALYSES = ("ttest", "welch", "ancova", "wilcoxon")
@@ -361,29 +362,10 @@ def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[
     """Tidy table as the psm job's: one column per grid factor, outcome, timepoint, analysis,
     measure, value, mcse, n. Bias/MSE/coverage are against the cohort's ATE (`truth`);
     `rejection` is the type-I error at effect 0 and the power otherwise."""
-    factors = list(conds[0].factors)
-    names = short_names(factors)
-    grid = conditions_frame([c.factors for c in conds]).rename(columns=names)
-    by = ["condition", "outcome", "timepoint", "analysis"]
-    main = summarise(replicates, by, truth="truth", alpha=alpha,
+    main = summarise(replicates, BY, truth="truth", alpha=alpha,
                      extra_means=("n_used_treated", "n_used_control", "n_deaths", "sd_change"))
-    parts = [main]
-    for col, measure in (("truth", "true_ate"), ("truth_pop", "true_ate_population")):
-        g = replicates.groupby(by, dropna=False)[col]
-        t = pd.DataFrame({"value": g.mean(), "mcse": g.std(ddof=1) / np.sqrt(g.count()), "n": g.count()}).reset_index()
-        t["measure"] = measure
-        parts.append(t)
-    fail = pd.DataFrame({"condition": [c.index for c in conds]})
-    counts = failures.groupby("condition").size() if len(failures) else pd.Series(dtype=float)
-    fail["value"] = fail["condition"].map(counts).fillna(0).astype(float)
-    parts.append(fail.assign(outcome="all", timepoint="all", analysis="all", measure="n_failed", mcse=np.nan, n=reps))
-    out = pd.concat(parts, ignore_index=True)
-    out = grid.merge(out, on="condition", how="right")
-    cols = [names[f] for f in factors] + ["outcome", "timepoint", "analysis", "measure", "value", "mcse", "n"]
-    order = {m: i for i, m in enumerate(out["measure"].unique())}
-    out = out.assign(_m=out["measure"].map(order)).sort_values(["condition", "outcome", "timepoint", "analysis", "_m"],
-                                                              kind="stable")
-    return out[cols].reset_index(drop=True)
+    truths = mean_rows(replicates, {"truth": "true_ate", "truth_pop": "true_ate_population"})
+    return tidy([main, *truths, failure_rows(failures, conds, reps)], conds)
 
 
 # --------------------------------------------------------------------------- figures

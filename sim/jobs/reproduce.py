@@ -39,7 +39,7 @@ from sim.methods.outcomes import wilcoxon_ranksum  # noqa: E402
 from sim.methods.pipeline import MethodSpec, _matrix  # noqa: E402
 from sim.methods.propensity import fit_propensity, odds_ratio_table  # noqa: E402
 from sim.report.tables import mean_sd_cell, markdown, outcome_table, table1  # noqa: E402
-from sim.study import GROUPS, Study, load_study  # noqa: E402
+from sim.study import Study, load_study  # noqa: E402
 
 
 def paper_match(columns: Mapping[str, np.ndarray], spec: MethodSpec, rng: np.random.Generator):

@@ -65,7 +65,8 @@ def answer_confounding_sweep(s: pd.DataFrame, run: Path) -> str:
     return (f"Under the null, matching removes most of the confounding bias of the crude comparison of the change "
             f"from baseline: for the Barthel index at 6 months the bias is {c1:.2f} crude vs {m1:.2f} matched at "
             f"the published confounding strength, and {c3:.2f} vs {m3:.2f} at three times that strength. "
-            f"What remains comes from confounders the paper's PS leaves out (ECOG PS, Frankel D vs E, SINS); at "
+            f"What remains is mostly confounding the paper's PS leaves out by design of the model (ECOG PS, "
+            f"Frankel D vs E, SINS); at "
             f"strength 3 the matched Wilcoxon test rejects in {_range(rej)} of replicates against {_range(crej)} "
             f"for the crude one.")
 
@@ -90,9 +91,23 @@ ANSWERS: dict[str, Callable] = {
 }
 
 
-def curate(run: Path, command: str) -> Path:
+def regenerate_command(run: Path, cfg: dict) -> str:
+    """The one command that re-runs the experiment exactly as it was run and curates it again."""
+    try:
+        rel = run.resolve().relative_to(ROOT)
+    except ValueError:
+        rel = run
+    overrides = (run / ".hydra" / "overrides.yaml")
+    extra = [o for o in (yaml.safe_load(overrides.read_text()) if overrides.is_file() else [])
+             if not o.startswith(("experiment=", "reps=", "seed=", "hydra."))]
+    args = " ".join([f"experiment={cfg['experiment']['name']}", f"reps={cfg['reps']}", f"seed={cfg['seed']}", *extra])
+    return f"python -m sim {args} hydra.run.dir={rel} && python -m sim.report.curate {rel}"
+
+
+def curate(run: Path) -> Path:
     cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
     name = cfg["experiment"]["name"]
+    command = regenerate_command(run, cfg)
     dest = ROOT / "experiments" / name
     dest.mkdir(parents=True, exist_ok=True)
     summary = pd.read_csv(run / "summary.csv")
@@ -125,12 +140,11 @@ def curate(run: Path, command: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run", type=Path, help="a finished run directory (hydra.run.dir)")
-    ap.add_argument("--command", required=True, help="the command that produced the run, written in the README")
     a = ap.parse_args(argv)
     if not (a.run / "summary.csv").is_file():
         print(f"error: {a.run}/summary.csv not found: not a finished Monte Carlo run", file=sys.stderr)
         return 2
-    print(curate(a.run, a.command))
+    print(curate(a.run))
     return 0
 
 

@@ -1,0 +1,258 @@
+"""`python -m sim.bench [--reps N] [--seconds S]`: throughput of the caliper-sweep pipeline.
+
+Measures replicates per second of `sim.jobs.psm.psm_replicate` on the caliper_sweep base condition
+(the paper's analysis: generate a cohort, PS fit, greedy 1:1 matching on the logit PS with caliper
+0.2 x pooled SD, balance, outcome tests) at N = 263 and N = 5,000, beside a plain per-replicate
+baseline run on the *same* generated cohorts: the PS fitted with statsmodels Logit, matched with a
+plain Python greedy nearest-neighbour loop (O(n_t * n_c): each treated unit, in descending PS order,
+scans every control for the nearest unused one within the caliper), then the same outcome tests.
+The baseline skips the balance step, so its time is a lower bound and the ratio is conservative.
+Then the engine's throughput for the pipeline at N = 263 (sim.engine.run_experiment into a temp
+dir), single process and n_jobs=2, including chunk writing and result collection.
+
+Designs come from the Hydra config (conf/, experiment=caliper_sweep) through sim.jobs.conditions and
+sim.jobs.psm, so no setting is duplicated here. Timing: time.perf_counter after a warm-up, over a
+fixed number of reps (--reps) or for a fixed time per measurement (--seconds, default 8; the whole
+bench then takes about 1.5 minutes, plus the one-off calibration on a new machine). The baseline is
+a yardstick, not part of the product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from sim.cohort.generate import Design, generate
+from sim.config import CONF_DIR
+from sim.engine import replicate_rng, run_experiment
+from sim.jobs.conditions import Condition, conditions
+from sim.jobs.psm import plans_for, psm_replicate
+from sim.methods import outcomes as O
+from sim.methods.pipeline import MethodSpec, _matrix
+
+SIZES = (263, 5000)
+SEED = 20250729  # bench seed (any value; results are not reported, only timings)
+
+
+# ----------------------------------------------------------------------------- config -> plans
+
+def compose(overrides: list[str]):
+    """The composed config, as `python -m sim experiment=caliper_sweep ...` would see it."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return hydra_compose("config", overrides=["experiment=caliper_sweep", *overrides])
+
+
+def base_condition(cfg) -> Condition:
+    """The caliper_sweep grid point equal to the base config (the paper's caliper, the null)."""
+    conds = conditions(cfg)
+    base = {key: _select(cfg, key) for key in conds[0].factors}
+    for c in conds:
+        if all(_same(c.factors[k], v) for k, v in base.items()):
+            return c
+    raise SystemExit(f"error: no caliper_sweep grid point equals the base config {base}")
+
+
+def _select(cfg, key: str) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, key)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    return float(a) == float(b)
+
+
+def plan(n: int) -> tuple[dict, dict[str, tuple[Design, MethodSpec]]]:
+    """(factors, plans) of the base condition with cohort.n = n."""
+    cfg = compose([f"cohort.n={n}"])
+    cond = base_condition(cfg)
+    return cond.factors, plans_for([cond])
+
+
+# ----------------------------------------------------------------------------- the baseline
+
+def baseline_ps(X: np.ndarray, treated: np.ndarray) -> np.ndarray:
+    import statsmodels.api as sm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sm.Logit(treated.astype(float), sm.add_constant(X, has_constant="add")).fit(disp=0)
+    return np.asarray(res.predict(), dtype=float)
+
+
+def baseline_greedy(ps: np.ndarray, treated: np.ndarray, caliper: float | None) -> list[tuple[int, int]]:
+    """Plain greedy 1:1 nearest neighbour on the logit PS, caliper x pooled SD (ddof=1), without
+    replacement; treated in descending PS order; ties go to the lower control index."""
+    ps = np.clip(ps, 1e-10, 1 - 1e-10)
+    lp = np.log(ps / (1 - ps))
+    t = treated.astype(bool)
+    width = math.inf
+    if caliper is not None:
+        width = caliper * math.sqrt((np.var(lp[t], ddof=1) + np.var(lp[~t], ddof=1)) / 2)
+    t_idx = [int(i) for i in np.flatnonzero(t)]
+    t_idx.sort(key=lambda i: (-ps[i], i))
+    controls = [int(j) for j in np.flatnonzero(~t)]
+    score = lp.tolist()
+    used = [False] * len(score)
+    pairs = []
+    for i in t_idx:
+        x = score[i]
+        best, best_d = -1, math.inf
+        for j in controls:
+            if used[j]:
+                continue
+            d = abs(score[j] - x)
+            if d < best_d:
+                best, best_d = j, d
+        if best >= 0 and best_d <= width:
+            used[best] = True
+            pairs.append((i, best))
+    return pairs
+
+
+def baseline_replicate(factors: Mapping[str, Any], rng: np.random.Generator,
+                       plans: Mapping[str, tuple[Design, MethodSpec]]) -> pd.DataFrame:
+    """Same cohort as psm_replicate with this rng; statsmodels PS + plain greedy; same tests."""
+    from sim.jobs.conditions import condition_key
+
+    design, spec = plans[condition_key(factors)]
+    cohort = generate(design, rng)
+    cols = cohort.columns
+    treated = np.asarray(cols["treated"]).astype(bool)
+    ps = baseline_ps(_matrix(cols, spec.ps_covariates), treated)
+    pairs = baseline_greedy(ps, treated, spec.caliper)
+    ti = np.array([p[0] for p in pairs], dtype=np.int64)
+    ci = np.array([p[1] for p in pairs], dtype=np.int64)
+    rows = []
+    for name in spec.outcomes:
+        for tp in spec.times:
+            d0, d1 = cohort.potential_deltas[(name, tp)]
+            observed = np.where(treated, d1, d0)
+            for a, r in O.analyse_deltas(observed[ti], observed[ci], spec.analyses).items():
+                rows.append({"outcome": name, "timepoint": tp, "analysis": a, "n_pairs": len(pairs),
+                             "estimate": r.estimate, "p_value": r.p_value})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- timing
+
+def rate(fn: Callable[[int], Any], reps: int | None, seconds: float, warmup: int = 1) -> tuple[float, int]:
+    """(reps per second, reps timed): fn(r) for r = 0.. after `warmup` untimed calls."""
+    for r in range(warmup):
+        fn(10_000_000 + r)
+    done = 0
+    start = time.perf_counter()
+    while True:
+        fn(done)
+        done += 1
+        elapsed = time.perf_counter() - start
+        if (reps is not None and done >= reps) or (reps is None and elapsed >= seconds):
+            return done / elapsed, done
+
+
+def engine_rate(fn, factors: Mapping[str, Any], reps: int, n_jobs: int) -> float:
+    """Replicates per second of run_experiment (fresh temp dir: nothing resumed)."""
+    with tempfile.TemporaryDirectory(prefix="sim-bench-") as tmp:
+        start = time.perf_counter()
+        run_experiment(fn, [dict(factors)], reps=reps, seed=SEED, out_dir=Path(tmp), n_jobs=n_jobs,
+                       chunk_size=None, progress=False)
+        return reps / (time.perf_counter() - start)
+
+
+def agreement(factors, plans, reps: int) -> tuple[int, int]:
+    """On `reps` cohorts: how often the baseline finds as many pairs as the pipeline (a check that
+    both do the same work; PS fits differ in the last digits, so near-ties can rarely differ)."""
+    same = 0
+    for r in range(reps):
+        a = psm_replicate(factors, replicate_rng(SEED, 1, r), plans)
+        b = baseline_replicate(factors, replicate_rng(SEED, 1, r), plans)
+        same += int(a["n_pairs"].iloc[0] == b["n_pairs"].iloc[0])
+    return same, reps
+
+
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=None, help="time a fixed number of reps per measurement")
+    ap.add_argument("--seconds", type=float, default=8.0,
+                    help="time each measurement for this long (ignored with --reps; default 8)")
+    args = ap.parse_args(argv)
+    if args.reps is not None and args.reps < 1:
+        print(f"error: --reps: must be a whole number >= 1, got {args.reps}", file=sys.stderr)
+        return 2
+    if not args.seconds > 0:
+        print(f"error: --seconds: must be > 0, got {args.seconds}", file=sys.stderr)
+        return 2
+    how = f"{args.reps} reps" if args.reps is not None else f"{args.seconds:g} s"
+    print(f"sim.bench: caliper_sweep base condition, {how} per measurement after a warm-up", flush=True)
+
+    t0 = time.perf_counter()
+    load0 = _load()
+    rows = []
+    plans_263 = None
+    for n in SIZES:
+        factors, plans = plan(n)
+        if n == SIZES[0]:
+            plans_263 = (factors, plans)
+        pipe = partial(psm_replicate, plans=plans)
+        base = partial(baseline_replicate, plans=plans)
+        p_rate, p_n = rate(lambda r: pipe(factors, replicate_rng(SEED, 0, r)), args.reps, args.seconds)
+        b_rate, b_n = rate(lambda r: base(factors, replicate_rng(SEED, 0, r)), args.reps, args.seconds)
+        same, checked = agreement(factors, plans, 3)
+        rows.append((n, p_rate, p_n, b_rate, b_n, same, checked))
+        print(f"  N={n}: pipeline {p_rate:.1f} reps/s ({p_n} reps), baseline {b_rate:.2f} reps/s ({b_n} reps)",
+              file=sys.stderr, flush=True)
+
+    factors, plans = plans_263
+    fn = partial(psm_replicate, plans=plans)
+    p263 = rows[0][1]
+    e_reps = args.reps if args.reps is not None else max(20, int(p263 * args.seconds))
+    warm = max(4, e_reps // 20)
+    engine = {}
+    for n_jobs in (1, 2):
+        engine_rate(fn, factors, warm, n_jobs)  # warm-up (for n_jobs=2: starts the worker pool)
+        engine[n_jobs] = engine_rate(fn, factors, e_reps, n_jobs)
+
+    print()
+    print("per-replicate throughput (generate + analyse), single process")
+    print(f"{'N':>6}  {'pipeline reps/s':>15}  {'baseline reps/s':>15}  {'ratio':>7}  {'same pairs':>10}")
+    for n, p, _, b, _, same, checked in rows:
+        print(f"{n:>6}  {p:>15.1f}  {b:>15.2f}  {p / b:>6.1f}x  {same:>6}/{checked}")
+    print()
+    print(f"engine (sim.engine.run_experiment), pipeline at N={SIZES[0]}, {e_reps} reps into a temp dir")
+    print(f"{'n_jobs':>6}  {'reps/s':>8}  {'speed-up':>8}")
+    for n_jobs, r in engine.items():
+        print(f"{n_jobs:>6}  {r:>8.1f}  {r / engine[1]:>7.2f}x")
+    print()
+    print(f"baseline = statsmodels Logit + plain O(n_t*n_c) Python greedy loop + the same outcome tests "
+          f"(no balance step); bench took {time.perf_counter() - t0:.0f} s")
+    print(f"load average (1 min) at start {load0:.2f}, at end {_load():.2f} on {os.cpu_count()} CPUs "
+          "(other processes distort the numbers, the n_jobs=2 speed-up most)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Pieces of a tidy summary.csv shared by the Monte Carlo jobs: one column per grid factor, then
+outcome, timepoint, analysis, measure, value, mcse, n."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sim.engine import conditions_frame
+from sim.jobs.conditions import Condition, short_names
+
+BY = ["condition", "outcome", "timepoint", "analysis"]
+
+
+def mean_rows(replicates: pd.DataFrame, columns: Mapping[str, str]) -> list[pd.DataFrame]:
+    """Mean (with MCSE) of per-replicate columns, e.g. the true effects: {column: measure name}."""
+    out = []
+    for col, measure in columns.items():
+        g = replicates.groupby(BY, dropna=False)[col]
+        t = pd.DataFrame({"value": g.mean(), "mcse": g.std(ddof=1) / np.sqrt(g.count()), "n": g.count()}).reset_index()
+        out.append(t.assign(measure=measure))
+    return out
+
+
+def failure_rows(failures: pd.DataFrame, conds: Sequence[Condition], reps: int) -> pd.DataFrame:
+    """`n_failed` per condition (outcome/timepoint/analysis = 'all'), out of `reps`."""
+    fail = pd.DataFrame({"condition": [c.index for c in conds]})
+    counts = failures.groupby("condition").size() if len(failures) else pd.Series(dtype=float)
+    fail["value"] = fail["condition"].map(counts).fillna(0).astype(float)
+    return fail.assign(outcome="all", timepoint="all", analysis="all", measure="n_failed", mcse=np.nan, n=reps)
+
+
+def tidy(parts: Sequence[pd.DataFrame], conds: Sequence[Condition]) -> pd.DataFrame:
+    """Stack measure tables, attach the grid factors, order rows and columns."""
+    factors = list(conds[0].factors)
+    names = short_names(factors)
+    grid = conditions_frame([c.factors for c in conds]).rename(columns=names)
+    out = grid.merge(pd.concat(parts, ignore_index=True), on="condition", how="right")
+    cols = [names[f] for f in factors] + ["outcome", "timepoint", "analysis", "measure", "value", "mcse", "n"]
+    order = {m: i for i, m in enumerate(out["measure"].unique())}
+    out = out.assign(_m=out["measure"].map(order)).sort_values(BY + ["_m"], kind="stable")
+    return out[cols].reset_index(drop=True)

@@ -1,0 +1,414 @@
+"""End-to-end tests of `python -m sim` (the Hydra entry point), run as subprocesses.
+
+Every run gets SIM_CACHE_DIR = one directory per test session, calibrated once up front (~30 s on a
+new cache); after that the runs are cheap but each still costs a few seconds of start-up and
+figures. To keep the file's wall time modest the independent runs needed by the selected tests are
+started up front, two at a time, in a thread pool (results do not depend on it: every test still
+checks its own run); the runs that depend on another run (resume, kill) happen inside the test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT_DIR = ROOT / "conf" / "experiment"
+EXPERIMENTS = sorted(p.stem for p in EXPERIMENT_DIR.glob("*.yaml"))  # the files present at collection
+TIMEOUT = 600
+
+# A 2-condition slice of caliper_sweep: the paper's caliper and no caliper, under the null.
+SMALL_GRID = "experiment.grid={method.matching.caliper:[0.2,null],cohort.effect_mcid:[0.0]}"
+SMALL = ["experiment=caliper_sweep", "reps=10", "seed=7", SMALL_GRID]
+ONE_CONDITION = "experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[0.0]}"
+
+CALIBRATE = """
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from sim.config import CONF_DIR
+from sim.cohort.calibrate import calibrated
+from sim.jobs.conditions import study_of
+with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+    cfg = OmegaConf.to_container(compose("config"), resolve=True)
+calibrated(study_of(cfg), cfg["cohort"])
+"""
+
+
+# ----------------------------------------------------------------------------- bad overrides
+
+@dataclass(frozen=True)
+class Bad:
+    id: str
+    args: tuple[str, ...]
+    must_contain: tuple[str, ...]  # every one of these appears in stderr
+    first_line: str | None = "error:"  # stderr's first non-empty line starts with it (None: Hydra's own text)
+    code: int | None = 2  # expected exit code (None: any non-zero)
+
+
+BAD = [
+    Bad("caliper", ("experiment=confounding_sweep", "method.matching.caliper=-1"),
+        ("method.matching.caliper", "> 0")),
+    Bad("reps", ("experiment=caliper_sweep", "reps=0"), ("reps", ">= 1")),
+    Bad("n_jobs", ("experiment=caliper_sweep", "n_jobs=0"), ("n_jobs",)),
+    Bad("order", ("experiment=caliper_sweep", "method.matching.order=sideways"),
+        ("method.matching.order", "sideways", "largest", "smallest", "random", "data", "closest")),
+    Bad("confounding", ("experiment=caliper_sweep", "cohort.confounding=-1"), ("cohort.confounding", ">= 0")),
+    Bad("unknown_key", ("experiment=caliper_sweep", "foo=1"), ("foo", "not in struct"), first_line=None, code=None),
+    Bad("unknown_experiment", ("experiment=nope",), ("experiment/nope", "Available options", *EXPERIMENTS),
+        first_line=None, code=None),
+    Bad("no_experiment", (), ("experiment", *EXPERIMENTS)),
+    # Regressions of bugs found in review; one small condition,
+    # one rep, so that while the bug is there the accidental run is short.
+    Bad("caliper_in_grid", ("experiment=caliper_sweep", "method.matching.caliper=-1", "reps=1", ONE_CONDITION),
+        ("method.matching.caliper",)),
+    Bad("unknown_cohort_key", ("experiment=caliper_sweep", "+cohort.bogus=1", "reps=1", ONE_CONDITION),
+        ("cohort.bogus",), code=None),
+]
+BAD_XFAIL: dict[str, str] = {}  # bugs found here were fixed; keep the mechanism for new ones
+
+
+# ----------------------------------------------------------------------------- run specs
+
+def _experiment(name: str) -> dict:
+    return (yaml.safe_load((EXPERIMENT_DIR / f"{name}.yaml").read_text()) or {}).get("experiment") or {}
+
+
+def _hydra_value(v) -> str:
+    return "null" if v is None else repr(v) if isinstance(v, float) else str(v)
+
+
+def _experiment_args(name: str) -> list[str]:
+    """Small but complete settings for one experiment file: few reps, small check cohorts, and
+    (except caliper_sweep, whose full output is checked below) each grid factor cut to its first
+    and last value, so the extremes (e.g. cohort.n = 5000) still run."""
+    exp = _experiment(name)
+    args = [f"experiment={name}", "reps=3"]
+    grid = exp.get("grid") or {}
+    if grid and name != "caliper_sweep":
+        cut = ",".join(f"{k}:[{','.join(_hydra_value(v) for v in dict.fromkeys([vals[0], vals[-1]]))}]"
+                       for k, vals in grid.items())
+        args.append(f"experiment.grid={{{cut}}}")
+    if "check_n" in exp:
+        args.append("experiment.check_n=20000")
+    if "pair_cohorts" in exp:
+        args.append("experiment.pair_cohorts=20")
+    if "reference_n" in exp:
+        args.append("experiment.reference_n=20000")
+    return args
+
+
+def _job_of(name: str) -> str | None:
+    return _experiment(name).get("job")
+
+
+SPECS: dict[str, list[str]] = {
+    "ref": [*SMALL, "n_jobs=1"],
+    "jobs2": [*SMALL, "n_jobs=2"],
+    "chunk1": [*SMALL, "n_jobs=1", "chunk_size=1"],
+    **{f"bad:{b.id}": ["n_jobs=1", *b.args] for b in BAD},  # the bad value comes last, so it wins
+    **{f"exp:{e}": [*_experiment_args(e), "n_jobs=1"] for e in EXPERIMENTS},
+}
+
+
+def needs(*names: str):
+    """Declare the pre-started runs a test uses (its parametrised run is added automatically)."""
+    def deco(fn):
+        fn._needs = names
+        return fn
+    return deco
+
+
+def _needed(item) -> list[str]:
+    names = list(getattr(getattr(item, "function", None), "_needs", ()))
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "experiment" in params:
+        names.append(f"exp:{params['experiment']}")
+    if "bad" in params:
+        names.append(f"bad:{params['bad'].id}")
+    return names
+
+
+# ----------------------------------------------------------------------------- running
+
+@dataclass
+class Run:
+    args: list[str]
+    dir: Path
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def tail(self, n: int = 25) -> str:
+        return "\n".join(self.stderr.strip().splitlines()[-n:])
+
+    def why(self) -> str:
+        return f"`python -m sim {' '.join(self.args)}` -> exit {self.returncode}\nstderr (tail):\n{self.tail()}"
+
+
+def sim_cmd(args: list[str], run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "sim", *args, f"hydra.run.dir={run_dir}"]
+
+
+def run_sim(args: list[str], run_dir: Path, env: dict) -> Run:
+    start = time.perf_counter()
+    p = subprocess.run(sim_cmd(args, run_dir), cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    return Run(list(args), run_dir, p.returncode, p.stdout, p.stderr, time.perf_counter() - start)
+
+
+@pytest.fixture(scope="session")
+def sim_env(tmp_path_factory) -> dict:
+    """Environment of every run: a session-wide SIM_CACHE_DIR, calibrated once here."""
+    cache = tmp_path_factory.mktemp("sim-cache")
+    env = {**os.environ, "SIM_CACHE_DIR": str(cache), "MPLBACKEND": "Agg"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    p = subprocess.run([sys.executable, "-c", CALIBRATE], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    assert p.returncode == 0, f"calibration failed:\n{p.stderr[-3000:]}"
+    assert list(cache.glob("cohort-model-*.pkl")), "calibration wrote no cache file"
+    return env
+
+
+class Runs:
+    """The independent runs, started two at a time in the order the selected tests need them."""
+
+    def __init__(self, env: dict, root: Path, order: list[str]):
+        self.env, self.root = env, root
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-run")
+        self.futures: dict[str, Future] = {}
+        for name in order:
+            self._submit(name)
+
+    def _submit(self, name: str) -> Future:
+        if name not in self.futures:
+            run_dir = self.root / name.replace(":", "_")
+            self.futures[name] = self.pool.submit(run_sim, SPECS[name], run_dir, self.env)
+        return self.futures[name]
+
+    def __getitem__(self, name: str) -> Run:
+        return self._submit(name).result()
+
+
+@pytest.fixture(scope="session")
+def runs(request, sim_env, tmp_path_factory):
+    order: list[str] = []
+    for item in request.session.items:
+        if item.module is not None and item.module.__name__ == __name__:
+            order += [n for n in _needed(item) if n not in order]
+    r = Runs(sim_env, tmp_path_factory.mktemp("runs"), order)
+    yield r
+    r.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def ok(run: Run) -> Run:
+    assert run.returncode == 0, run.why()
+    assert "Traceback" not in run.stderr, run.why()
+    return run
+
+
+def summary_bytes(run_dir: Path) -> bytes:
+    path = run_dir / "summary.csv"
+    assert path.is_file(), f"no summary.csv in {run_dir}"
+    return path.read_bytes()
+
+
+def assert_same_summary(a: Path, b: Path) -> None:
+    """Byte-identical summary.csv; on failure show where the tables differ."""
+    ba, bb = summary_bytes(a), summary_bytes(b)
+    if ba == bb:
+        return
+    da, db = pd.read_csv(a / "summary.csv"), pd.read_csv(b / "summary.csv")
+    pd.testing.assert_frame_equal(da, db, check_exact=True)
+    pytest.fail(f"summary.csv of {a} and {b} differ in their text but not as tables")
+
+
+def chunk_files(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "chunks").glob("c*.pkl"))
+
+
+def resumed_line(run_dir: Path) -> tuple[int, int]:
+    """(computed, resumed) from report.md's 'chunks computed this run: C, resumed from disk: K'."""
+    import re
+
+    text = (run_dir / "report.md").read_text()
+    m = re.search(r"chunks computed this run: (\d+), resumed from disk: (\d+)", text)
+    assert m, f"report.md of {run_dir} does not state the chunks computed and resumed"
+    return int(m.group(1)), int(m.group(2))
+
+
+# ----------------------------------------------------------------------------- determinism
+
+@needs("ref", "jobs2")
+def test_summary_identical_for_one_and_two_jobs(runs):
+    ref, two = ok(runs["ref"]), ok(runs["jobs2"])
+    assert_same_summary(ref.dir, two.dir)
+    # different chunk layouts, same numbers (default chunk size depends on the workers)
+    assert len(chunk_files(ref.dir)) != len(chunk_files(two.dir))
+
+
+@needs("ref", "chunk1")
+def test_summary_identical_for_chunk_size_one_and_default(runs):
+    ref, one = ok(runs["ref"]), ok(runs["chunk1"])
+    assert_same_summary(ref.dir, one.dir)
+    assert len(chunk_files(one.dir)) == 2 * 10  # 2 conditions x 10 reps, one rep per chunk
+    assert len(chunk_files(ref.dir)) < len(chunk_files(one.dir))
+
+
+# ----------------------------------------------------------------------------- resume
+
+@needs("ref")
+def test_resume_after_deleting_chunks(runs, sim_env, tmp_path):
+    ref = ok(runs["ref"])
+    assert resumed_line(ref.dir)[1] == 0
+    work = tmp_path / "resume"
+    shutil.copytree(ref.dir, work)  # the finished run, as if in this directory
+    for name in ("summary.csv", "report.md", "replicates.csv.gz"):
+        (work / name).unlink()
+    chunks = chunk_files(work)
+    assert len(chunks) >= 4
+    deleted = chunks[::2]  # every other chunk: no two adjacent, so each is recomputed as one chunk
+    for p in deleted:
+        p.unlink()
+    again = ok(run_sim(SPECS["ref"], work, sim_env))
+    assert_same_summary(ref.dir, work)
+    assert resumed_line(work) == (len(deleted), len(chunks) - len(deleted))
+    assert len(chunk_files(work)) == len(chunks)
+    assert again.dir == work
+
+
+@needs("chunk1")
+def test_resume_after_kill(runs, sim_env, tmp_path):
+    """SIGKILL a run once its first chunk is on disk, re-run the same command in the same
+    directory: same summary as the uninterrupted run, and the report counts resumed chunks."""
+    args = SPECS["chunk1"]
+    work = tmp_path / "killed"
+    proc = subprocess.Popen(sim_cmd(args, work), cwd=ROOT, env=sim_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not chunk_files(work):
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended (exit {proc.returncode}) before writing a chunk:\n"
+                            f"{proc.stderr.read()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("no chunk file appeared in time")
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (work / "summary.csv").exists(), "the run finished before it was killed"
+    n_on_disk = len(chunk_files(work))
+    assert 1 <= n_on_disk < 20
+
+    ok(run_sim(args, work, sim_env))
+    computed, resumed = resumed_line(work)
+    assert resumed >= n_on_disk >= 1
+    assert computed >= 1 and computed + resumed == 20
+    assert not list((work / "chunks").glob(".tmp-*")), "temp files of the killed run were left behind"
+    uninterrupted = ok(runs["chunk1"])
+    assert_same_summary(uninterrupted.dir, work)
+
+
+@needs("ref")
+def test_rerun_with_other_settings_in_same_dir_is_one_line_error(runs, sim_env, tmp_path):
+    ref = ok(runs["ref"])
+    work = tmp_path / "other"
+    shutil.copytree(ref.dir, work)
+    args = [a if not a.startswith("reps=") else "reps=11" for a in SPECS["ref"]]
+    r = run_sim(args, work, sim_env)
+    assert r.returncode == 2, r.why()
+    assert "Traceback" not in r.stderr, r.why()
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "reps" in lines[0], r.why()
+
+
+# ----------------------------------------------------------------------------- bad overrides
+
+@pytest.mark.parametrize("bad", [pytest.param(b, id=b.id, marks=[pytest.mark.xfail(strict=True, reason=BAD_XFAIL[b.id])]
+                                              if b.id in BAD_XFAIL else []) for b in BAD])
+def test_bad_override_is_one_line_error(runs, bad):
+    r = runs[f"bad:{bad.id}"]
+    assert r.returncode != 0, r.why()
+    if bad.code is not None:
+        assert r.returncode == bad.code, r.why()
+    assert "Traceback" not in r.stderr, r.why()
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines, r.why()
+    if bad.first_line is not None:
+        assert lines[0].startswith(bad.first_line), r.why()
+        assert len(lines) == 1, r.why()
+    for text in bad.must_contain:
+        assert text in r.stderr, f"{text!r} not in stderr\n{r.why()}"
+    assert not (r.dir / "summary.csv").exists()
+
+
+# ----------------------------------------------------------------------------- every experiment
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_runs_and_writes_outputs(runs, experiment):
+    r = runs[f"exp:{experiment}"]
+    job = _job_of(experiment)
+    assert "Traceback" not in r.stderr, r.why()
+    if job == "reproduce":
+        # exit 1 = a calibration target failed on the small check cohort: still a complete run
+        assert r.returncode in (0, 1), r.why()
+        for name in ("calibration.csv", "cohort.csv", "table1.md", "table3.md", "table4.md", "table5.md",
+                     "calibration.png", "report.md"):
+            assert (r.dir / name).is_file(), f"{name} missing\n{r.why()}"
+        cal = pd.read_csv(r.dir / "calibration.csv")
+        assert len(cal) > 0
+    else:
+        assert r.returncode == 0, r.why()
+        main = ("summary.csv", "report.md", "failures.csv") + (("replicates.csv.gz",) if job == "psm" else ())
+        for name in main:
+            assert (r.dir / name).is_file(), f"{name} missing\n{r.why()}"
+        summary = pd.read_csv(r.dir / "summary.csv")
+        assert len(summary) > 0
+        assert {"measure", "value", "mcse", "n"} <= set(summary.columns)
+        assert f"experiment={experiment}" in (r.dir / "report.md").read_text()
+        assert list(r.dir.glob("*.png")), f"no figures\n{r.why()}"
+    assert f"{experiment}: done in" in r.stderr, r.why()
+
+
+# ----------------------------------------------------------------------------- caliper_sweep outputs
+
+@pytest.mark.skipif("caliper_sweep" not in EXPERIMENTS, reason="no conf/experiment/caliper_sweep.yaml")
+@needs("exp:caliper_sweep")
+def test_caliper_sweep_outputs(runs):
+    r = ok(runs["exp:caliper_sweep"])
+    s = pd.read_csv(r.dir / "summary.csv")
+    assert list(s.columns) == ["caliper", "effect_mcid", "outcome", "timepoint", "analysis", "measure", "value",
+                               "mcse", "n"]
+    grid = yaml.safe_load((EXPERIMENT_DIR / "caliper_sweep.yaml").read_text())["experiment"]["grid"]
+    calipers = {("none" if c is None else float(c)) for c in grid["method.matching.caliper"]}
+    assert {("none" if pd.isna(c) else float(c)) for c in s["caliper"]} == calipers
+    assert set(s["effect_mcid"]) == {float(e) for e in grid["cohort.effect_mcid"]}
+    for measure in ("bias", "empse", "mse", "coverage", "rejection"):
+        rows = s[s["measure"] == measure]
+        assert len(rows) > 0, f"no {measure} rows"
+        usable = rows[rows["n"] >= 2]
+        assert len(usable) > 0, f"no {measure} rows with n >= 2"
+        assert np.isfinite(usable["mcse"]).all(), f"non-finite mcse for {measure}:\n{usable[~np.isfinite(usable['mcse'])]}"
+    assert set(s.loc[s["measure"] == "rejection", "analysis"]) >= {"wilcoxon"}
+    for fig in ("bias.png", "rejection.png"):
+        path = r.dir / fig
+        assert path.is_file() and path.stat().st_size > 1000, f"{fig} missing or empty"
+    report = (r.dir / "report.md").read_text()
+    assert "python -m sim experiment=caliper_sweep reps=3" in report
+    assert "bias.png" in report and "rejection.png" in report
