@@ -28,11 +28,15 @@ def atomic_text(text: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def key_table(summary: pd.DataFrame, factors: list[str], analyses: Mapping[str, str]) -> pd.DataFrame:
+def _as_list(x: Any) -> list[str]:
+    return [x] if isinstance(x, str) else list(x)
+
+
+def key_table(summary: pd.DataFrame, factors: list[str], columns: list[tuple[str, str]]) -> pd.DataFrame:
     """The headline: per condition, outcome and time, one column per (analysis, measure) with
     'value (MCSE)'."""
     parts = []
-    for analysis, measure in analyses.items():
+    for analysis, measure in columns:
         d = summary[(summary["analysis"] == analysis) & (summary["measure"] == measure)].copy()
         if d.empty:
             continue
@@ -94,21 +98,21 @@ def psm_main(cfg: DictConfig, out_dir: Path) -> int:
     atomic_csv(res["replicates"], out_dir / "replicates.csv.gz", compression="gzip")
     atomic_csv(res["failures"], out_dir / "failures.csv")
     fig_cfg = OmegaConf.to_container(cfg.experiment.get("figures") or {}, resolve=True)
-    main_est = fig_cfg.get("estimate_analysis", "diff_means")
-    main_test = fig_cfg.get("test_analysis", "wilcoxon")
+    estimates = _as_list(fig_cfg.get("estimate_analysis", "diff_means"))
+    tests = _as_list(fig_cfg.get("test_analysis", "wilcoxon"))
+    alpha = float(cfg.method.outcomes.alpha)
     figures = [p for p in (
-        measure_plot(summary, factors, "bias", main_est, out_dir / "bias.png",
-                     f"Bias of the matched difference in mean change ({main_est}) vs {res['estimand']}",
+        measure_plot(summary, factors, "bias", estimates, out_dir / "bias.png",
+                     f"Bias of the difference in mean change ({', '.join(estimates)}) vs the {res['estimand']}",
                      "bias", reference=0.0),
-        measure_plot(summary, factors, "rejection", main_test, out_dir / "rejection.png",
-                     f"Rejection rate of the {main_test} test (alpha = {cfg.method.outcomes.alpha})",
-                     "rejection rate", reference=float(cfg.method.outcomes.alpha)),
-        measure_plot(summary, factors, "coverage", main_est, out_dir / "coverage.png",
-                     f"Coverage of the 95% CI ({main_est})", "coverage", reference=0.95),
+        measure_plot(summary, factors, "rejection", tests, out_dir / "rejection.png",
+                     f"Rejection rate ({', '.join(tests)}; alpha = {alpha})", "rejection rate", reference=alpha),
+        measure_plot(summary, factors, "coverage", estimates, out_dir / "coverage.png",
+                     f"Coverage of the 95% CI ({', '.join(estimates)})", "coverage", reference=0.95),
         scalar_plot(summary, factors, "mean_n_pairs",
                     out_dir / "pairs.png", "Matched pairs", "mean pairs"),
     ) if p is not None]
-    table = key_table(summary, factors, {main_test: "rejection", main_est: "bias"})
+    table = key_table(summary, factors, [(a, "rejection") for a in tests] + [(a, "bias") for a in estimates])
     atomic_csv(table, out_dir / "key_table.csv")
     atomic_text(_report(cfg, res, figures, out_dir, table), out_dir / "report.md")
     print(markdown(table) if len(table) <= 60 else markdown(table.head(60)), file=sys.stdout)

@@ -25,14 +25,15 @@ def _levels(values: pd.Series) -> list[str]:
     return list(dict.fromkeys(_label(v) for v in values))
 
 
-def measure_plot(summary: pd.DataFrame, factors: Sequence[str], measure: str, analysis: str, path: Path,
+def measure_plot(summary: pd.DataFrame, factors: Sequence[str], measure: str, analyses: Sequence[str], path: Path,
                  title: str, ylabel: str, reference: float | None = None) -> Path | None:
     """Panels outcome x timepoint; x = factors[0] (categorical positions, so 'none' fits);
-    lines = combinations of the remaining factors; error bars = 2 x MCSE."""
-    df = summary[(summary["measure"] == measure) & (summary["analysis"] == analysis)]
+    lines = combinations of the analyses (when several) and the remaining factors; error bars =
+    2 x MCSE."""
+    df = summary[(summary["measure"] == measure) & summary["analysis"].isin(analyses)]
     if df.empty or not factors:
         return None
-    x_name, hue = factors[0], list(factors[1:])
+    x_name, hue = factors[0], (["analysis"] if len(analyses) > 1 else []) + list(factors[1:])
     x_levels = _levels(summary[x_name])
     outcomes = list(dict.fromkeys(df["outcome"]))
     times = list(dict.fromkeys(df["timepoint"]))
