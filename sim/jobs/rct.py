@@ -62,6 +62,7 @@ from sim.engine import conditions_frame, run_experiment
 from sim.jobs.conditions import Condition, condition_key, conditions, design_of, short_names, study_of
 from sim.methods.outcomes import wilcoxon_ranksum
 from sim.jobs.tidy import BY, failure_rows, mean_rows, tidy
+from sim.report.figures import label_panel, save_panels
 from sim.performance import summarise
 
 ANALYSES = ("ttest", "welch", "ancova", "wilcoxon")
@@ -405,17 +406,9 @@ def curve_plot(summary: pd.DataFrame, measure: str, effect: float, path: Path, t
                             color="black", ls="--", lw=0.9, label="closed form (t, nct)")
             for ref in references:
                 ax.axhline(ref, color="grey", lw=0.7, ls=":")
-            ax.set_title(f"{o}, {t}", fontsize=9)
-            if j == 0:
-                ax.set_ylabel(ylabel, fontsize=8)
-            if i == len(times) - 1:
-                ax.set_xlabel("n per arm", fontsize=8)
-    axes[0, -1].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+            label_panel(ax, f"{o}, {t}", first_col=j == 0, last_row=i == len(times) - 1, xlabel="n per arm",
+                        ylabel=ylabel)
+    return save_panels(fig, axes, path, title, dpi=100)
 
 
 # --------------------------------------------------------------------------- report

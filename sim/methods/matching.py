@@ -107,6 +107,16 @@ def caliper_width(d: np.ndarray, treated: np.ndarray, caliper: float | None, cal
 # ----------------------------------------------------------------------------
 
 
+
+def _find(parent: list, p: int) -> int:
+    """Union-find root of p with path compression: the next still-available slot."""
+    r = p
+    while parent[r] != r:
+        r = parent[r]
+    while parent[p] != r:
+        parent[p], p = r, parent[p]
+    return r
+
 class _Pool:
     """Controls sorted by score with O(~1) "nearest still-available" queries.
 
@@ -141,21 +151,8 @@ class _Pool:
 
     def nearest(self, x: float, p: int):
         """(dist, control_global, local) of the nearest available control or None."""
-        nxt, prv = self.nxt, self.prv
-        # right: smallest available position >= p
-        r = p
-        while nxt[r] != r:
-            r = nxt[r]
-        i = p
-        while nxt[i] != r:
-            nxt[i], i = r, nxt[i]
-        # left: largest available position <= p-1 (slot p)
-        left = p
-        while prv[left] != left:
-            left = prv[left]
-        i = p
-        while prv[i] != left:
-            prv[i], i = left, prv[i]
+        r = _find(self.nxt, p)  # right: smallest available position >= p
+        left = _find(self.prv, p)  # left: largest available position <= p-1 (slot p)
         best = None
         if r < self.nc:
             best = (self.valsR[r] - x, self.cR[r], self.jR[r])

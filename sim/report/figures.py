@@ -54,17 +54,25 @@ def measure_plot(summary: pd.DataFrame, factors: Sequence[str], measure: str, an
             ax = axes[i, j]
             if reference is not None:
                 ax.axhline(reference, color="grey", lw=0.8, ls="--")
-            ax.set_title(f"{o}, {t}", fontsize=9)
             ax.set_xticks(range(len(x_levels)), x_levels, fontsize=7)
-            if j == 0:
-                ax.set_ylabel(ylabel, fontsize=8)
-            if i == len(times) - 1:
-                ax.set_xlabel(x_name, fontsize=8)
-    if hue:
+            label_panel(ax, f"{o}, {t}", first_col=j == 0, last_row=i == len(times) - 1, xlabel=x_name, ylabel=ylabel)
+    return save_panels(fig, axes, path, title, legend=bool(hue))
+
+
+def label_panel(ax, title: str, first_col: bool, last_row: bool, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=9)
+    if first_col:
+        ax.set_ylabel(ylabel, fontsize=8)
+    if last_row:
+        ax.set_xlabel(xlabel, fontsize=8)
+
+
+def save_panels(fig, axes, path: Path, title: str, legend: bool = True, dpi: int = 110) -> Path:
+    if legend:
         axes[0, -1].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
