@@ -13,7 +13,7 @@ rejection tails, as statsmodels.stats.power.TTestIndPower.
 
 ANCOVA on the follow-up outcome adjusted for baseline (Borm, Fransen & Lemmens 2007, J Clin
 Epidemiol 60:1234): the residual variance is sd_post^2 (1 - rho^2), rho the pre-post correlation
-and sd_post the SD of the follow-up outcome (equivalently of the change score given baseline), so
+and sd_post the SD of the follow-up outcome (sd_post * sqrt(1 - rho^2) is its SD given baseline), so
 
     n_ancova = 2 (z_{1-alpha/2} + z_{1-beta})^2 sd_post^2 (1 - rho^2) / delta^2
 

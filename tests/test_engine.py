@@ -262,3 +262,13 @@ def test_progress_bar_writes_to_stderr_when_forced(tmp_path, capsys):
     assert "conditions 3/3" in err and "reps 9/9" in err and "ETA" in err
     run_experiment(toy_replicate, CONDITIONS, 3, 1, tmp_path / "q", n_jobs=1)  # auto: not a TTY here
     assert capsys.readouterr().err == ""
+
+
+def test_changed_fingerprint_refuses_to_resume(tmp_path):
+    """A changed setting outside the grid (the caller's fingerprint) must never reuse old chunks."""
+    conds = expand_grid({"mu": [0.0]})
+    run_experiment(toy_replicate, conds, reps=3, seed=1, out_dir=tmp_path, n_jobs=1, fingerprint="settings-a")
+    again = run_experiment(toy_replicate, conds, reps=3, seed=1, out_dir=tmp_path, n_jobs=1, fingerprint="settings-a")
+    assert again.n_resumed_chunks > 0 and again.n_computed_chunks == 0
+    with pytest.raises(ManifestMismatchError, match="fingerprint"):
+        run_experiment(toy_replicate, conds, reps=3, seed=1, out_dir=tmp_path, n_jobs=1, fingerprint="settings-b")

@@ -203,7 +203,7 @@ def _uncovered_ranges(covered: np.ndarray, chunk_size: int) -> list[tuple[int, i
 
 def run_experiment(replicate_fn: ReplicateFn, conditions: Sequence[Mapping[str, Any]], reps: int, seed: int,
                    out_dir: Path, n_jobs: int = -1, chunk_size: int | None = None,
-                   progress: bool | None = None) -> RunResult:
+                   progress: bool | None = None, fingerprint: str = "") -> RunResult:
     """Run ``reps`` replicates of every condition; checkpoint chunks to ``out_dir/chunks``.
 
     replicate_fn(condition, rng) -> DataFrame must be picklable (module-level
@@ -211,7 +211,8 @@ def run_experiment(replicate_fn: ReplicateFn, conditions: Sequence[Mapping[str, 
     Re-running with the same seed, reps and conditions in the same out_dir
     resumes: finished chunks are loaded, only missing reps are computed.
     n_jobs follows joblib (-1 = all cores, 1 = in-process without joblib).
-    progress=None shows a bar only if stderr is a terminal.
+    progress=None shows a bar only if stderr is a terminal. ``fingerprint`` (e.g. a hash of the
+    full settings and code) joins the resume key, so a changed setting never reuses old chunks.
     """
     if not callable(replicate_fn):
         raise ValueError(f"replicate_fn must be callable, got {type(replicate_fn).__name__}")
@@ -239,7 +240,7 @@ def run_experiment(replicate_fn: ReplicateFn, conditions: Sequence[Mapping[str, 
     if chunk_size is None:
         chunk_size = default_chunk_size(reps, workers)
 
-    manifest = build_manifest(seed, reps, conds, _fn_name(replicate_fn))
+    manifest = build_manifest(seed, reps, conds, _fn_name(replicate_fn), fingerprint)
     chunks_dir = prepare_chunk_dir(Path(out_dir), manifest)
 
     if progress is None:

@@ -49,7 +49,7 @@ MANIFEST_NAME = "manifest.json"
 TMP_PREFIX = ".tmp-"
 _CHUNK_RE = re.compile(r"^c(\d+)_r(\d+)-(\d+)\.pkl$")
 # Fields that must agree for chunk files to be reused.
-_KEY_FIELDS = ("format", "seed", "reps", "n_conditions", "conditions_hash")
+_KEY_FIELDS = ("format", "seed", "reps", "n_conditions", "conditions_hash", "fingerprint")
 
 
 class ManifestMismatchError(ValueError):
@@ -97,10 +97,13 @@ def conditions_hash(conditions: Sequence[Mapping[str, Any]]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def build_manifest(seed: int, reps: int, conditions: Sequence[Mapping[str, Any]], replicate_fn_name: str) -> dict:
-    """Manifest dict; ``replicate_fn`` is informational only (not part of the key)."""
+def build_manifest(seed: int, reps: int, conditions: Sequence[Mapping[str, Any]], replicate_fn_name: str,
+                   fingerprint: str = "") -> dict:
+    """Manifest dict; ``replicate_fn`` is informational only (not part of the key). ``fingerprint``
+    is the caller's digest of everything else the results depend on (full settings, code)."""
     return {
         "format": FORMAT_VERSION,
+        "fingerprint": str(fingerprint),
         "seed": int(seed),
         "reps": int(reps),
         "n_conditions": len(conditions),

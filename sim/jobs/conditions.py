@@ -4,7 +4,9 @@ and the solved cohort design. Shared by the Monte Carlo jobs."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -22,6 +24,19 @@ class Condition:
     index: int
     factors: dict[str, Any]  # the grid values, keyed by dotted config path
     cfg: dict[str, Any]  # the full resolved config of this condition
+
+
+RUN_ONLY_KEYS = ("n_jobs", "chunk_size", "progress", "reps", "seed")
+
+
+def fingerprint(conds: list["Condition"]) -> str:
+    """Digest of every condition's full settings and of the package's code: the resume key, so
+    that a run directory never mixes results of different settings or code."""
+    cfgs = [{k: v for k, v in c.cfg.items() if k not in RUN_ONLY_KEYS} for c in conds]
+    h = hashlib.sha256(json.dumps(cfgs, sort_keys=True, default=str).encode())
+    for path in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def condition_key(factors: Mapping[str, Any]) -> str:

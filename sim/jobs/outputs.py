@@ -28,11 +28,19 @@ def atomic_text(text: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
+ESTIMAND_TEXT = {
+    "matched": "the effect among the matched treated, what the matched comparison estimates",
+    "att": "the effect among all treated",
+    "ate": "the effect in the whole cohort",
+}
+
+
 def _as_list(x: Any) -> list[str]:
     return [x] if isinstance(x, str) else list(x)
 
 
-def key_table(summary: pd.DataFrame, factors: list[str], columns: list[tuple[str, str]]) -> pd.DataFrame:
+def key_table(summary: pd.DataFrame, factors: list[str], columns: list[tuple[str, str]],
+              estimand: str = "") -> pd.DataFrame:
     """The headline: per condition, outcome and time, one column per (analysis, measure) with
     'value (MCSE)'."""
     parts = []
@@ -41,7 +49,8 @@ def key_table(summary: pd.DataFrame, factors: list[str], columns: list[tuple[str
         if d.empty:
             continue
         d["cell"] = [f"{v:.3g} ({m:.2g})" if pd.notna(m) else f"{v:.3g}" for v, m in zip(d["value"], d["mcse"])]
-        d = d[factors + ["outcome", "timepoint", "cell"]].rename(columns={"cell": f"{measure} [{analysis}]"})
+        label = f"{measure} [{analysis}]" + (f" vs {estimand}" if measure == "bias" and estimand else "")
+        d = d[factors + ["outcome", "timepoint", "cell"]].rename(columns={"cell": label})
         parts.append(d.set_index(factors + ["outcome", "timepoint"]))
     if not parts:
         return pd.DataFrame()
@@ -64,8 +73,9 @@ def _report(cfg: DictConfig, res: Mapping[str, Any], figures: list[Path], out_di
         f"- command: `python -m sim experiment={exp.name} reps={cfg.reps} seed={cfg.seed}`",
         f"- conditions: {len(res['conditions'])}; replicates per condition: {cfg.reps}; "
         f"failed replicates: {n_fail} of {total} (see failures.csv)",
-        f"- estimand for bias, MSE and coverage: `{res['estimand']}` (the same against the effect among "
-        "the matched: measures `*_matched`)",
+        f"- estimand for bias, MSE and coverage: `{res['estimand']}` ({ESTIMAND_TEXT[res['estimand']]}); the "
+        "same against the other estimands carry their name as a suffix (`bias_att`, `coverage_ate`, ...); "
+        "`true_*` are their mean values",
         f"- chunks computed this run: {res['n_computed_chunks']}, resumed from disk: {res['n_resumed_chunks']}",
         "",
         "## Key results",
@@ -112,7 +122,8 @@ def psm_main(cfg: DictConfig, out_dir: Path) -> int:
         scalar_plot(summary, factors, "mean_n_pairs",
                     out_dir / "pairs.png", "Matched pairs", "mean pairs"),
     ) if p is not None]
-    table = key_table(summary, factors, [(a, "rejection") for a in tests] + [(a, "bias") for a in estimates])
+    table = key_table(summary, factors, [(a, "rejection") for a in tests] + [(a, "bias") for a in estimates],
+                      res["estimand"])
     atomic_csv(table, out_dir / "key_table.csv")
     atomic_text(_report(cfg, res, figures, out_dir, table), out_dir / "report.md")
     print(markdown(table) if len(table) <= 60 else markdown(table.head(60)), file=sys.stdout)

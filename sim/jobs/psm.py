@@ -12,8 +12,9 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from sim.cohort.generate import Design, generate
+from sim.config import ConfigError
 from sim.engine import ReplicateFailure, conditions_frame, run_experiment
-from sim.jobs.conditions import Condition, condition_key, conditions, design_of, short_names, study_of
+from sim.jobs.conditions import Condition, condition_key, conditions, design_of, fingerprint, short_names, study_of
 from sim.methods.pipeline import MethodSpec, analyse
 from sim.jobs.tidy import BY, failure_rows, mean_rows, tidy
 from sim.performance import summarise
@@ -43,15 +44,17 @@ def plans_for(conds: list[Condition]) -> dict[str, tuple[Design, MethodSpec]]:
 def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[Condition],
                   estimand: str, alpha: float, reps: int) -> pd.DataFrame:
     """Tidy performance table: one column per grid factor, then outcome, timepoint, analysis,
-    measure, value, mcse, n. Bias/MSE/coverage are against `estimand`; the same against the
-    effect among the matched carry the suffix `_matched`; `true_<estimand>` is the mean truth."""
+    measure, value, mcse, n. Bias/MSE/coverage are against `estimand`; against each other
+    estimand they carry its name as a suffix (`bias_att`, ...); `true_<estimand>` is the mean truth."""
     main = summarise(replicates, BY, truth=ESTIMANDS[estimand], alpha=alpha)
-    matched = summarise(replicates, BY, truth="truth_matched", se=None, p_value=None, estimate="estimate",
-                        extra_means=())
-    matched = matched[matched["measure"].isin(["bias", "mse", "coverage"])].copy()
-    matched["measure"] = matched["measure"] + "_matched"
+    others = []
+    for name, col in ESTIMANDS.items():
+        if name != estimand:
+            o = summarise(replicates, BY, truth=col, se=None, p_value=None, extra_means=())
+            o = o[o["measure"].isin(["bias", "mse", "coverage"])].copy()
+            others.append(o.assign(measure=o["measure"] + f"_{name}"))
     truths = mean_rows(replicates, {col: col.replace("truth_", "true_") for col in ESTIMANDS.values()})
-    return tidy([main, matched, *truths, failure_rows(failures, conds, reps)], conds)
+    return tidy([main, *others, *truths, failure_rows(failures, conds, reps)], conds)
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
@@ -59,8 +62,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     plans = plans_for(conds)
     result = run_experiment(partial(psm_replicate, plans=plans), [c.factors for c in conds], reps=cfg.reps,
                             seed=cfg.seed, out_dir=out_dir, n_jobs=cfg.n_jobs, chunk_size=cfg.chunk_size,
-                            progress=cfg.progress)
-    estimand = cfg.experiment.get("estimand", "att")
+                            progress=cfg.progress, fingerprint=fingerprint(conds))
+    estimand = cfg.experiment.get("estimand", "matched")
+    if estimand not in ESTIMANDS:
+        raise ConfigError(f"experiment.estimand: got {estimand!r}; allowed: {list(ESTIMANDS)}")
     alpha = float(cfg.method.outcomes.get("alpha", 0.05))
     grid = conditions_frame([c.factors for c in conds]).rename(columns=short_names(list(conds[0].factors)))
     replicates = grid.merge(result.replicates, on="condition", how="right")

@@ -59,7 +59,7 @@ from sim import power as PW
 from sim.cohort.generate import Design, generate
 from sim.config import ConfigError
 from sim.engine import conditions_frame, run_experiment
-from sim.jobs.conditions import Condition, condition_key, conditions, design_of, short_names, study_of
+from sim.jobs.conditions import Condition, condition_key, conditions, design_of, fingerprint, short_names, study_of
 from sim.methods.outcomes import wilcoxon_ranksum
 from sim.jobs.tidy import BY, failure_rows, mean_rows, tidy
 from sim.report.figures import label_panel, save_panels
@@ -537,7 +537,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     spec = next(iter(plans.values()))[1]
     result = run_experiment(partial(rct_replicate, plans=plans), [c.factors for c in conds], reps=cfg.reps,
                             seed=cfg.seed, out_dir=out_dir, n_jobs=cfg.n_jobs, chunk_size=cfg.chunk_size,
-                            progress=cfg.progress)
+                            progress=cfg.progress, fingerprint=fingerprint(conds))
     names = short_names(list(conds[0].factors))
     grid = conditions_frame([c.factors for c in conds]).rename(columns=names)
     replicates = grid.merge(result.replicates, on="condition", how="right")

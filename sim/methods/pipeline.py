@@ -5,8 +5,10 @@ true effects beside the estimates, so performance can be measured against a name
 Estimands (per outcome and time, over patients alive at the visit):
   truth_ate     mean individual effect in the whole cohort;
   truth_att     ... among the treated;
-  truth_matched ... among the matched units (treated and controls: the estimand a caliper-matched
-                comparison targets, which differs from the ATT when treated go unmatched).
+  truth_matched ... among the matched treated, weighted as the estimator weights them (once per
+                link): what a matched treated-minus-control comparison estimates. It differs from the
+                ATT when treated go unmatched (189 treated vs 74 controls: at most 74 can be) and
+                the effect varies (floors and ceilings make it vary).
 Rank tests (wilcoxon, signed_rank) carry a p-value but no effect estimate (NaN), so they enter
 rejection rates only. Analyses of links: with ratio k or replacement a treated unit appears once
 per matched control.
@@ -95,7 +97,6 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
     w = res.weights
     smd_after = smd(Xb, treated, weights=w, denominator=spec.balance_denominator) if res.n_pairs else np.full(Xb.shape[1], np.nan)
     abs_after = np.abs(smd_after)
-    matched = w > 0
     common = {
         "n_pairs": res.n_pairs,
         "share_treated_matched": res.n_treated_matched / max(res.n_treated, 1),
@@ -112,7 +113,7 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
             truths = {
                 "truth_ate": _nanmean(indiv),
                 "truth_att": _nanmean(indiv[treated]),
-                "truth_matched": _nanmean(indiv[matched]),
+                "truth_matched": _nanmean(indiv[ti]),
             }
             base = {"outcome": name, "timepoint": t, **common, **truths}
             if res.n_pairs:

@@ -65,8 +65,7 @@ def answer_confounding_sweep(s: pd.DataFrame, run: Path) -> str:
     return (f"Under the null, matching removes most of the confounding bias of the crude comparison of the change "
             f"from baseline: for the Barthel index at 6 months the bias is {c1:.2f} crude vs {m1:.2f} matched at "
             f"the published confounding strength, and {c3:.2f} vs {m3:.2f} at three times that strength. "
-            f"What remains is mostly confounding the paper's PS leaves out by design of the model (ECOG PS, "
-            f"Frankel D vs E, SINS); at "
+            f"What remains comes from Frankel D vs E, which the paper's PS lumps together; at "
             f"strength 3 the matched Wilcoxon test rejects in {_range(rej)} of replicates against {_range(crej)} "
             f"for the crude one.")
 
