@@ -42,7 +42,8 @@ def answer_caliper_sweep(s: pd.DataFrame, run: Path) -> str:
     worst = bias_none.loc[bias_none["value"].abs().idxmax()]
     at02 = bias02[(bias02.outcome == worst.outcome) & (bias02.timepoint == worst.timepoint)]["value"].iloc[0]
     powered = power[power["value"] >= 0.8]
-    powered_txt = (f"only {_fmt_by_outcome(powered)} reach 80 %" if len(powered) else "none reaches 80 %")
+    powered_txt = (f"only {_fmt_by_outcome(powered)} reach{'es' if len(powered) == 1 else ''} 80 %"
+                   if len(powered) else "none reaches 80 %")
     return (f"With the paper's caliper (0.2 SD of the logit PS) its Wilcoxon test keeps the type-I error near 5 % "
             f"({_range(null)} over the {len(null)} outcome x time comparisons) but has little power to detect a true "
             f"improvement of one MCID ({_fmt_by_outcome(power)}; {powered_txt}), so the published null result "
