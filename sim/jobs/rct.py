@@ -37,8 +37,8 @@ correlation and survival to the visit come from one reference cohort of experime
 patients drawn from the same design (reference.csv).
 
 Cost: a replicate (cohort of 2 x n_per_arm, 8 outcome-times x 4 analyses) takes ~8-12 ms; the
-default grid (24 conditions) at 500 reps is ~120 s of CPU, about 70 s of wall time on 2 idle
-cores including ~20 s of serial set-up, summaries and figures.
+default grid (30 conditions) at 300 reps takes about a minute of wall time on 2 cores (the
+curated run, 1000 reps, took 120 s).
 """
 
 from __future__ import annotations
