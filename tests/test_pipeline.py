@@ -104,3 +104,28 @@ def test_no_pairs_gives_nan_rows_not_an_exception():
                       times=("m1",), analyses=("diff_means",))
     rows = analyse(cols, pot, spec, np.random.default_rng(0))
     assert rows[0]["n_pairs"] == 0 and np.isnan(rows[0]["p_value"])
+
+
+def test_ratio_two_analyses_matched_sets_not_links():
+    """1:2 matching: each treated unit is compared with the mean of its two controls, once."""
+    cols, pot = _toy_cohort(np.random.default_rng(8), n=600)
+    cols["treated"] = (np.arange(600) % 4 == 0).astype(np.int8)  # 150 treated, 450 controls
+    spec = MethodSpec(ps_covariates=("x",), caliper=None, ratio=2, balance_covariates=("x",), outcomes=("y",),
+                      times=("m1",), analyses=("paired_t", "diff_means"))
+    rows = pd.DataFrame(analyse(cols, pot, spec, np.random.default_rng(0))).set_index("analysis")
+    from sim.methods.matching import match
+    from sim.methods.propensity import fit_propensity
+
+    res = match(fit_propensity(cols["x"][:, None], cols["treated"]).ps, cols["treated"].astype(bool),
+                caliper=None, ratio=2)
+    d0, _ = pot[("y", "m1")]  # null effect: observed = d0
+    yt, yc = [], []
+    for t in np.unique(res.treated_idx):
+        c = res.control_idx[res.treated_idx == t]
+        vals = d0[c][~np.isnan(d0[c])]
+        yt.append(d0[t])
+        yc.append(vals.mean() if vals.size else np.nan)
+    yt, yc = np.array(yt), np.array(yc)
+    ok = ~np.isnan(yt) & ~np.isnan(yc)
+    assert rows.loc["paired_t", "p_value"] == pytest.approx(stats.ttest_rel(yt[ok], yc[ok]).pvalue, rel=1e-9)
+    assert rows.loc["paired_t", "n_used_treated"] == ok.sum() <= len(np.unique(res.treated_idx))

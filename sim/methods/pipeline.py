@@ -10,8 +10,9 @@ Estimands (per outcome and time, over patients alive at the visit):
                 ATT when treated go unmatched (189 treated vs 74 controls: at most 74 can be) and
                 the effect varies (floors and ceilings make it vary).
 Rank tests (wilcoxon, signed_rank) carry a p-value but no effect estimate (NaN), so they enter
-rejection rates only. Analyses of links: with ratio k or replacement a treated unit appears once
-per matched control.
+rejection rates only. With ratio k or replacement the unit of analysis is the matched set: each
+matched treated unit against the mean of its controls (alive at the visit), so that a treated unit
+is not counted once per control; a control reused by several sets still appears in each.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
         "mean_abs_smd": float(np.mean(abs_after)) if res.n_pairs else np.nan,
         "ps_separation": bool(fit.separation),
     }
+    by_sets = spec.ratio > 1 or spec.replace
     rows = []
     for name in spec.outcomes:
         for t in spec.times:
@@ -115,9 +117,14 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
                 "truth_att": _nanmean(indiv[treated]),
                 "truth_matched": _nanmean(indiv[ti]),
             }
+            if by_sets:
+                sets, y_t, y_c = matched_sets(ti, ci, observed)
+                truths["truth_matched"] = _nanmean(indiv[sets])
+            else:
+                y_t, y_c = observed[ti], observed[ci]
             base = {"outcome": name, "timepoint": t, **common, **truths}
             if res.n_pairs:
-                results = O.analyse_deltas(observed[ti], observed[ci], spec.analyses)
+                results = O.analyse_deltas(y_t, y_c, spec.analyses)
                 for a, r in results.items():
                     rows.append({**base, "analysis": a, **_result_fields(r, a)})
             else:
@@ -128,6 +135,18 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
                     r = fn(observed[treated], observed[~treated])
                     rows.append({**base, "analysis": a, **_result_fields(r, a)})
     return rows
+
+
+def matched_sets(ti: np.ndarray, ci: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per matched set (one treated unit): the treated index, its outcome, and the mean outcome of
+    its controls (NaN when none of them has one)."""
+    sets, inv = np.unique(ti, return_inverse=True)
+    yc = y[ci]
+    ok = ~np.isnan(yc)
+    total = np.bincount(inv, weights=np.where(ok, yc, 0.0), minlength=len(sets))
+    count = np.bincount(inv, weights=ok.astype(float), minlength=len(sets))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sets, y[sets], np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _nanmean(x: np.ndarray) -> float:
