@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from sim.methods.matching import MAX_OPTIMAL_CELLS, caliper_width, match
+from sim.methods.matching import MAX_OPTIMAL_CELLS, match
 
 ORDERS = ["largest", "smallest", "random", "data", "closest"]
 
