@@ -23,7 +23,7 @@ def _job(name: str) -> Callable[[DictConfig, Path], int]:
     elif name == "psm":
         from sim.jobs.outputs import psm_main as main
     elif name == "rct":
-        from sim.jobs.outputs import rct_main as main
+        from sim.jobs.rct import main
     else:
         raise ConfigError(f"experiment.job: got {name!r}; allowed: {list(JOBS)}")
     return main

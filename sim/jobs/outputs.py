@@ -128,9 +128,3 @@ def psm_main(cfg: DictConfig, out_dir: Path) -> int:
     atomic_text(_report(cfg, res, figures, out_dir, table), out_dir / "report.md")
     print(markdown(table) if len(table) <= 60 else markdown(table.head(60)), file=sys.stdout)
     return 0
-
-
-def rct_main(cfg: DictConfig, out_dir: Path) -> int:
-    from sim.jobs import rct
-
-    return rct.main(cfg, out_dir)

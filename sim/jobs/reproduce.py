@@ -30,7 +30,6 @@ from sim.cohort.calibrate import calibrated  # noqa: E402
 from sim.cohort.checks import calibration_table, failed_required, matched_pairs_row  # noqa: E402
 from sim.cohort.generate import Cohort, generate, make_design  # noqa: E402
 from sim.cohort.model import CohortModel, numeric_column  # noqa: E402
-from sim.config import check_cohort, check_method  # noqa: E402
 from sim.engine import replicate_rng  # noqa: E402
 from sim.jobs.outputs import atomic_csv, atomic_text  # noqa: E402
 from sim.methods.balance import smd  # noqa: E402
@@ -158,9 +157,7 @@ def calibration_figure(table: pd.DataFrame, path: Path) -> None:
 
 
 def main(cfg: DictConfig, out_dir: Path) -> int:
-    c = OmegaConf.to_container(cfg, resolve=True)
-    check_cohort(c["cohort"])
-    check_method(c["method"])
+    c = OmegaConf.to_container(cfg, resolve=True)  # validated by sim.app.run
     exp = c["experiment"]
     study = load_study(c["study"])
     model = calibrated(study, c["cohort"])
