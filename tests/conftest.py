@@ -10,7 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_PATH = ROOT / "conf" / "study" / "tominaga2025.yaml"
-COHORT_SETTINGS_PATH = ROOT / "conf" / "cohort" / "default.yaml"
+COHORT_SETTINGS_PATH = ROOT / "conf" / "cohort" / "tominaga2025.yaml"
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from sim.config import ConfigError, check_cohort, check_method, check_run_keys, 
 from sim.jobs.conditions import short_names
 
 METHOD = yaml.safe_load(open("conf/method/paper.yaml"))
-COHORT = yaml.safe_load(open("conf/cohort/default.yaml"))
+COHORT = yaml.safe_load(open("conf/cohort/tominaga2025.yaml"))
 
 
 def _set(d, path, value):

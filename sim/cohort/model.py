@@ -1,7 +1,7 @@
 """The cohort model: every solved parameter of the data-generating mechanism, and how a set of
 latent normals becomes a cohort under it.
 
-Structure (docs in conf/cohort/default.yaml and the README):
+Structure (docs in conf/cohort/tominaga2025.yaml and the README):
 - core covariates (those the true treatment model depends on: ESCC, Frankel, emergency) share a
   Gaussian copula with calibrated latent correlations;
 - L, the standardised latent treatment index, summarises them; every other covariate's latent is
