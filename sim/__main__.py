@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="config")
+@hydra.main(version_base=None, config_path="pkg://sim.conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     from sim.app import output_dir_and_overrides, run
 

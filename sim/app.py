@@ -1,32 +1,23 @@
-"""Compose -> validate -> run -> write outputs. Called by the Hydra entry point (sim/__main__.py);
-every user error ends here as one line `error: ...` and exit code 2."""
+"""Compose -> validate -> run -> write outputs. Called by the Hydra entry point (sim/__main__.py).
+Every user error ends here as one line `error: ...` and exit code 2, before any replicate runs;
+an unexpected exception ends as one line plus the path of a log holding its traceback."""
 
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
-from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from sim.config import ConfigError, check_cohort, check_method, check_run_keys
+from sim import experiment
+from sim.config import ConfigError, check_run_keys
 from sim.engine import ManifestMismatchError
 from sim.study import StudySpecError
 
-JOBS = ("reproduce", "psm", "rct")
-
-
-def _job(name: str) -> Callable[[DictConfig, Path], int]:
-    if name == "reproduce":
-        from sim.jobs.reproduce import main
-    elif name == "psm":
-        from sim.jobs.outputs import psm_main as main
-    elif name == "rct":
-        from sim.jobs.rct import main
-    else:
-        raise ConfigError(f"experiment.job: got {name!r}; allowed: {list(JOBS)}")
-    return main
+USER_ERRORS = (ConfigError, StudySpecError, ManifestMismatchError)
 
 
 def check_overrides(cfg: DictConfig, overrides: list[str]) -> None:
@@ -40,23 +31,49 @@ def check_overrides(cfg: DictConfig, overrides: list[str]) -> None:
                               f"change the grid instead, e.g. 'experiment.grid={{{key}:[...]}}'")
 
 
+def check_out_dir(out_dir: Path) -> None:
+    for p in (out_dir, *out_dir.parents):
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"hydra.run.dir: {p} exists and is not a directory")
+
+
 def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> int:
     try:
-        plain = OmegaConf.to_container(cfg, resolve=True)
-        check_run_keys(plain)
+        check_run_keys(OmegaConf.to_container(cfg, resolve=True))
         check_overrides(cfg, overrides or [])
-        check_cohort(plain["cohort"])
-        check_method(plain["method"])
-        job = _job(cfg.experiment.get("job"))
+        check_out_dir(out_dir)
+        prepared = experiment.prepare(cfg)
         out_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        code = job(cfg, out_dir)
+        result = experiment.run(cfg, out_dir, prepared=prepared)
         print(f"{cfg.experiment.name}: done in {time.perf_counter() - start:.1f} s; outputs in {out_dir}",
               file=sys.stderr)
-        return code
-    except (ConfigError, StudySpecError, ManifestMismatchError) as e:
+        return result.exit_code
+    except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; finished chunks are kept: run the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - never a traceback on the terminal
+        log = _error_log(out_dir)
+        msg = " ".join(str(e).split())[:300]
+        print(f"error: unexpected {type(e).__name__}: {msg} (traceback in {log})", file=sys.stderr)
+        return 1
+
+
+def _error_log(out_dir: Path) -> Path:
+    text = traceback.format_exc()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "error.log"
+        path.write_text(text)
+    except OSError:
+        fd, name = tempfile.mkstemp(prefix="sim-error-", suffix=".log")
+        with open(fd, "w") as fh:
+            fh.write(text)
+        path = Path(name)
+    return path
 
 
 def output_dir_and_overrides() -> tuple[Path, list[str]]:

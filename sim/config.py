@@ -1,21 +1,31 @@
 """Validate a composed config before any work starts: one clear error naming the key and the
-allowed values, instead of a traceback ten minutes into a run."""
+allowed values, instead of a traceback ten minutes into a run. The allowed values come from the
+registries of the modules that implement them, never from copies."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import resources
 from typing import Any, Mapping
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+from sim.methods import matching as MATCHING
+from sim.methods.balance import DENOMINATORS
+from sim.methods.outcomes import ANALYSES
 
 MATCHING_CHOICES = {
-    "algorithm": ("greedy", "optimal"),
-    "caliper_scale": ("logit", "ps"),
-    "caliper_sd": ("pooled", "whole", "treated"),
-    "order": ("largest", "smallest", "random", "data", "closest"),
+    "algorithm": MATCHING.ALGORITHMS,
+    "caliper_scale": MATCHING.CALIPER_SCALES,
+    "caliper_sd": MATCHING.CALIPER_SDS,
+    "order": MATCHING.ORDERS,
 }
-ANALYSES = ("wilcoxon", "signed_rank", "paired_t", "diff_means", "paired_diff")
-BALANCE_DENOMINATORS = ("pooled", "treated")
+METHOD_KEYS = {"propensity": ("covariates",),
+               "matching": ("algorithm", "caliper", "caliper_scale", "caliper_sd", "order", "ratio", "replace",
+                            "exact"),
+               "balance": ("denominator", "covariates"),
+               "outcomes": ("names", "times", "analyses", "alpha", "crude")}
+COHORT_KEYS = ("n", "confounding", "effect_mcid", "effect", "effect_heterogeneity", "omitted_confounders",
+               "unmeasured", "prognosis", "refine", "outcome_partial_corr_m1_m6", "visit_days", "calibration_n",
+               "calibration_seed")
+PROGRESS = (None, True, False)
 
 
 class ConfigError(ValueError):
@@ -23,7 +33,8 @@ class ConfigError(ValueError):
 
 
 def experiments_available() -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+    files = resources.files("sim.conf").joinpath("experiment").iterdir()
+    return sorted(p.name[:-5] for p in files if p.name.endswith(".yaml"))
 
 
 def _is_int(x: Any) -> bool:
@@ -32,6 +43,12 @@ def _is_int(x: Any) -> bool:
 
 def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _names(value: Any, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: must be a list of names, got {value!r}")
+    return value
 
 
 def check_run_keys(cfg: Mapping[str, Any]) -> None:
@@ -47,10 +64,8 @@ def check_run_keys(cfg: Mapping[str, Any]) -> None:
     cs = cfg.get("chunk_size")
     if cs is not None and (not _is_int(cs) or cs < 1):
         raise ConfigError(f"chunk_size: must be null or a whole number >= 1, got {cs!r}")
-
-
-COHORT_KEYS = ("n", "confounding", "effect_mcid", "effect", "effect_heterogeneity", "omitted_confounders",
-               "prognosis", "refine", "outcome_partial_corr_m1_m6", "visit_days", "calibration_n", "calibration_seed")
+    if cfg.get("progress") not in PROGRESS:
+        raise ConfigError(f"progress: got {cfg.get('progress')!r}; allowed: null (only on a terminal), true, false")
 
 
 def check_cohort(cohort: Mapping[str, Any], prefix: str = "cohort") -> None:
@@ -63,14 +78,51 @@ def check_cohort(cohort: Mapping[str, Any], prefix: str = "cohort") -> None:
     conf = cohort.get("confounding")
     if not _is_num(conf) or conf < 0:
         raise ConfigError(f"{prefix}.confounding: must be a number >= 0, got {conf!r}")
-    if not _is_num(cohort.get("effect_mcid", 0.0)):
-        raise ConfigError(f"{prefix}.effect_mcid: must be a number, got {cohort.get('effect_mcid')!r}")
-    if not _is_num(cohort.get("effect_heterogeneity", 0.0)):
-        raise ConfigError(f"{prefix}.effect_heterogeneity: must be a number, got {cohort.get('effect_heterogeneity')!r}")
+    for key in ("effect_mcid", "effect_heterogeneity"):
+        if not _is_num(cohort.get(key, 0.0)):
+            raise ConfigError(f"{prefix}.{key}: must be a number, got {cohort.get(key)!r}")
+    effect = cohort.get("effect") or {}
+    if not isinstance(effect, Mapping):
+        raise ConfigError(f"{prefix}.effect: must map outcome to {{time: effect}}, e.g. "
+                          f"'+cohort.effect={{barthel:{{m1:5}}}}', got {effect!r}")
+    for name, times in effect.items():
+        if not isinstance(times, Mapping):
+            raise ConfigError(f"{prefix}.effect.{name}: must map time to effect, e.g. {{m1: 5, m6: 10}}, got {times!r}")
+        for t, v in times.items():
+            if not _is_num(v):
+                raise ConfigError(f"{prefix}.effect.{name}.{t}: must be a number, got {v!r}")
+    omitted = cohort.get("omitted_confounders") or {}
+    if not isinstance(omitted, Mapping):
+        raise ConfigError(f"{prefix}.omitted_confounders: must map a covariate term to a log odds ratio or "
+                          f"'calibrate', got {omitted!r}")
+    for term, v in omitted.items():
+        if not (_is_num(v) or v == "calibrate"):
+            raise ConfigError(f"{prefix}.omitted_confounders.{term}: must be a log odds ratio or 'calibrate', "
+                              f"got {v!r}")
+    if cohort.get("unmeasured") is not None:
+        _check_unmeasured(cohort["unmeasured"], f"{prefix}.unmeasured")
+
+
+def _check_unmeasured(settings: Any, prefix: str) -> None:
+    try:
+        from sim.cohort.unmeasured import check_unmeasured
+    except ImportError:  # the generator without an unmeasured confounder
+        raise ConfigError(f"{prefix}: not supported by this version") from None
+    try:
+        check_unmeasured(settings, prefix=prefix)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def check_method(method: Mapping[str, Any], prefix: str = "method") -> None:
-    m = method.get("matching", {})
+    for section, keys in METHOD_KEYS.items():
+        node = method.get(section)
+        if not isinstance(node, Mapping):
+            raise ConfigError(f"{prefix}.{section}: missing or not a mapping; keys: {list(keys)}")
+        unknown = sorted(set(node) - set(keys))
+        if unknown:
+            raise ConfigError(f"{prefix}.{section}.{unknown[0]}: unknown key; allowed: {list(keys)}")
+    m = method["matching"]
     for key, allowed in MATCHING_CHOICES.items():
         if m.get(key) not in allowed:
             raise ConfigError(f"{prefix}.matching.{key}: got {m.get(key)!r}; allowed: {list(allowed)}")
@@ -83,16 +135,22 @@ def check_method(method: Mapping[str, Any], prefix: str = "method") -> None:
         raise ConfigError(f"{prefix}.matching.replace: must be true or false, got {m.get('replace')!r}")
     if m.get("algorithm") == "optimal" and (m.get("ratio") != 1 or m.get("replace")):
         raise ConfigError(f"{prefix}.matching.algorithm: optimal supports ratio=1 without replacement only")
-    den = method.get("balance", {}).get("denominator")
-    if den not in BALANCE_DENOMINATORS:
-        raise ConfigError(f"{prefix}.balance.denominator: got {den!r}; allowed: {list(BALANCE_DENOMINATORS)}")
-    outs = method.get("outcomes", {})
-    for a in outs.get("analyses", []):
+    _names(m.get("exact") or [], f"{prefix}.matching.exact")
+    _names(method["propensity"].get("covariates"), f"{prefix}.propensity.covariates")
+    if not method["propensity"]["covariates"]:
+        raise ConfigError(f"{prefix}.propensity.covariates: needs at least one covariate")
+    den = method["balance"].get("denominator")
+    if den not in DENOMINATORS:
+        raise ConfigError(f"{prefix}.balance.denominator: got {den!r}; allowed: {list(DENOMINATORS)}")
+    _names(method["balance"].get("covariates") or [], f"{prefix}.balance.covariates")
+    outs = method["outcomes"]
+    for a in _names(outs.get("analyses"), f"{prefix}.outcomes.analyses"):
         if a not in ANALYSES:
             raise ConfigError(f"{prefix}.outcomes.analyses: unknown analysis {a!r}; allowed: {list(ANALYSES)}")
-    for t in outs.get("times", []):
-        if t not in ("m1", "m6"):
-            raise ConfigError(f"{prefix}.outcomes.times: unknown time {t!r}; allowed: ['m1', 'm6']")
+    _names(outs.get("names"), f"{prefix}.outcomes.names")
+    _names(outs.get("times"), f"{prefix}.outcomes.times")
     alpha = outs.get("alpha", 0.05)
     if not _is_num(alpha) or not 0 < alpha < 1:
         raise ConfigError(f"{prefix}.outcomes.alpha: must be in (0, 1), got {alpha!r}")
+    if not isinstance(outs.get("crude", False), bool):
+        raise ConfigError(f"{prefix}.outcomes.crude: must be true or false, got {outs.get('crude')!r}")

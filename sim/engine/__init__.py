@@ -1,7 +1,7 @@
 """Simulation engine: condition grids, per-replicate seeding, chunked parallel runs with resume."""
 
 from .grid import conditions_frame, expand_grid
-from .runner import ReplicateFailure, RunResult, default_chunk_size, run_experiment
+from .runner import ChunkOutput, ReplicateFailure, RunResult, default_chunk_size, per_replicate, run_chunks, run_experiment
 from .seeds import replicate_rng
 from .store import ManifestMismatchError
 
@@ -10,6 +10,9 @@ __all__ = [
     "conditions_frame",
     "replicate_rng",
     "run_experiment",
+    "run_chunks",
+    "per_replicate",
+    "ChunkOutput",
     "RunResult",
     "ReplicateFailure",
     "ManifestMismatchError",

@@ -26,7 +26,8 @@ import pandas as pd
 from .seeds import replicate_rng
 from .store import prepare_chunk_dir, build_manifest, read_chunk, scan_chunks, write_chunk
 
-__all__ = ["ReplicateFailure", "RunResult", "run_experiment", "default_chunk_size"]
+__all__ = ["ChunkOutput", "ReplicateFailure", "RunResult", "per_replicate", "run_chunks", "run_experiment",
+           "default_chunk_size"]
 
 ReplicateFn = Callable[[dict, np.random.Generator], pd.DataFrame]
 MAX_DEFAULT_CHUNK = 250
@@ -81,31 +82,74 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
 
 
-def _run_chunk(replicate_fn: ReplicateFn, condition: dict, c: int, first: int, last: int,
-               seed: int, chunks_dir: str) -> dict:
-    """Compute reps first..last of condition c and write the chunk file (runs in a worker)."""
+@dataclass
+class ChunkOutput:
+    """What a job's chunk-level `simulate(plan, rngs)` returns for B replicates.
+
+    rows: the result rows of every replicate that succeeded, with an integer column ``replicate``
+        giving the replicate's position 0..B-1 in ``rngs`` (rows of one replicate together, in
+        increasing position).
+    failures: {position: reason} for the replicates that failed (recorded, never dropped).
+    """
+
+    rows: pd.DataFrame
+    failures: dict[int, str] = field(default_factory=dict)
+
+
+ChunkFn = Callable[[Any, Sequence[np.random.Generator]], ChunkOutput]
+
+
+def per_replicate(replicate_fn: ReplicateFn) -> ChunkFn:
+    """The chunk-level contract from a function of one replicate ``replicate_fn(plan, rng) ->
+    DataFrame``: each replicate in turn; an exception fails that replicate only."""
+    return functools.partial(_each_replicate, replicate_fn)
+
+
+def _each_replicate(replicate_fn: ReplicateFn, plan: Any, rngs: Sequence[np.random.Generator]) -> ChunkOutput:
     frames: list[pd.DataFrame] = []
-    frame_reps: list[int] = []
-    failures: list[tuple[int, int, str]] = []
-    for r in range(first, last + 1):
-        rng = replicate_rng(seed, c, r)
+    positions: list[int] = []
+    failures: dict[int, str] = {}
+    for i, rng in enumerate(rngs):
         try:
-            out = replicate_fn(condition, rng)
+            out = replicate_fn(plan, rng)
             if not isinstance(out, pd.DataFrame):
                 raise TypeError(f"replicate_fn returned {type(out).__name__}, expected pandas.DataFrame")
-            clash = [col for col in ("condition", "rep") if col in out.columns]
-            if clash:
-                raise ValueError(f"replicate_fn output must not contain reserved column(s) {clash}")
         except Exception as exc:  # noqa: BLE001 - any replicate error is data, not a crash
-            failures.append((c, r, _reason(exc)))
+            failures[i] = _reason(exc)
             continue
         if len(out):
             frames.append(out)
-            frame_reps.append(r)
-    if frames:
-        lengths = [len(f) for f in frames]
-        rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
-        rows.insert(0, "rep", np.repeat(np.asarray(frame_reps, dtype=np.int64), lengths))
+            positions.append(i)
+    if not frames:
+        return ChunkOutput(pd.DataFrame({"replicate": pd.Series([], dtype="int64")}), failures)
+    lengths = [len(f) for f in frames]
+    rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    if "replicate" in rows.columns:
+        raise ValueError("replicate_fn output must not contain the reserved column 'replicate'")
+    rows.insert(0, "replicate", np.repeat(np.asarray(positions, dtype=np.int64), lengths))
+    return ChunkOutput(rows, failures)
+
+
+def _run_chunk(simulate: ChunkFn, plan: Any, c: int, first: int, last: int, seed: int, chunks_dir: str) -> dict:
+    """Compute reps first..last of condition c in one chunk-level call and write the chunk file
+    (runs in a worker). A chunk whose whole call fails records every replicate as failed."""
+    rngs = [replicate_rng(seed, c, r) for r in range(first, last + 1)]
+    try:
+        out = simulate(plan, rngs)
+        if not isinstance(out, ChunkOutput):
+            raise TypeError(f"simulate returned {type(out).__name__}, expected ChunkOutput")
+        clash = [col for col in ("condition", "rep") if col in out.rows.columns]
+        if clash:
+            raise ValueError(f"simulate output must not contain reserved column(s) {clash}")
+        rows = out.rows
+        failures = sorted((c, first + int(i), reason) for i, reason in out.failures.items())
+    except Exception as exc:  # noqa: BLE001 - a failed chunk is data too
+        rows = _empty_replicates()
+        failures = [(c, r, _reason(exc)) for r in range(first, last + 1)]
+    if len(rows):
+        rep = first + rows["replicate"].to_numpy(dtype=np.int64)
+        rows = rows.drop(columns="replicate")
+        rows.insert(0, "rep", rep)
         rows.insert(0, "condition", np.full(len(rows), c, dtype=np.int64))
     else:
         rows = _empty_replicates()
@@ -204,24 +248,44 @@ def _uncovered_ranges(covered: np.ndarray, chunk_size: int) -> list[tuple[int, i
 def run_experiment(replicate_fn: ReplicateFn, conditions: Sequence[Mapping[str, Any]], reps: int, seed: int,
                    out_dir: Path, n_jobs: int = -1, chunk_size: int | None = None,
                    progress: bool | None = None, fingerprint: str = "") -> RunResult:
-    """Run ``reps`` replicates of every condition; checkpoint chunks to ``out_dir/chunks``.
-
-    replicate_fn(condition, rng) -> DataFrame must be picklable (module-level
-    function or functools.partial of one) and draw randomness only from rng.
-    Re-running with the same seed, reps and conditions in the same out_dir
-    resumes: finished chunks are loaded, only missing reps are computed.
-    n_jobs follows joblib (-1 = all cores, 1 = in-process without joblib).
-    progress=None shows a bar only if stderr is a terminal. ``fingerprint`` (e.g. a hash of the
-    full settings and code) joins the resume key, so a changed setting never reuses old chunks.
-    """
+    """Run ``reps`` replicates of every condition with a function of one replicate,
+    ``replicate_fn(condition, rng) -> DataFrame`` (module-level or a partial of one, picklable,
+    randomness only from rng). See :func:`run_chunks` for resume, parallelism and seeds."""
     if not callable(replicate_fn):
         raise ValueError(f"replicate_fn must be callable, got {type(replicate_fn).__name__}")
+    _check_conditions(conditions)
+    return run_chunks(per_replicate(replicate_fn), conditions, conditions, reps, seed, out_dir, n_jobs=n_jobs,
+                      chunk_size=chunk_size, progress=progress, fingerprint=fingerprint, name=_fn_name(replicate_fn))
+
+
+def _check_conditions(conditions: Any) -> None:
     if isinstance(conditions, Mapping) or not isinstance(conditions, Sequence) or len(conditions) == 0:
         raise ValueError("conditions must be a non-empty list of dicts (e.g. from expand_grid); "
                          f"got {conditions!r:.100}")
     for i, cond in enumerate(conditions):
         if not isinstance(cond, Mapping):
             raise ValueError(f"conditions[{i}] must be a dict, got {type(cond).__name__}")
+
+
+def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Mapping[str, Any]], reps: int,
+               seed: int, out_dir: Path, n_jobs: int = -1, chunk_size: int | None = None,
+               progress: bool | None = None, fingerprint: str = "", name: str = "") -> RunResult:
+    """Run ``reps`` replicates of every condition; checkpoint chunks to ``out_dir/chunks``.
+
+    ``simulate(plan, rngs) -> ChunkOutput`` computes a chunk of replicates of one condition from
+    its plan (``plans[c]``, handed to the worker directly) and the replicates' generators
+    (``replicate_rng(seed, c, r)``), so a job may batch them. ``conditions[c]`` (plain values)
+    identifies condition c in the manifest. Re-running with the same seed, reps and conditions
+    in the same out_dir resumes: finished chunks are loaded, only missing reps are computed.
+    n_jobs follows joblib (-1 = all cores, 1 = in-process without joblib). progress=None shows
+    a bar only if stderr is a terminal. ``fingerprint`` (e.g. a hash of the full settings and
+    code) joins the resume key, so a changed setting never reuses old chunks.
+    """
+    if not callable(simulate):
+        raise ValueError(f"simulate must be callable, got {type(simulate).__name__}")
+    _check_conditions(conditions)
+    if len(plans) != len(conditions):
+        raise ValueError(f"one plan per condition: got {len(plans)} plans for {len(conditions)} conditions")
     reps = _check_int(reps, "reps", 1)
     seed = _check_int(seed, "seed", 0)
     if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
@@ -240,7 +304,7 @@ def run_experiment(replicate_fn: ReplicateFn, conditions: Sequence[Mapping[str, 
     if chunk_size is None:
         chunk_size = default_chunk_size(reps, workers)
 
-    manifest = build_manifest(seed, reps, conds, _fn_name(replicate_fn), fingerprint)
+    manifest = build_manifest(seed, reps, conds, name or _fn_name(simulate), fingerprint)
     chunks_dir = prepare_chunk_dir(Path(out_dir), manifest)
 
     if progress is None:
@@ -267,10 +331,10 @@ def run_experiment(replicate_fn: ReplicateFn, conditions: Sequence[Mapping[str, 
     cdir = str(chunks_dir)
     if tasks:
         if n_jobs == 1:
-            results = (_run_chunk(replicate_fn, conds[c], c, f, l, seed, cdir) for c, f, l in tasks)
+            results = (_run_chunk(simulate, plans[c], c, f, l, seed, cdir) for c, f, l in tasks)
         else:
             parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
-            results = parallel(joblib.delayed(_run_chunk)(replicate_fn, conds[c], c, f, l, seed, cdir)
+            results = parallel(joblib.delayed(_run_chunk)(simulate, plans[c], c, f, l, seed, cdir)
                                for c, f, l in tasks)
         for payload in results:
             payloads.append(payload)

@@ -67,14 +67,19 @@ def conditions(cfg: DictConfig) -> list[Condition]:
             for p in parents:
                 node = node[p]
             node[leaf] = value
-        where = f" (grid condition {factors})" if factors else ""
+        cond = Condition(i, factors, plain)
         try:
             check_cohort(plain["cohort"])
             check_method(plain["method"])
         except ConfigError as e:
-            raise ConfigError(f"{e}{where}") from None
-        out.append(Condition(i, factors, plain))
+            raise ConfigError(f"{e}{where(cond)}") from None
+        out.append(cond)
     return out
+
+
+def where(cond: Condition) -> str:
+    """' (grid condition {...})' for an error message, or '' without a grid."""
+    return f" (grid condition {cond.factors})" if cond.factors else ""
 
 
 def study_of(cfg: Mapping[str, Any]) -> Study:
@@ -82,12 +87,15 @@ def study_of(cfg: Mapping[str, Any]) -> Study:
 
 
 def design_of(study: Study, cohort: Mapping[str, Any]) -> Design:
-    model = calibrated(study, cohort)
+    """The solved design of a cohort setting; a setting the model cannot honour is a ConfigError."""
     try:
+        model = calibrated(study, cohort)
+        extra = {"unmeasured": cohort["unmeasured"]} if cohort.get("unmeasured") else {}
         return make_design(model, cohort["n"], cohort["confounding"], cohort.get("effect_mcid", 0.0),
-                           cohort.get("effect") or {}, cohort.get("effect_heterogeneity", 0.0))
+                           cohort.get("effect") or {}, cohort.get("effect_heterogeneity", 0.0), **extra)
     except ValueError as e:
-        raise ConfigError(str(e)) from None
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith("cohort") else f"cohort: {msg}") from None
 
 
 RESERVED_COLUMNS = {"condition", "rep", "outcome", "timepoint", "analysis", "measure", "value", "mcse", "n",

@@ -3,28 +3,25 @@ generate a cohort, run the paper's analysis, summarise performance with MCSEs.""
 
 from __future__ import annotations
 
-from functools import partial
+import dataclasses
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 
 from sim.cohort.generate import Design, generate
 from sim.config import ConfigError
-from sim.engine import ReplicateFailure, conditions_frame, run_experiment
-from sim.jobs.conditions import Condition, condition_key, conditions, design_of, fingerprint, short_names, study_of
-from sim.methods.pipeline import MethodSpec, analyse
+from sim.engine import ReplicateFailure, RunResult, per_replicate
+from sim.experiment import ExperimentResult, Job
+from sim.jobs.conditions import Condition, design_of, study_of, where
 from sim.jobs.tidy import BY, failure_rows, mean_rows, tidy
+from sim.methods.pipeline import ESTIMANDS, MethodSpec, analyse
 from sim.performance import summarise
 
-ESTIMANDS = {"att": "truth_att", "ate": "truth_ate", "matched": "truth_matched"}
 
-
-def psm_replicate(factors: Mapping[str, Any], rng: np.random.Generator,
-                  plans: Mapping[str, tuple[Design, MethodSpec]]) -> pd.DataFrame:
-    design, spec = plans[condition_key(factors)]
+def psm_replicate(plan: tuple[Design, MethodSpec], rng: np.random.Generator) -> pd.DataFrame:
+    design, spec = plan
     cohort = generate(design, rng)
     try:
         rows = analyse(cohort.columns, cohort.potential_deltas, spec, rng)
@@ -33,12 +30,6 @@ def psm_replicate(factors: Mapping[str, Any], rng: np.random.Generator,
     if rows and rows[0]["n_pairs"] == 0:
         raise ReplicateFailure("no matched pairs within the caliper")
     return pd.DataFrame(rows)
-
-
-def plans_for(conds: list[Condition]) -> dict[str, tuple[Design, MethodSpec]]:
-    study = study_of(conds[0].cfg)
-    return {condition_key(c.factors): (design_of(study, c.cfg["cohort"]), MethodSpec.from_config(c.cfg["method"]))
-            for c in conds}
 
 
 def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[Condition],
@@ -57,21 +48,36 @@ def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[
     return tidy([main, *others, *truths, failure_rows(failures, conds, reps)], conds)
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    conds = conditions(cfg)
-    plans = plans_for(conds)
-    result = run_experiment(partial(psm_replicate, plans=plans), [c.factors for c in conds], reps=cfg.reps,
-                            seed=cfg.seed, out_dir=out_dir, n_jobs=cfg.n_jobs, chunk_size=cfg.chunk_size,
-                            progress=cfg.progress, fingerprint=fingerprint(conds))
-    estimand = cfg.experiment.get("estimand", "matched")
-    if estimand not in ESTIMANDS:
-        raise ConfigError(f"experiment.estimand: got {estimand!r}; allowed: {list(ESTIMANDS)}")
-    alpha = float(cfg.method.outcomes.get("alpha", 0.05))
-    grid = conditions_frame([c.factors for c in conds]).rename(columns=short_names(list(conds[0].factors)))
-    replicates = grid.merge(result.replicates, on="condition", how="right")
-    failures = grid.merge(result.failures, on="condition", how="right")
-    summary = summary_table(result.replicates, result.failures, conds, estimand, alpha, int(cfg.reps))
-    return {"summary": summary, "replicates": replicates, "failures": failures, "conditions": conds,
-            "factors": [short_names(list(conds[0].factors))[f] for f in conds[0].factors],
-            "estimand": estimand, "n_computed_chunks": result.n_computed_chunks,
-            "n_resumed_chunks": result.n_resumed_chunks}
+class PsmJob(Job):
+    """The matched design: cohort -> PS -> matching -> outcome analyses, per replicate."""
+
+    name = "psm"
+    simulate = per_replicate(psm_replicate)
+
+    def check(self, conds: list[Condition]) -> None:
+        if self.estimand not in ESTIMANDS:
+            raise ConfigError(f"experiment.estimand: got {self.estimand!r}; allowed: {list(ESTIMANDS)}")
+
+    def plan(self, cond: Condition) -> tuple[Design, MethodSpec]:
+        design = design_of(study_of(cond.cfg), cond.cfg["cohort"])
+        spec = MethodSpec.from_config(cond.cfg["method"])
+        probe = generate(dataclasses.replace(design, n=min(design.n, 50)), np.random.default_rng(0))
+        try:
+            spec.check_columns(probe.columns, probe.potential_deltas)
+        except ValueError as e:
+            raise ConfigError(f"{e}{where(cond)}") from None
+        return design, spec
+
+    @property
+    def estimand(self) -> str:
+        return str(self.cfg.experiment.get("estimand", "matched"))
+
+    def summarise(self, run: RunResult, conds: list[Condition]) -> pd.DataFrame:
+        alpha = float(self.cfg.method.outcomes.get("alpha", 0.05))
+        return summary_table(run.replicates, run.failures, conds, self.estimand, alpha, self.reps())
+
+    def report(self, result: ExperimentResult, out_dir: Path) -> int:
+        from sim.report.montecarlo import write_psm_outputs
+
+        write_psm_outputs(self.cfg, result, out_dir, self.estimand)
+        return 0

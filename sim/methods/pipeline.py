@@ -28,6 +28,9 @@ from sim.methods.matching import match
 from sim.methods.propensity import fit_propensity
 
 RANK_TESTS = ("wilcoxon", "signed_rank")
+UNMEASURED = "u"  # the cohort column of the unmeasured confounder (recorded for the truth only)
+#: estimand name -> per-replicate truth column (bias, MSE and coverage are measured against one)
+ESTIMANDS = {"att": "truth_att", "ate": "truth_ate", "matched": "truth_matched"}
 CRUDE_ANALYSES = {"crude_diff_means": O.diff_means, "crude_wilcoxon": O.wilcoxon_ranksum}
 
 
@@ -66,6 +69,27 @@ class MethodSpec:
             outcomes=tuple(out["names"]), times=tuple(out["times"]), analyses=tuple(out["analyses"]),
             crude=bool(out.get("crude", False)),
         )
+
+    def check_columns(self, columns: Mapping[str, np.ndarray],
+                      potential: Mapping[tuple[str, str], Any]) -> None:
+        """Every name the analysis uses exists in a cohort: ValueError naming the config key."""
+        allowed = sorted(k for k in columns if not k.endswith(("_y0", "_y1")))
+        if UNMEASURED in self.ps_covariates:
+            raise ValueError(f"method.propensity.covariates: {UNMEASURED!r} is the unmeasured confounder; "
+                             "no analysis may use it")
+        for key, names in (("method.propensity.covariates", self.ps_covariates),
+                           ("method.balance.covariates", self.balance_covariates),
+                           ("method.matching.exact", self.exact)):
+            bad = [c for c in names if c not in columns]
+            if bad:
+                raise ValueError(f"{key}: unknown column {bad[0]!r}; allowed: {allowed}")
+        outcomes = sorted({o for o, _ in potential})
+        times = sorted({t for _, t in potential})
+        for key, names, ok in (("method.outcomes.names", self.outcomes, outcomes),
+                               ("method.outcomes.times", self.times, times)):
+            bad = [c for c in names if c not in ok]
+            if bad:
+                raise ValueError(f"{key}: unknown {bad[0]!r}; allowed: {ok}")
 
 
 def _matrix(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray:

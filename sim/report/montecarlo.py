@@ -1,19 +1,21 @@
-"""Write a Monte Carlo job's outputs: summary.csv, replicates.csv.gz, failures.csv, figures and
-report.md. Files are written to a temporary name and renamed, so a killed run never leaves a
+"""Files of a Monte Carlo run: summary.csv, replicates.csv.gz, failures.csv, key_table.csv, figures
+and report.md. Files are written to a temporary name and renamed, so a killed run never leaves a
 half-written summary."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from sim.report.figures import measure_plot, scalar_plot
 from sim.report.tables import markdown
+
+if TYPE_CHECKING:
+    from sim.experiment import ExperimentResult
 
 
 def atomic_csv(df: pd.DataFrame, path: Path, **kw: Any) -> None:
@@ -60,23 +62,38 @@ def key_table(summary: pd.DataFrame, factors: list[str], columns: list[tuple[str
     return out
 
 
-def _report(cfg: DictConfig, res: Mapping[str, Any], figures: list[Path], out_dir: Path, table: pd.DataFrame) -> str:
+def write_tables(result: "ExperimentResult", out_dir: Path, replicates: bool = True) -> None:
+    atomic_csv(result.summary, out_dir / "summary.csv")
+    if replicates:
+        atomic_csv(result.replicates, out_dir / "replicates.csv.gz", compression="gzip")
+    atomic_csv(result.failures, out_dir / "failures.csv")
+
+
+def run_lines(cfg: DictConfig, result: "ExperimentResult") -> list[str]:
+    """The 'What was run' lines every Monte Carlo report starts with."""
     exp = cfg.experiment
-    n_fail = int(res["failures"].shape[0])
-    total = int(cfg.reps) * len(res["conditions"])
+    total = int(cfg.reps) * len(result.conditions)
+    return [
+        f"- command: `python -m sim experiment={exp.name} reps={cfg.reps} seed={cfg.seed}`",
+        f"- conditions: {len(result.conditions)}; replicates per condition: {cfg.reps}; "
+        f"failed replicates: {len(result.failures)} of {total} (see failures.csv)",
+        f"- chunks computed this run: {result.n_computed_chunks}, resumed from disk: {result.n_resumed_chunks}",
+    ]
+
+
+def _report(cfg: DictConfig, result: "ExperimentResult", estimand: str, figures: list[Path],
+            table: pd.DataFrame) -> str:
+    exp = cfg.experiment
     lines = [
         f"# {exp.name}",
         "",
         str(exp.get("description", "")).strip(),
         "",
         "## What was run",
-        f"- command: `python -m sim experiment={exp.name} reps={cfg.reps} seed={cfg.seed}`",
-        f"- conditions: {len(res['conditions'])}; replicates per condition: {cfg.reps}; "
-        f"failed replicates: {n_fail} of {total} (see failures.csv)",
-        f"- estimand for bias, MSE and coverage: `{res['estimand']}` ({ESTIMAND_TEXT[res['estimand']]}); the "
+        *run_lines(cfg, result),
+        f"- estimand for bias, MSE and coverage: `{estimand}` ({ESTIMAND_TEXT[estimand]}); the "
         "same against the other estimands carry their name as a suffix (`bias_att`, `coverage_ate`, ...); "
         "`true_*` are their mean values",
-        f"- chunks computed this run: {res['n_computed_chunks']}, resumed from disk: {res['n_resumed_chunks']}",
         "",
         "## Key results",
         "Values with their Monte Carlo SE in brackets. Rejection of the paper's Wilcoxon rank-sum test is the "
@@ -99,21 +116,16 @@ def _report(cfg: DictConfig, res: Mapping[str, Any], figures: list[Path], out_di
     return "\n".join(lines)
 
 
-def psm_main(cfg: DictConfig, out_dir: Path) -> int:
-    from sim.jobs import psm
-
-    res = psm.run(cfg, out_dir)
-    summary, factors = res["summary"], res["factors"]
-    atomic_csv(summary, out_dir / "summary.csv")
-    atomic_csv(res["replicates"], out_dir / "replicates.csv.gz", compression="gzip")
-    atomic_csv(res["failures"], out_dir / "failures.csv")
+def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path, estimand: str) -> None:
+    summary, factors = result.summary, result.factors
+    write_tables(result, out_dir)
     fig_cfg = OmegaConf.to_container(cfg.experiment.get("figures") or {}, resolve=True)
     estimates = _as_list(fig_cfg.get("estimate_analysis", "diff_means"))
     tests = _as_list(fig_cfg.get("test_analysis", "wilcoxon"))
     alpha = float(cfg.method.outcomes.alpha)
     figures = [p for p in (
         measure_plot(summary, factors, "bias", estimates, out_dir / "bias.png",
-                     f"Bias of the difference in mean change ({', '.join(estimates)}) vs the {res['estimand']}",
+                     f"Bias of the difference in mean change ({', '.join(estimates)}) vs the {estimand}",
                      "bias", reference=0.0),
         measure_plot(summary, factors, "rejection", tests, out_dir / "rejection.png",
                      f"Rejection rate ({', '.join(tests)}; alpha = {alpha})", "rejection rate", reference=alpha),
@@ -123,8 +135,6 @@ def psm_main(cfg: DictConfig, out_dir: Path) -> int:
                     out_dir / "pairs.png", "Matched pairs", "mean pairs"),
     ) if p is not None]
     table = key_table(summary, factors, [(a, "rejection") for a in tests] + [(a, "bias") for a in estimates],
-                      res["estimand"])
+                      estimand)
     atomic_csv(table, out_dir / "key_table.csv")
-    atomic_text(_report(cfg, res, figures, out_dir, table), out_dir / "report.md")
-    print(markdown(table) if len(table) <= 60 else markdown(table.head(60)), file=sys.stdout)
-    return 0
+    atomic_text(_report(cfg, result, estimand, figures, table), out_dir / "report.md")

@@ -1,0 +1,138 @@
+"""One job contract and one runner for every experiment (SimDesign's generate/analyse/summarise).
+
+A job is chosen by `experiment.job` (a name in JOBS, or a dotted path `package.module:Class` for a
+user's own job). It has four steps, and `run` drives them the same way for every job:
+
+  plan(condition)        once per condition, before any replicate: solve the design, validate;
+                         returns a picklable plan that is handed to the workers as it is;
+  simulate(plan, rngs)   a chunk of replicates of one condition from their generators
+                         (chunk-level, so a job may compute them as (B x N) arrays); a
+                         module-level function returning `sim.engine.ChunkOutput`;
+  summarise(run, conds)  the tidy performance table (summary.csv);
+  report(result, dir)    files: tables, figures, report.md.
+
+The engine (`sim.engine.run_chunks`) knows nothing about propensity scores: it seeds, chunks,
+stores and resumes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from sim.config import ConfigError
+from sim.engine import ChunkOutput, RunResult, conditions_frame, run_chunks
+from sim.jobs.conditions import Condition, conditions, fingerprint, short_names
+
+JOBS = {
+    "psm": "sim.jobs.psm:PsmJob",
+    "rct": "sim.jobs.rct:RctJob",
+    "reproduce": "sim.jobs.reproduce:ReproduceJob",
+}
+
+
+@dataclass
+class ExperimentResult:
+    """What a run returns: tidy tables as DataFrames (and where they were written, if anywhere)."""
+
+    name: str
+    summary: pd.DataFrame
+    replicates: pd.DataFrame
+    failures: pd.DataFrame
+    conditions: list[Condition]
+    factors: list[str]  # the grid factors' column names in summary/replicates
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # job-specific (sample_size, ...)
+    out_dir: Path | None = None
+    n_computed_chunks: int = 0
+    n_resumed_chunks: int = 0
+    exit_code: int = 0  # non-zero when a check of the results failed (reproduce_paper's targets)
+
+
+class Job:
+    """Base class of the jobs; subclasses implement plan, simulate, summarise and report."""
+
+    name: ClassVar[str] = ""
+    #: module-level function (plan, rngs) -> ChunkOutput; picklable for the workers
+    simulate: ClassVar[Callable[[Any, Sequence[np.random.Generator]], ChunkOutput]]
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+
+    def reps(self) -> int:
+        return int(self.cfg.reps)
+
+    def check(self, conds: list[Condition]) -> None:
+        """Job-specific settings, checked before anything runs (ConfigError naming the key)."""
+
+    def plan(self, cond: Condition) -> Any:
+        raise NotImplementedError
+
+    def summarise(self, run: RunResult, conds: list[Condition]) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def finish(self, result: ExperimentResult) -> None:
+        """Optional tables computed after the replicates (result.tables)."""
+
+    def report(self, result: ExperimentResult, out_dir: Path) -> int:
+        """Write the job's files; returns the exit code (non-zero: a check of the results failed)."""
+        return 0
+
+
+def job_class(name: Any) -> type[Job]:
+    target = JOBS.get(name, name)
+    if not isinstance(target, str) or ":" not in target:
+        raise ConfigError(f"experiment.job: got {name!r}; allowed: {sorted(JOBS)} or 'package.module:JobClass'")
+    module, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"experiment.job: cannot import {target!r} ({e})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Job)):
+        raise ConfigError(f"experiment.job: {target!r} is not a sim.experiment.Job")
+    return cls
+
+
+def prepare(cfg: DictConfig) -> tuple[Job, list[Condition], list[Any]]:
+    """Everything that can fail before a replicate runs: the job, the conditions, the plans."""
+    job = job_class(cfg.experiment.get("job"))(cfg)
+    conds = conditions(cfg)
+    job.check(conds)
+    return job, conds, [job.plan(c) for c in conds]
+
+
+def run(cfg: DictConfig, out_dir: Path | None = None, *, write: bool = True,
+        prepared: tuple[Job, list[Condition], list[Any]] | None = None) -> ExperimentResult:
+    """Plan -> simulate (chunked, resumable) -> summarise -> report. Without `out_dir` the chunks
+    go to a temporary directory and nothing is written."""
+    job, conds, plans = prepared or prepare(cfg)
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="sim-run-") as tmp:
+            return _run(job, conds, plans, Path(tmp), write=False)
+    return _run(job, conds, plans, Path(out_dir), write=write)
+
+
+def _run(job: Job, conds: list[Condition], plans: list[Any], out_dir: Path, write: bool) -> ExperimentResult:
+    cfg = job.cfg
+    rr = run_chunks(type(job).simulate, plans, [c.factors for c in conds], reps=job.reps(), seed=int(cfg.seed),
+                    out_dir=out_dir, n_jobs=cfg.n_jobs, chunk_size=cfg.chunk_size, progress=cfg.progress,
+                    fingerprint=fingerprint(conds), name=f"{type(job).__module__}.{type(job).__name__}")
+    names = short_names(list(conds[0].factors))
+    grid = conditions_frame([c.factors for c in conds]).rename(columns=names)
+    result = ExperimentResult(
+        name=str(cfg.experiment.name), summary=job.summarise(rr, conds),
+        replicates=grid.merge(rr.replicates, on="condition", how="right"),
+        failures=grid.merge(rr.failures, on="condition", how="right"),
+        conditions=conds, factors=[names[f] for f in conds[0].factors],
+        out_dir=out_dir if write else None, n_computed_chunks=rr.n_computed_chunks,
+        n_resumed_chunks=rr.n_resumed_chunks)
+    job.finish(result)
+    if write:
+        result.exit_code = job.report(result, out_dir)
+    return result
