@@ -37,10 +37,15 @@ def check_out_dir(out_dir: Path) -> None:
             raise ConfigError(f"hydra.run.dir: {p} exists and is not a directory")
 
 
+def validate(cfg: DictConfig, overrides: list[str]) -> None:
+    """The run-level keys and the command line; the rest is checked by sim.experiment.prepare."""
+    check_run_keys(OmegaConf.to_container(cfg, resolve=True))
+    check_overrides(cfg, overrides)
+
+
 def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> int:
     try:
-        check_run_keys(OmegaConf.to_container(cfg, resolve=True))
-        check_overrides(cfg, overrides or [])
+        validate(cfg, overrides or [])
         check_out_dir(out_dir)
         prepared = experiment.prepare(cfg)
         out_dir.mkdir(parents=True, exist_ok=True)
