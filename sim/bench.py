@@ -7,7 +7,7 @@ baseline run on the *same* generated cohorts: the PS fitted with statsmodels Log
 plain Python greedy nearest-neighbour loop (O(n_t * n_c): each treated unit, in descending PS order,
 scans every control for the nearest unused one within the caliper), then the same outcome tests.
 The baseline skips the balance step, so its time is a lower bound and the ratio is conservative.
-Then the engine's throughput for the pipeline at N = 263 (sim.engine.run_experiment into a temp
+Then the engine's throughput for the pipeline at N = 263 (sim.engine.run_chunks into a temp
 dir), single process and n_jobs=2, including chunk writing and result collection.
 
 Designs come from the Hydra config (conf/, experiment=caliper_sweep) through sim.jobs.conditions and
@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 import warnings
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -34,10 +33,9 @@ import numpy as np
 import pandas as pd
 
 from sim.cohort.generate import Design, generate
-from sim.config import CONF_DIR
-from sim.engine import replicate_rng, run_experiment
+from sim.engine import replicate_rng, run_chunks
 from sim.jobs.conditions import Condition, conditions
-from sim.jobs.psm import plans_for, psm_replicate
+from sim.jobs.psm import PsmJob, psm_replicate
 from sim.methods import outcomes as O
 from sim.methods.pipeline import MethodSpec, _matrix
 
@@ -49,12 +47,9 @@ SEED = 20250729  # bench seed (any value; results are not reported, only timings
 
 def compose(overrides: list[str]):
     """The composed config, as `python -m sim experiment=caliper_sweep ...` would see it."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from sim.api import compose as api_compose
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return hydra_compose("config", overrides=["experiment=caliper_sweep", *overrides])
+    return api_compose("caliper_sweep", overrides)
 
 
 def base_condition(cfg) -> Condition:
@@ -79,11 +74,11 @@ def _same(a: Any, b: Any) -> bool:
     return float(a) == float(b)
 
 
-def plan(n: int) -> tuple[dict, dict[str, tuple[Design, MethodSpec]]]:
-    """(factors, plans) of the base condition with cohort.n = n."""
+def plan(n: int) -> tuple[dict, tuple[Design, MethodSpec]]:
+    """(factors, plan) of the base condition with cohort.n = n."""
     cfg = compose([f"cohort.n={n}"])
     cond = base_condition(cfg)
-    return cond.factors, plans_for([cond])
+    return cond.factors, PsmJob(cfg).plan(cond)
 
 
 # ----------------------------------------------------------------------------- the baseline
@@ -127,12 +122,9 @@ def baseline_greedy(ps: np.ndarray, treated: np.ndarray, caliper: float | None) 
     return pairs
 
 
-def baseline_replicate(factors: Mapping[str, Any], rng: np.random.Generator,
-                       plans: Mapping[str, tuple[Design, MethodSpec]]) -> pd.DataFrame:
+def baseline_replicate(plan: tuple[Design, MethodSpec], rng: np.random.Generator) -> pd.DataFrame:
     """Same cohort as psm_replicate with this rng; statsmodels PS + plain greedy; same tests."""
-    from sim.jobs.conditions import condition_key
-
-    design, spec = plans[condition_key(factors)]
+    design, spec = plan
     cohort = generate(design, rng)
     cols = cohort.columns
     treated = np.asarray(cols["treated"]).astype(bool)
@@ -167,22 +159,22 @@ def rate(fn: Callable[[int], Any], reps: int | None, seconds: float, warmup: int
             return done / elapsed, done
 
 
-def engine_rate(fn, factors: Mapping[str, Any], reps: int, n_jobs: int) -> float:
-    """Replicates per second of run_experiment (fresh temp dir: nothing resumed)."""
+def engine_rate(plan, factors: Mapping[str, Any], reps: int, n_jobs: int) -> float:
+    """Replicates per second of the engine running the psm job (fresh temp dir: nothing resumed)."""
     with tempfile.TemporaryDirectory(prefix="sim-bench-") as tmp:
         start = time.perf_counter()
-        run_experiment(fn, [dict(factors)], reps=reps, seed=SEED, out_dir=Path(tmp), n_jobs=n_jobs,
-                       chunk_size=None, progress=False)
+        run_chunks(PsmJob.simulate, [plan], [dict(factors)], reps=reps, seed=SEED, out_dir=Path(tmp),
+                   n_jobs=n_jobs, chunk_size=None, progress=False)
         return reps / (time.perf_counter() - start)
 
 
-def agreement(factors, plans, reps: int) -> tuple[int, int]:
+def agreement(plan, reps: int) -> tuple[int, int]:
     """On `reps` cohorts: how often the baseline finds as many pairs as the pipeline (a check that
     both do the same work; PS fits differ in the last digits, so near-ties can rarely differ)."""
     same = 0
     for r in range(reps):
-        a = psm_replicate(factors, replicate_rng(SEED, 1, r), plans)
-        b = baseline_replicate(factors, replicate_rng(SEED, 1, r), plans)
+        a = psm_replicate(plan, replicate_rng(SEED, 1, r))
+        b = baseline_replicate(plan, replicate_rng(SEED, 1, r))
         same += int(a["n_pairs"].iloc[0] == b["n_pairs"].iloc[0])
     return same, reps
 
@@ -212,29 +204,26 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     load0 = _load()
     rows = []
-    plans_263 = None
+    plan_263 = None
     for n in SIZES:
-        factors, plans = plan(n)
+        factors, p = plan(n)
         if n == SIZES[0]:
-            plans_263 = (factors, plans)
-        pipe = partial(psm_replicate, plans=plans)
-        base = partial(baseline_replicate, plans=plans)
-        p_rate, p_n = rate(lambda r: pipe(factors, replicate_rng(SEED, 0, r)), args.reps, args.seconds)
-        b_rate, b_n = rate(lambda r: base(factors, replicate_rng(SEED, 0, r)), args.reps, args.seconds)
-        same, checked = agreement(factors, plans, 3)
+            plan_263 = (factors, p)
+        p_rate, p_n = rate(lambda r: psm_replicate(p, replicate_rng(SEED, 0, r)), args.reps, args.seconds)
+        b_rate, b_n = rate(lambda r: baseline_replicate(p, replicate_rng(SEED, 0, r)), args.reps, args.seconds)
+        same, checked = agreement(p, 3)
         rows.append((n, p_rate, p_n, b_rate, b_n, same, checked))
         print(f"  N={n}: pipeline {p_rate:.1f} reps/s ({p_n} reps), baseline {b_rate:.2f} reps/s ({b_n} reps)",
               file=sys.stderr, flush=True)
 
-    factors, plans = plans_263
-    fn = partial(psm_replicate, plans=plans)
+    factors, p = plan_263
     p263 = rows[0][1]
     e_reps = args.reps if args.reps is not None else max(20, int(p263 * args.seconds))
     warm = max(4, e_reps // 20)
     engine = {}
     for n_jobs in (1, 2):
-        engine_rate(fn, factors, warm, n_jobs)  # warm-up (for n_jobs=2: starts the worker pool)
-        engine[n_jobs] = engine_rate(fn, factors, e_reps, n_jobs)
+        engine_rate(p, factors, warm, n_jobs)  # warm-up (for n_jobs=2: starts the worker pool)
+        engine[n_jobs] = engine_rate(p, factors, e_reps, n_jobs)
 
     print()
     print("per-replicate throughput (generate + analyse), single process")
@@ -242,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     for n, p, _, b, _, same, checked in rows:
         print(f"{n:>6}  {p:>15.1f}  {b:>15.2f}  {p / b:>6.1f}x  {same:>6}/{checked}")
     print()
-    print(f"engine (sim.engine.run_experiment), pipeline at N={SIZES[0]}, {e_reps} reps into a temp dir")
+    print(f"engine (sim.engine.run_chunks), pipeline at N={SIZES[0]}, {e_reps} reps into a temp dir")
     print(f"{'n_jobs':>6}  {'reps/s':>8}  {'speed-up':>8}")
     for n_jobs, r in engine.items():
         print(f"{n_jobs:>6}  {r:>8.1f}  {r / engine[1]:>7.2f}x")

@@ -35,14 +35,8 @@ SMALL = ["experiment=caliper_sweep", "reps=10", "seed=7", SMALL_GRID]
 ONE_CONDITION = "experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[0.0]}"
 
 CALIBRATE = """
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
-from sim.config import CONF_DIR
-from sim.cohort.calibrate import calibrated
-from sim.jobs.conditions import study_of
-with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-    cfg = OmegaConf.to_container(compose("config"), resolve=True)
-calibrated(study_of(cfg), cfg["cohort"])
+import sim
+sim.cohort_model()
 """
 
 
@@ -65,9 +59,31 @@ BAD = [
     Bad("order", ("experiment=caliper_sweep", "method.matching.order=sideways"),
         ("method.matching.order", "sideways", "largest", "smallest", "random", "data", "closest")),
     Bad("confounding", ("experiment=caliper_sweep", "cohort.confounding=-1"), ("cohort.confounding", ">= 0")),
-    Bad("unknown_key", ("experiment=caliper_sweep", "foo=1"), ("foo", "not in struct"), first_line=None, code=None),
-    Bad("unknown_experiment", ("experiment=nope",), ("experiment/nope", "Available options", *EXPERIMENTS),
-        first_line=None, code=None),
+    Bad("unknown_key", ("experiment=caliper_sweep", "foo=1"), ("foo", "'+'")),
+    Bad("unknown_experiment", ("experiment=nope",), ("experiment", "no such experiment", *EXPERIMENTS)),
+    Bad("run_dir_is_a_file", ("experiment=caliper_sweep", f"hydra.run.dir={__file__}"),
+        ("hydra.run.dir", "not a directory")),
+    Bad("estimand", ("experiment=caliper_sweep", "experiment.estimand=x"), ("experiment.estimand", "matched")),
+    Bad("outcome_name", ("experiment=caliper_sweep", "method.outcomes.names=[nosuch]"),
+        ("method.outcomes.names", "nosuch", "barthel")),
+    Bad("ps_covariate", ("experiment=caliper_sweep", "method.propensity.covariates=[nosuch]"),
+        ("method.propensity.covariates", "nosuch")),
+    Bad("balance_covariate", ("experiment=caliper_sweep", "method.balance.covariates=[nosuch]"),
+        ("method.balance.covariates", "nosuch")),
+    Bad("exact_name", ("experiment=caliper_sweep", "method.matching.exact=[nosuch]"),
+        ("method.matching.exact", "nosuch")),
+    Bad("unmeasured_in_ps", ("experiment=caliper_sweep", "method.propensity.covariates=[age,u]"),
+        ("method.propensity.covariates", "unmeasured")),
+    Bad("analysis", ("experiment=caliper_sweep", "method.outcomes.analyses=[paired_diff]"),
+        ("method.outcomes.analyses", "paired_diff", "diff_means_paired")),
+    Bad("omitted", ("experiment=caliper_sweep", "+cohort.omitted_confounders={nosuch: 1}"),
+        ("cohort.omitted_confounders", "nosuch")),
+    Bad("progress", ("experiment=caliper_sweep", "progress=maybe"), ("progress", "maybe")),
+    Bad("effect_value", ("experiment=caliper_sweep", "+cohort.effect={barthel:{m1:x}}"),
+        ("cohort.effect.barthel.m1", "number")),
+    Bad("effect_needs_plus", ("experiment=caliper_sweep", "cohort.effect={barthel:{m1:5}}"),
+        ("cohort.effect", "'+'")),
+    Bad("job", ("experiment=caliper_sweep", "experiment.job=nosuch"), ("experiment.job", "psm", "rct")),
     Bad("no_experiment", (), ("experiment", *EXPERIMENTS)),
     # Regressions of bugs found in review; one small condition,
     # one rep, so that while the bug is there the accidental run is short.

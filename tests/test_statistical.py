@@ -3,34 +3,28 @@ fixed seeds and tolerances of 3 Monte Carlo SEs."""
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from sim.engine import run_experiment
-from sim.jobs import psm
+from sim.api import compose
+from sim.engine import run_chunks
+from sim.jobs.psm import PsmJob
 from sim.jobs.conditions import conditions
 from sim.performance import summarise
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 REPS = 600
 
 
 @pytest.fixture(scope="module")
 def null_unconfounded(tmp_path_factory):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        cfg = compose("config", overrides=["experiment=caliper_sweep", "cohort.confounding=0.0",
-                                           "method.outcomes.times=[m6]"])
+    cfg = compose("caliper_sweep", ["cohort.confounding=0.0", "method.outcomes.times=[m6]"])
     with open_dict(cfg):
         cfg.experiment.grid = {}  # one condition: the paper's caliper, the null
     conds = conditions(cfg)
     assert len(conds) == 1
-    res = run_experiment(partial(psm.psm_replicate, plans=psm.plans_for(conds)), [c.factors for c in conds],
-                         reps=REPS, seed=11, out_dir=tmp_path_factory.mktemp("null"), n_jobs=1, progress=False)
+    res = run_chunks(PsmJob.simulate, [PsmJob(cfg).plan(conds[0])], [conds[0].factors],
+                     reps=REPS, seed=11, out_dir=tmp_path_factory.mktemp("null"), n_jobs=1, progress=False)
     assert res.failures.empty
     return summarise(res.replicates, ["outcome", "timepoint", "analysis"], truth="truth_att")
 
