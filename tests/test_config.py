@@ -40,7 +40,11 @@ def test_defaults_are_valid():
     (("matching", "replace"), "yes", "method.matching.replace"),
     (("balance", "denominator"), "whole", "['pooled', 'treated']"),
     (("outcomes", "analyses"), ["ttest"], "unknown analysis 'ttest'"),
-    (("outcomes", "times"), ["m3"], "unknown time 'm3'"),
+    (("outcomes", "times"), "m6", "method.outcomes.times"),
+    (("outcomes", "names"), [1], "method.outcomes.names"),
+    (("outcomes", "crude"), "yes", "method.outcomes.crude"),
+    (("matching", "exact"), "age", "method.matching.exact"),
+    (("matching", "nosuch"), 1, "method.matching.nosuch: unknown key"),
     (("outcomes", "alpha"), 1.5, "method.outcomes.alpha"),
 ])
 def test_bad_method_values(path, value, needle):
@@ -78,3 +82,28 @@ def test_grid_column_names_avoid_result_columns():
     names = short_names(["method.matching.caliper", "cohort.n", "cohort.effect_mcid"])
     assert names == {"method.matching.caliper": "caliper", "cohort.n": "cohort.n", "cohort.effect_mcid": "effect_mcid"}
     assert short_names(["a.x", "b.x"]) == {"a.x": "a.x", "b.x": "b.x"}
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("times", ("m3",), "method.outcomes.times: unknown 'm3'"),
+    ("outcomes", ("nosuch",), "method.outcomes.names: unknown 'nosuch'"),
+    ("ps_covariates", ("age", "nosuch"), "method.propensity.covariates: unknown column 'nosuch'"),
+    ("ps_covariates", ("age", "u"), "unmeasured confounder"),
+    ("balance_covariates", ("nosuch",), "method.balance.covariates"),
+    ("exact", ("nosuch",), "method.matching.exact"),
+])
+def test_names_checked_against_a_cohort(field, value, needle):
+    """Names are checked against a cohort's columns when each condition is planned."""
+    import dataclasses
+
+    import numpy as np
+
+    from sim.methods.pipeline import MethodSpec
+
+    columns = {"age": np.zeros(3), "male": np.zeros(3), "barthel_pre": np.zeros(3)}
+    potential = {("barthel", "m1"): None, ("barthel", "m6"): None}
+    spec = MethodSpec(ps_covariates=("age", "male"), balance_covariates=("age",), outcomes=("barthel",),
+                      times=("m1", "m6"))
+    spec.check_columns(columns, potential)  # the good spec passes
+    with pytest.raises(ValueError, match=needle):
+        dataclasses.replace(spec, **{field: value}).check_columns(columns, potential)

@@ -142,6 +142,9 @@ def _run_chunk(simulate: ChunkFn, plan: Any, c: int, first: int, last: int, seed
         if clash:
             raise ValueError(f"simulate output must not contain reserved column(s) {clash}")
         rows = out.rows
+        positions = set(out.failures) | set(rows["replicate"].tolist() if len(rows) else [])
+        if not positions <= set(range(len(rngs))):
+            raise ValueError(f"simulate returned replicate positions outside 0..{len(rngs) - 1}")
         failures = sorted((c, first + int(i), reason) for i, reason in out.failures.items())
     except Exception as exc:  # noqa: BLE001 - a failed chunk is data too
         rows = _empty_replicates()

@@ -1,0 +1,153 @@
+"""The public API (sim.api), the job contract (sim.experiment) and the chunk-level engine."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sim
+from sim.engine import ChunkOutput, per_replicate, run_chunks
+from sim.experiment import Job, job_class
+
+ROOT = Path(__file__).resolve().parents[1]
+PS = ["age", "male", "escc", "frankel_abc", "emergency"]
+ONE = "experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[0.0]}"
+
+
+def test_readme_notebook_example_runs(tmp_path, monkeypatch):
+    """The Python block of the README's 'Python API' section, run as it is."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Python API", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    res = namespace["res"]
+    assert isinstance(res, sim.ExperimentResult)
+    for table in (res.summary, res.replicates, res.failures, namespace["df"], namespace["m"].balance):
+        assert isinstance(table, pd.DataFrame)
+    assert {"measure", "value", "mcse", "n"} <= set(res.summary.columns)
+    assert len(res.replicates) > 0
+
+
+def test_draw_cohort_is_reproducible_and_sized():
+    cfg = sim.compose("caliper_sweep")
+    a = sim.draw_cohort(cfg, seed=3, n=120)
+    b = sim.draw_cohort(cfg, seed=3, n=120)
+    assert len(a) == 120
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(sim.draw_cohort(cfg, seed=4, n=120))
+
+
+def test_match_data_equals_the_matcher_and_the_cli_defaults():
+    """match_data is the paper's matching: same pairs as fit_propensity + match with the caliper
+    of conf/method/paper.yaml."""
+    from sim.methods.matching import match
+    from sim.methods.propensity import fit_propensity
+
+    df = sim.draw_cohort(sim.compose("caliper_sweep"), seed=5)
+    m = sim.match_data(df, "treated", PS)
+    paper = sim.paper_method()["matching"]
+    fit = fit_propensity(df[PS].to_numpy(float), df["treated"].to_numpy().astype(np.int8))
+    ref = match(fit.ps, df["treated"].to_numpy(), algorithm=paper["algorithm"], caliper=paper["caliper"],
+                caliper_scale=paper["caliper_scale"], caliper_sd=paper["caliper_sd"], order=paper["order"])
+    np.testing.assert_array_equal(m.result.treated_idx, ref.treated_idx)
+    np.testing.assert_array_equal(m.result.control_idx, ref.control_idx)
+    assert len(m.matched) == 2 * ref.n_pairs
+    assert m.matched["pair"].notna().all() and m.data["pair"].isna().sum() == len(df) - 2 * ref.n_pairs
+    wider = sim.match_data(df, "treated", PS, caliper=None)
+    assert wider.result.n_pairs >= m.result.n_pairs
+    with pytest.raises(ValueError, match="nosuch"):
+        sim.match_data(df, "treated", ["nosuch"])
+
+
+def test_run_refuses_a_bad_setting_before_any_replicate(tmp_path):
+    with pytest.raises(sim.ConfigError, match="experiment.estimand"):
+        sim.run("caliper_sweep", ["experiment.estimand=x", ONE], out_dir=tmp_path)
+    assert not (tmp_path / "chunks").exists()
+
+
+def test_run_with_out_dir_writes_and_resumes(tmp_path):
+    args = ["reps=4", "n_jobs=1", ONE]
+    first = sim.run("caliper_sweep", args, out_dir=tmp_path)
+    assert (tmp_path / "summary.csv").is_file() and first.n_computed_chunks > 0
+    again = sim.run("caliper_sweep", args, out_dir=tmp_path)
+    assert again.n_computed_chunks == 0 and again.n_resumed_chunks == first.n_computed_chunks
+    pd.testing.assert_frame_equal(first.summary, again.summary)
+    in_memory = sim.run("caliper_sweep", args)
+    pd.testing.assert_frame_equal(first.summary, in_memory.summary)
+    assert in_memory.out_dir is None
+
+
+# ------------------------------------------------------------------ the job contract
+
+def _draws(plan, rng):
+    return pd.DataFrame({"x": rng.normal(plan["mu"], 1.0, size=2), "k": [0, 1]})
+
+
+def _batched(plan, rngs):
+    """The same draws as per_replicate(_draws), computed as one (B x 2) array; replicate 1 of
+    every chunk fails."""
+    x = np.stack([rng.normal(plan["mu"], 1.0, size=2) for rng in rngs])
+    keep = [i for i in range(len(rngs)) if i != 1]
+    rows = pd.DataFrame({"replicate": np.repeat(keep, 2), "x": x[keep].ravel(), "k": np.tile([0, 1], len(keep))})
+    return ChunkOutput(rows, {1: "ValueError: planted failure"} if len(rngs) > 1 else {})
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 10])
+def test_batched_simulate_equals_per_replicate(tmp_path, chunk_size):
+    plans = [{"mu": 0.0}, {"mu": 5.0}]
+    conds = [{"mu": 0.0}, {"mu": 5.0}]
+    ref = run_chunks(per_replicate(_draws), plans, conds, reps=10, seed=3, out_dir=tmp_path / "ref", n_jobs=1,
+                     chunk_size=10, progress=False)
+    got = run_chunks(_batched, plans, conds, reps=10, seed=3, out_dir=tmp_path / "b", n_jobs=1,
+                     chunk_size=chunk_size, progress=False)
+    failed = set(zip(got.failures["condition"], got.failures["rep"]))
+    # replicate 1 of each chunk failed: exactly those reps are missing, the rest equal the reference
+    assert failed == {(c, first + 1) for c in (0, 1) for first in range(0, 10, chunk_size)
+                      if first + 1 < min(first + chunk_size, 10)}
+    kept = ref.replicates[[(c, r) not in failed for c, r in zip(ref.replicates["condition"], ref.replicates["rep"])]]
+    pd.testing.assert_frame_equal(got.replicates.reset_index(drop=True), kept.reset_index(drop=True))
+
+
+def _explodes(plan, rngs):
+    raise RuntimeError("boom")
+
+
+def _out_of_range(plan, rngs):
+    return ChunkOutput(pd.DataFrame({"replicate": [len(rngs)], "x": [1.0]}))
+
+
+@pytest.mark.parametrize("simulate, reason", [(_explodes, "boom"), (_out_of_range, "outside")])
+def test_a_chunk_that_raises_fails_all_its_replicates(tmp_path, simulate, reason):
+    with pytest.warns(RuntimeWarning, match="all 5 replicates failed"):
+        res = run_chunks(simulate, [{}], [{}], reps=5, seed=1, out_dir=tmp_path, n_jobs=1, progress=False)
+    assert len(res.failures) == 5 and res.failures["reason"].str.contains(reason).all()
+    assert res.replicates.empty
+
+
+class ToyJob(Job):
+    """A user's own job: a normal mean, summarised as its bias."""
+
+    name = "toy"
+    simulate = per_replicate(_draws)
+
+    def plan(self, cond):
+        return {"mu": 1.0}
+
+    def summarise(self, run, conds):
+        return pd.DataFrame({"measure": ["bias"], "value": [run.replicates["x"].mean() - 1.0]})
+
+
+def test_a_job_is_chosen_by_config_including_a_users_own():
+    assert job_class("psm").__name__ == "PsmJob"
+    assert job_class("test_api:ToyJob") is ToyJob
+    for bad in ("nosuch", "sim.nosuch:Job", "sim.experiment:ExperimentResult"):
+        with pytest.raises(sim.ConfigError, match="experiment.job"):
+            job_class(bad)
+    res = sim.run("caliper_sweep", ["experiment.job=test_api:ToyJob", "reps=50", "n_jobs=1", ONE])
+    assert abs(res.summary["value"].iloc[0]) < 4 / np.sqrt(100)  # 100 draws of N(1, 1): 4 SEs
