@@ -138,7 +138,11 @@ def run(experiment: str | DictConfig, overrides: Sequence[str] = (), out_dir: st
 
     cfg = compose(experiment, overrides) if isinstance(experiment, str) else experiment
     validate(cfg, list(overrides))
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    return E.run(cfg, out)
+    if out_dir is None:
+        return E.run(cfg, None)
+    from sim.engine import RunLock
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):
+        return E.run(cfg, out)

@@ -14,10 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from sim import experiment
 from sim.config import ConfigError, check_run_keys
-from sim.engine import ManifestMismatchError
+from sim.engine import ManifestMismatchError, RunLock, RunLockedError
 from sim.study import StudySpecError
 
-USER_ERRORS = (ConfigError, StudySpecError, ManifestMismatchError)
+USER_ERRORS = (ConfigError, StudySpecError, ManifestMismatchError, RunLockedError)
 
 
 def check_overrides(cfg: DictConfig, overrides: list[str]) -> None:
@@ -50,7 +50,8 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> i
         prepared = experiment.prepare(cfg)
         out_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        result = experiment.run(cfg, out_dir, prepared=prepared)
+        with RunLock(out_dir):
+            result = experiment.run(cfg, out_dir, prepared=prepared)
         print(f"{cfg.experiment.name}: done in {time.perf_counter() - start:.1f} s; outputs in {out_dir}",
               file=sys.stderr)
         return result.exit_code

@@ -151,3 +151,23 @@ def test_a_job_is_chosen_by_config_including_a_users_own():
             job_class(bad)
     res = sim.run("caliper_sweep", ["experiment.job=test_api:ToyJob", "reps=50", "n_jobs=1", ONE])
     assert abs(res.summary["value"].iloc[0]) < 4 / np.sqrt(100)  # 100 draws of N(1, 1): 4 SEs
+
+
+def test_a_second_run_into_a_locked_run_dir_is_refused_in_one_line(tmp_path):
+    """While one run holds the run directory, another refuses (exit 2, one line naming the lock and
+    the process) and writes nothing."""
+    import os
+    import subprocess
+    import sys
+
+    from sim.engine import RunLock
+
+    with RunLock(tmp_path):
+        r = subprocess.run([sys.executable, "-m", "sim", "experiment=caliper_sweep", "reps=2", ONE,
+                            f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=600,
+                           env=os.environ.copy())
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2, r.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert ".lock" in lines[0] and str(os.getpid()) in lines[0]
+    assert not (tmp_path / "chunks").exists() and not (tmp_path / "summary.csv").exists()

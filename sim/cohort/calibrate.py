@@ -23,6 +23,7 @@ import numpy as np
 from scipy import optimize
 
 from sim.cohort import model as M
+from sim.engine.atomic import atomic_write_bytes
 from sim.cohort.skeleton import skeleton, treatment_terms
 from sim.study import GROUPS, POST_TIMES, TIMES, Study
 
@@ -327,9 +328,6 @@ def calibrated(study: Study, settings: Mapping[str, Any]) -> M.CohortModel:
     if model is None:
         model = calibrate(study, settings)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with tmp.open("wb") as fh:
-            pickle.dump(model, fh)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, pickle.dumps(model))
     _MEMO[key] = model
     return model

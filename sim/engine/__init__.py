@@ -3,7 +3,8 @@
 from .grid import conditions_frame, expand_grid
 from .runner import ChunkOutput, ReplicateFailure, RunResult, default_chunk_size, per_replicate, run_chunks, run_experiment
 from .seeds import replicate_rng
-from .store import ManifestMismatchError
+from .lock import RunLock, RunLockedError
+from .store import ChunkCorruptError, ManifestMismatchError
 
 __all__ = [
     "expand_grid",
@@ -16,5 +17,8 @@ __all__ = [
     "RunResult",
     "ReplicateFailure",
     "ManifestMismatchError",
+    "ChunkCorruptError",
+    "RunLock",
+    "RunLockedError",
     "default_chunk_size",
 ]

@@ -4,13 +4,13 @@ half-written summary."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from sim.engine.atomic import atomic_write_text, atomic_writer
 from sim.report.figures import measure_plot, scalar_plot
 from sim.report.tables import markdown
 
@@ -19,15 +19,12 @@ if TYPE_CHECKING:
 
 
 def atomic_csv(df: pd.DataFrame, path: Path, **kw: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False, **kw)
-    os.replace(tmp, path)
+    with atomic_writer(path) as fh:
+        df.to_csv(fh, index=False, **kw)
 
 
 def atomic_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 ESTIMAND_TEXT = {
