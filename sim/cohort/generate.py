@@ -3,7 +3,8 @@
 A Cohort carries both potential outcomes, so the true ATE and ATT of each outcome's change from
 baseline are known per replicate. Effects are given on the observed scale (outcome units of
 improvement); because of floors and ceilings they are applied as a latent shift solved so that the
-population ATE on the observed scale equals the requested effect.
+population ATE on the observed scale equals the requested effect. An optional unmeasured confounder
+U (`cohort.unmeasured`, sim.cohort.unmeasured) shifts treatment and both potential outcomes alike.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import pandas as pd
 from scipy import optimize
 
 from sim.cohort import model as M
+from sim.cohort import unmeasured as U
+from sim.cohort.unmeasured import check_unmeasured  # noqa: F401  (re-exported for the config check)
 
 POST = ("m1", "m6")
 _REFERENCE_N = 100_000
@@ -33,6 +36,7 @@ class Design:
     effect: Mapping[tuple[str, str], float]  # requested observed-scale effect (improvement units)
     latent_shift: Mapping[tuple[str, str], float]
     heterogeneity: float = 0.0
+    unmeasured: U.UnmeasuredDesign | None = None  # None: no U (kind none)
 
 
 @dataclass
@@ -117,20 +121,33 @@ def requested_effects(model: M.CohortModel, effect_mcid: float = 0.0,
 
 def make_design(model: M.CohortModel, n: int, confounding: float = 1.0, effect_mcid: float = 0.0,
                 effect: Mapping[str, Mapping[str, float]] | None = None,
-                heterogeneity: float = 0.0) -> Design:
+                heterogeneity: float = 0.0, unmeasured: Mapping | None = None) -> Design:
+    """Solve a design on the reference latents: the treatment intercept, the latent shifts of the
+    treatment effect and, with `unmeasured` (the raw `cohort.unmeasured` settings), U's latent
+    shifts. ValueError (naming the setting) for anything that cannot be built."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer, float)) or not np.isfinite(n) or int(n) != n or n < 2:
         raise ValueError(f"cohort.n must be a whole number >= 2, got {n!r}")
     if not np.isfinite(confounding) or confounding < 0:
         raise ValueError(f"cohort.confounding must be a number >= 0, got {confounding!r}")
     if not np.isfinite(heterogeneity):
         raise ValueError(f"cohort.effect_heterogeneity must be a finite number, got {heterogeneity!r}")
+    uset = U.parse_unmeasured(unmeasured, [o.name for o in model.outcomes], POST)
     requested = requested_effects(model, effect_mcid, effect)
     lat = reference_latents(model)
-    intercept = solve_intercept(model, confounding, lat)
-    shifts = {key: 0.0 for key in requested}
-    if any(v != 0.0 for v in requested.values()):
+    any_effect = any(v != 0.0 for v in requested.values())
+    if uset is not None or any_effect:
         cols, L, P = _tree(model, lat)
         death, _ = M.death_and_followup(model.survival, L, lat.death, lat.cens_u)
+    udesign, u_ref = None, None
+    if uset is None:
+        intercept = solve_intercept(model, confounding, lat)
+    else:  # U from its own fixed reference stream, correlated with the reference L as in a replicate
+        u_ref = uset.values(L, U.reference_noise(lat.n))
+        eta = M.linear_predictor(model, cols, confounding)
+        intercept = U.solve_intercept(eta, u_ref, uset.treatment_log_or, model.treated_share)
+        udesign = _unmeasured_design(model, uset, lat, P, death)
+    shifts = {key: 0.0 for key in requested}
+    if any_effect:
         for o_idx, out in enumerate(model.outcomes):
             ylat = M.outcome_latents(out, P, lat.outcome[:, o_idx, :], model.partial_corr_m1_m6)
             for t in POST:
@@ -138,32 +155,124 @@ def make_design(model: M.CohortModel, n: int, confounding: float = 1.0, effect_m
                 if target == 0.0:
                     continue
                 alive = death > model.visit_days[t]
-                y0 = out.observe(ylat[t][alive])
-                mult = 1.0 + heterogeneity * P[alive]
+                y = ylat[t][alive]
+                if udesign is not None:  # U is part of both potential outcomes: solve with it present
+                    term = udesign.outcome_term((out.name, t), u_ref[alive])
+                    if term is not None:
+                        y = y + out.direction() * term
+                shifts[(out.name, t)] = _solve_shift(out, t, y, P[alive], heterogeneity, target)
+    return Design(model, int(n), float(confounding), intercept, requested, shifts, float(heterogeneity), udesign)
 
-                def ate(shift: float) -> float:
-                    y1 = out.observe(ylat[t][alive] + out.direction() * shift * mult)
-                    return float(np.mean(y1 - y0) * out.direction())
 
-                width = out.upper - out.lower
-                if abs(target) >= width:
-                    raise ValueError(f"cohort.effect for {out.name} {t}: {target} exceeds the scale's range {width}")
-                lo, hi = (0.0, 50 * width) if target > 0 else (-50 * width, 0.0)
-                shifts[(out.name, t)] = float(optimize.brentq(lambda s: ate(s) - target, lo, hi, xtol=1e-9 * width))
-    return Design(model, int(n), float(confounding), intercept, requested, shifts, float(heterogeneity))
+def _solve_shift(out: M.OutcomeModel, t: str, y: np.ndarray, P: np.ndarray, heterogeneity: float,
+                 target: float) -> float:
+    """Latent shift s such that the mean over `y` (latent post-operative values of the reference
+    patients alive at t) of the observed-scale effect of shifting each by s * (1 + h * P) is `target`.
+
+    When 1 + h*P >= 0 for everyone the ATE is monotone in s and the root is unique. Otherwise some
+    individual effects oppose the average and the ATE rises, then falls (those patients are pushed
+    to the far bound): the smallest |s| reaching the target is taken, found on a geometric grid and
+    refined by brentq; if no s reaches it, a ValueError names cohort.effect_heterogeneity.
+    """
+    y0 = out.observe(y)
+    mult = 1.0 + heterogeneity * P
+    d = out.direction()
+
+    def ate(shift: float) -> float:
+        y1 = out.observe(y + d * shift * mult)
+        return float(np.mean(y1 - y0) * d)
+
+    def f(shift: float) -> float:
+        return ate(shift) - target
+
+    width = out.upper - out.lower
+    if abs(target) >= width:
+        raise ValueError(f"cohort.effect for {out.name} {t}: {target} exceeds the scale's range {width}")
+    xtol = 1e-9 * width
+    reverses = f"cohort.effect_heterogeneity: {heterogeneity:g} reverses the individual effect (1 + h*P < 0) " \
+               f"for {np.mean(mult < 0):.0%} of patients, and"
+    if mult.min() >= 0.0:
+        lo, hi = (0.0, 50 * width) if target > 0 else (-50 * width, 0.0)
+        if f(lo) * f(hi) > 0:
+            best = ate(hi if target > 0 else lo)
+            raise ValueError(f"cohort.effect for {out.name} {t}: {target:g} cannot be reached on the bounded "
+                             f"scale (the largest possible ATE is about {best:.4g})")
+        root = float(optimize.brentq(f, lo, hi, xtol=xtol))
+    else:
+        sign = 1.0 if target > 0 else -1.0
+        prev, best, root = 0.0, 0.0, None
+        for s in sign * width * np.geomspace(1e-4, 50.0, 121):
+            v = f(s)
+            if sign * v >= 0:
+                root = float(optimize.brentq(f, min(prev, s), max(prev, s), xtol=xtol))
+                break
+            prev, best = s, max(best, sign * (v + target))
+        if root is None:
+            raise ValueError(f"{reverses} the ATE of {out.name} at {t} cannot reach {target:g} "
+                             f"(at most about {sign * best:.4g})")
+    # the ATE is a step function of the shift (a stepped scale): the root must still hit the target
+    # (one patient crossing a step moves it by step/n; allow a few of those)
+    got = ate(root)
+    if root == 0.0 or not abs(got - target) <= 1e-3 * abs(target) + 10 * out.step / y.size:
+        why = reverses + " there is" if mult.min() < 0.0 else f"cohort.effect_heterogeneity: {heterogeneity:g} leaves"
+        raise ValueError(f"{why} no latent shift giving an ATE of {target:g} for {out.name} at {t} "
+                         f"(closest {got:.4g}; the individual effects are too uneven)")
+    return root
+
+
+_U_CACHE: dict[tuple, tuple[M.CohortModel, U.UnmeasuredDesign]] = {}
+
+
+def _unmeasured_design(model: M.CohortModel, uset: U.UnmeasuredSettings, lat: M.Latents, P: np.ndarray,
+                       death: np.ndarray) -> U.UnmeasuredDesign:
+    """U's latent shift per unit for each outcome and time (see sim.cohort.unmeasured), solved on the
+    reference patients alive at the visit; cached per model and U setting (it depends on neither n,
+    confounding, the treatment effect nor corr_core)."""
+    key = (id(model), uset.kind, uset.prevalence if uset.kind == "binary" else None,
+           tuple(sorted(uset.outcome_effect.items())))
+    hit = _U_CACHE.get(key)
+    if hit is not None and hit[0] is model:
+        return U.UnmeasuredDesign(uset, hit[1].latent_shift, hit[1].change_sd)
+    noise = U.reference_noise(lat.n)
+    gamma, sds = {}, {}
+    for o_idx, out in enumerate(model.outcomes):
+        ylat = M.outcome_latents(out, P, lat.outcome[:, o_idx, :], model.partial_corr_m1_m6)
+        for t in POST:
+            alive = death > model.visit_days[t]
+            y = ylat[t][alive]
+            change = (out.observe(y) - out.observe(ylat["pre"][alive])) * out.direction()
+            sds[(out.name, t)] = sd = float(change.std())
+            gamma[(out.name, t)] = U.solve_outcome_shift(
+                uset.kind, uset.prevalence, out.observe, out.direction(), out.upper - out.lower, y,
+                uset.outcome_effect[(out.name, t)], sd, noise[alive],
+                f"cohort.unmeasured.outcome_effect.{out.name}.{t}")
+    result = U.UnmeasuredDesign(uset, gamma, sds)
+    if len(_U_CACHE) > 32:
+        _U_CACHE.clear()
+    _U_CACHE[key] = (model, result)
+    return result
 
 
 def generate(design: Design, rng: np.random.Generator) -> Cohort:
     """One cohort of design.n patients; all randomness from `rng`."""
     model = design.model
     lat = M.draw_latents(model, design.n, rng)
-    return cohort_from_latents(design, lat)
+    # U's noise comes after every other draw, so a design without U draws exactly what it always did
+    u_noise = U.draw_noise(rng, design.n) if design.unmeasured is not None else None
+    return cohort_from_latents(design, lat, u_noise)
 
 
-def cohort_from_latents(design: Design, lat: M.Latents) -> Cohort:
+def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | None = None) -> Cohort:
     model = design.model
     cols, L, P = _tree(model, lat)
     eta = design.intercept + M.linear_predictor(model, cols, design.confounding)
+    ud = design.unmeasured
+    u = None
+    if ud is not None:
+        if u_noise is None or u_noise.shape != (lat.n,):
+            raise ValueError("a design with an unmeasured confounder needs u_noise: one N(0, 1) per patient")
+        u = ud.values(L, u_noise)
+        eta = eta + ud.treatment_log_or * u
     ps_true = M.expit(eta)
     treated = (lat.treat_u < ps_true).astype(np.int8)
     death, followup = M.death_and_followup(model.survival, L, lat.death, lat.cens_u)
@@ -189,9 +298,13 @@ def cohort_from_latents(design: Design, lat: M.Latents) -> Cohort:
         columns[f"{out.name}_pre"] = pre
         for t in POST:
             alive = death > model.visit_days[t]
-            y0 = out.observe(ylat[t])
+            yt = ylat[t]
+            term = ud.outcome_term((out.name, t), u) if ud is not None else None
+            if term is not None:  # U shifts both potential outcomes alike
+                yt = yt + out.direction() * term
+            y0 = out.observe(yt)
             shift = design.latent_shift.get((out.name, t), 0.0)
-            y1 = out.observe(ylat[t] + out.direction() * shift * mult) if shift else y0
+            y1 = out.observe(yt + out.direction() * shift * mult) if shift else y0
             y0 = np.where(alive, y0, np.nan)
             y1 = np.where(alive, y1, np.nan)
             columns[f"{out.name}_{t}"] = np.where(treated == 1, y1, y0)
@@ -201,4 +314,6 @@ def cohort_from_latents(design: Design, lat: M.Latents) -> Cohort:
             potential[(out.name, t)] = ((y0 - pre) * d, (y1 - pre) * d)
             columns[f"{out.name}_delta_{t}"] = np.where(treated == 1, potential[(out.name, t)][1],
                                                         potential[(out.name, t)][0])
+    if u is not None:
+        columns[U.U_COLUMN] = u  # recorded for diagnostics; never a PS covariate (see sim.cohort.unmeasured)
     return Cohort(columns, potential)
