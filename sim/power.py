@@ -24,16 +24,29 @@ Deaths: an outcome is measured only in patients alive at the visit. With surviva
 ``n / survival`` randomised ones; every ``n_per_arm_*`` takes ``survival`` for this inflation,
 every ``power_*`` takes the number randomised and ``survival`` and works on the expected number
 analysable (n x survival).
+
+Planning with a simulation (experiment rct_planning): ``reference_quantities`` estimates the
+inputs of the closed forms (SD of the change among survivors, follow-up SD, pre-post correlation,
+survival) from one large cohort of the generator; ``crossing`` reads the smallest n reaching a
+target off a simulated power curve; ``sample_size_table`` sets the two side by side.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import optimize, special, stats
 
-__all__ = ["n_per_arm_ttest", "power_ttest", "n_per_arm_ancova", "power_ancova", "z"]
+from sim.cohort.generate import Design, generate
+
+__all__ = ["n_per_arm_ttest", "power_ttest", "n_per_arm_ancova", "power_ancova", "z", "crossing",
+           "reference_quantities", "sample_size_table"]
+
+NAN = float("nan")
 
 
 def z(p: float) -> float:
@@ -141,3 +154,92 @@ def n_per_arm_ancova(delta: float, sd_post: float, rho: float, alpha: float = 0.
         return n_per_arm_ttest(delta, sd_res, alpha, power, exact=False, survival=survival)
     n = _solve_n(lambda m: _power_t(m, m, delta, sd_res, alpha, True, 1), power, 2.5)
     return n / survival
+
+
+# --------------------------------------------------------------------------- planning with a simulation
+def reference_quantities(design: Design, n: int, rng: np.random.Generator, outcomes: Sequence[str],
+                         times: Sequence[str]) -> pd.DataFrame:
+    """From one large cohort (the design at n patients, every patient seen under both arms):
+    per outcome x time the survival to the visit, the SD of the change among survivors (pooled
+    over arms: sqrt of the mean of the two potential-outcome variances), the SD of the follow-up
+    value and the pooled within-arm pre-post correlation, and the effect."""
+    cohort = generate(dataclasses.replace(design, n=int(n)), rng)
+    dirs = {o.name: o.direction() for o in design.model.outcomes}
+    rows = []
+    for name in outcomes:
+        pre = np.asarray(cohort.columns[f"{name}_pre"], dtype=float)
+        for t in times:
+            d0, d1 = cohort.potential_deltas[(name, t)]
+            alive = ~np.isnan(d0)
+            x = pre[alive]
+            posts = [x + dirs[name] * d0[alive], x + dirs[name] * d1[alive]]
+            var_change = (d0[alive].var(ddof=1) + d1[alive].var(ddof=1)) / 2
+            var_post = (posts[0].var(ddof=1) + posts[1].var(ddof=1)) / 2
+            cov = (np.cov(x, posts[0])[0, 1] + np.cov(x, posts[1])[0, 1]) / 2
+            rows.append({"outcome": name, "timepoint": t, "delta": float(design.effect.get((name, t), NAN)),
+                         "ate_reference": float(np.mean(d1[alive] - d0[alive])),
+                         "survival": float(alive.mean()), "sd_change": math.sqrt(var_change),
+                         "sd_post": math.sqrt(var_post), "rho": float(cov / math.sqrt(x.var(ddof=1) * var_post))})
+    return pd.DataFrame(rows)
+
+
+def crossing(ns: Sequence[float], powers: Sequence[float], target: float) -> tuple[float, str]:
+    """Smallest n reaching `target` on a simulated power curve: the first grid point at or above
+    target, linearly interpolated from the grid point before it. Returns (n, status)."""
+    ns, powers = np.asarray(ns, dtype=float), np.asarray(powers, dtype=float)
+    order = np.argsort(ns)
+    ns, powers = ns[order], powers[order]
+    hit = np.flatnonzero(powers >= target)
+    if hit.size == 0:
+        return NAN, "not reached"
+    i = int(hit[0])
+    if i == 0:
+        return float(ns[0]), "at or below the smallest grid n"
+    n0, n1, p0, p1 = ns[i - 1], ns[i], powers[i - 1], powers[i]
+    return float(n0 + (target - p0) * (n1 - n0) / (p1 - p0)), "interpolated"
+
+
+def _table2_sd(study_outcomes: Mapping[str, Any], name: str, t: str) -> float:
+    tab = study_outcomes.get(name, {}).get("table2")
+    if not tab:
+        return NAN
+    return math.sqrt((tab["treated"][t][1] ** 2 + tab["control"][t][1] ** 2) / 2)
+
+
+def sample_size_table(summary: pd.DataFrame, refs: Mapping[float, pd.DataFrame], analyses: Sequence[str],
+                      targets: Sequence[float], alpha: float, study_outcomes: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per effect x outcome x time x target power: the simulated n per arm of each
+    analysis (from the `rejection` rows of a tidy summary with columns n_per_arm and effect_mcid;
+    interpolated; NaN = not reached, see `notes`) beside the closed forms at the reference
+    quantities `refs` (per effect) and, where the study has one, the published Table 2 SD."""
+    rej = summary[summary["measure"] == "rejection"]
+    rows = []
+    for eff, ref in refs.items():
+        sub = rej[np.isclose(rej["effect_mcid"].astype(float), eff)]
+        for r in ref.itertuples(index=False):
+            cur = sub[(sub["outcome"] == r.outcome) & (sub["timepoint"] == r.timepoint)]
+            for target in targets:
+                row = {"effect_mcid": eff, "outcome": r.outcome, "timepoint": r.timepoint, "power": target,
+                       "delta": r.delta}
+                notes = []
+                for an in analyses:
+                    c = cur[cur["analysis"] == an]
+                    n, status = crossing(c["n_per_arm"], c["value"], target) if len(c) else (NAN, "not run")
+                    row[f"sim_{an}"] = float(math.ceil(n - 1e-9)) if math.isfinite(n) else NAN
+                    if status != "interpolated":
+                        grid = sorted(c["n_per_arm"].astype(float)) if len(c) else []
+                        where = (f" (<= {grid[0]:g})" if status.startswith("at or below") else
+                                 f" (power {c['value'].max():.2f} at most, largest n {grid[-1]:g})" if grid else "")
+                        notes.append(f"{an}: {status}{where}")
+                kw = dict(alpha=alpha, power=target, survival=r.survival)
+                row["closed_ttest"] = math.ceil(n_per_arm_ttest(r.delta, r.sd_change, **kw))
+                row["closed_ttest_nct"] = math.ceil(n_per_arm_ttest(r.delta, r.sd_change, exact=True, **kw))
+                row["closed_ancova"] = math.ceil(n_per_arm_ancova(r.delta, r.sd_post, r.rho, **kw))
+                row["closed_ancova_nct"] = math.ceil(n_per_arm_ancova(r.delta, r.sd_post, r.rho, exact=True, **kw))
+                sd2 = _table2_sd(study_outcomes, r.outcome, r.timepoint)
+                row["closed_ttest_table2sd"] = (math.ceil(n_per_arm_ttest(r.delta, sd2, **kw))
+                                                if math.isfinite(sd2) else NAN)
+                row.update(sd_change=r.sd_change, sd_change_table2=sd2, sd_post=r.sd_post, rho=r.rho,
+                           survival=r.survival, notes="; ".join(notes))
+                rows.append(row)
+    return pd.DataFrame(rows)

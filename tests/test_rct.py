@@ -1,6 +1,6 @@
-"""The randomised-trial planning job (sim.jobs.rct) and the closed-form power formulas (sim.power),
-checked against statsmodels and, statistically, against each other (fixed seeds, tolerances of
-3 Monte Carlo SEs)."""
+"""The randomised-trial planning job (sim.jobs.rct), its statistics (sim.methods.trial) and the
+closed-form power and planning formulas (sim.power), checked against statsmodels and,
+statistically, against each other (fixed seeds, tolerances of 3 Monte Carlo SEs)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from statsmodels.stats.power import NormalIndPower, TTestIndPower
 
 from sim import power as PW
 from sim.jobs import rct
+from sim.jobs.conditions import Condition
+from sim.methods import trial
+from sim.methods.outcomes import TestResult
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,35 +106,37 @@ def test_ancova_matches_statsmodels_ols():
     ok = ~np.isnan(post)
     fit = sm.OLS(post[ok], sm.add_constant(np.column_stack([z[ok].astype(float), pre[ok]]))).fit()
     for direction in (1.0, -1.0):
-        r = rct.ancova(post, pre, z, direction)
-        assert r["estimate"] == pytest.approx(direction * fit.params[1], rel=1e-10)
-        assert r["se"] == pytest.approx(fit.bse[1], rel=1e-10)
-        assert r["p_value"] == pytest.approx(fit.pvalues[1], rel=1e-8)
+        r = trial.ancova(post, pre, z, direction)
+        assert isinstance(r, TestResult)
+        assert r.estimate == pytest.approx(direction * fit.params[1], rel=1e-10)
+        assert r.se == pytest.approx(fit.bse[1], rel=1e-10)
+        assert r.p_value == pytest.approx(fit.pvalues[1], rel=1e-8)
         lo, hi = sorted(direction * fit.conf_int()[1])
-        assert (r["ci_low"], r["ci_high"]) == pytest.approx((lo, hi), rel=1e-10)
-        assert r["n_used_treated"] + r["n_used_control"] == ok.sum()
+        assert (r.ci_low, r.ci_high) == pytest.approx((lo, hi), rel=1e-10)
+        assert r.n_treated + r.n_control == ok.sum()
 
 
 def test_t_tests_match_scipy():
     rng = np.random.default_rng(5)
     a, b = rng.normal(1, 2, 40), rng.normal(0, 3, 55)
     a[:3] = np.nan
-    for fn, equal in ((rct.student_t, True), (rct.welch_t, False)):
+    for fn, equal in ((trial.student_t, True), (trial.welch_t, False)):
         r = fn(a, b)
+        assert isinstance(r, TestResult)
         ref = stats.ttest_ind(a[~np.isnan(a)], b, equal_var=equal)
-        assert r["estimate"] == pytest.approx(np.nanmean(a) - b.mean())
-        assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-8)
+        assert r.estimate == pytest.approx(np.nanmean(a) - b.mean())
+        assert r.p_value == pytest.approx(ref.pvalue, rel=1e-8)
         ci = ref.confidence_interval(0.95)
-        assert (r["ci_low"], r["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-8)
+        assert (r.ci_low, r.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-8)
 
 
 def test_worst_rank_and_crossing():
     d = np.array([3.0, np.nan, -2.0, 5.0, np.nan])
-    assert np.array_equal(rct.worst_rank(d), [3.0, -3.0, -2.0, 5.0, -3.0])
-    n, status = rct.crossing([60, 20, 40], [0.9, 0.5, 0.7], 0.8)  # any order
+    assert np.array_equal(trial.worst_rank(d), [3.0, -3.0, -2.0, 5.0, -3.0])
+    n, status = PW.crossing([60, 20, 40], [0.9, 0.5, 0.7], 0.8)  # any order
     assert n == pytest.approx(50.0) and status == "interpolated"
-    assert rct.crossing([20, 40, 60], [0.85, 0.9, 0.95], 0.8) == (20.0, "at or below the smallest grid n")
-    n, status = rct.crossing([20, 40, 60], [0.1, 0.2, 0.3], 0.8)
+    assert PW.crossing([20, 40, 60], [0.85, 0.9, 0.95], 0.8) == (20.0, "at or below the smallest grid n")
+    n, status = PW.crossing([20, 40, 60], [0.1, 0.2, 0.3], 0.8)
     assert math.isnan(n) and status == "not reached"
 
 
@@ -151,15 +156,14 @@ def _design(model, n_per_arm, effect_mcid):
 
 def test_randomisation_gives_exactly_n_per_arm(model):
     for n_total, n_t in ((40, 20), (11, 5), (600, 300)):
-        z = rct.randomise(n_total, n_t, np.random.default_rng(n_total))
+        z = trial.randomise(n_total, n_t, np.random.default_rng(n_total))
         assert z.dtype == bool and z.sum() == n_t and z.size == n_total
-    assert not np.array_equal(rct.randomise(100, 50, np.random.default_rng(1)),
-                              rct.randomise(100, 50, np.random.default_rng(2)))
+    assert not np.array_equal(trial.randomise(100, 50, np.random.default_rng(1)),
+                              trial.randomise(100, 50, np.random.default_rng(2)))
     # in a replicate: with the worst-rank composite every randomised patient is analysed, n per arm
-    spec = rct.RctSpec(n_per_arm=30, analyses=("ttest", "wilcoxon"), death_strategy="worst_rank")
+    spec = trial.TrialSpec(n_per_arm=30, analyses=("ttest", "wilcoxon"), death_strategy="worst_rank")
     design = _design(model, 30, 1.0)
-    key = rct.condition_key({"x": 1})
-    out = rct.rct_replicate({"x": 1}, np.random.default_rng(3), {key: (design, spec)})
+    out = rct.rct_replicate((design, spec), np.random.default_rng(3))
     w = out[out["analysis"] == "wilcoxon"]
     assert (w["n_used_treated"] == 30).all() and (w["n_used_control"] == 30).all()
     t = out[out["analysis"] == "ttest"]  # complete case: survivors only
@@ -177,15 +181,15 @@ def _simulate(model, n_per_arm, effect_mcid, outcome, time, reps, seed):
     m = 2 * n_per_arm
     rng = np.random.default_rng(seed)
     big = generate(_design(model, m * reps, effect_mcid), rng)
-    spec = rct.RctSpec(n_per_arm=n_per_arm, outcomes=(outcome,), times=(time,), analyses=("ttest",))
+    spec = trial.TrialSpec(n_per_arm=n_per_arm, outcomes=(outcome,), times=(time,), analyses=("ttest",))
     dirs = {o.name: o.direction() for o in model.outcomes}
     pre = big.columns[f"{outcome}_pre"]
     d0, d1 = big.potential_deltas[(outcome, time)]
     cols: dict[str, list] = {}
     for r in range(reps):
         s = slice(r * m, (r + 1) * m)
-        z = rct.randomise(m, n_per_arm, rng)
-        res = rct.analyse_trial({f"{outcome}_pre": pre[s]}, {(outcome, time): (d0[s], d1[s])}, z, spec, dirs,
+        z = trial.randomise(m, n_per_arm, rng)
+        res = trial.analyse_trial({f"{outcome}_pre": pre[s]}, {(outcome, time): (d0[s], d1[s])}, z, spec, dirs,
                                 design.effect)
         for k, v in res.items():
             cols.setdefault(k, []).extend(v)
@@ -220,8 +224,8 @@ def test_simulated_t_test_power_matches_the_closed_form(model):
 
 
 def test_summary_is_tidy_with_mcse():
-    conds = [rct.Condition(0, {"experiment.n_per_arm": 20, "cohort.effect_mcid": 0.0}, {}),
-             rct.Condition(1, {"experiment.n_per_arm": 40, "cohort.effect_mcid": 0.0}, {})]
+    conds = [Condition(0, {"experiment.n_per_arm": 20, "cohort.effect_mcid": 0.0}, {}),
+             Condition(1, {"experiment.n_per_arm": 40, "cohort.effect_mcid": 0.0}, {})]
     rng = np.random.default_rng(0)
     rows = []
     for c in (0, 1):
@@ -265,15 +269,29 @@ def test_rct_planning_end_to_end(tmp_path):
     assert "while alive" in report
 
 
-def test_bad_settings_are_config_errors(tmp_path):
+def test_bad_settings_are_config_errors():
+    """Every job-specific setting is checked by the job before any replicate runs (prepare), in one
+    line naming the key; the allowed analyses are those of the registry sim.methods.trial.ANALYSES."""
     from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
 
+    from sim import experiment
     from sim.config import ConfigError
 
-    for override, key in (("experiment.death_strategy=impute", "experiment.death_strategy"),
-                          ("experiment.analyses=[ttest,cox]", "experiment.analyses"),
-                          ("experiment.power_targets=[0.8,1.2]", "experiment.power_targets")):
+    cases = (("experiment.death_strategy=impute", "experiment.death_strategy"),
+             ("experiment.analyses=[ttest,cox]", "experiment.analyses"),
+             ("experiment.power_targets=[0.8,1.2]", "experiment.power_targets"),
+             ("experiment.reference_n=10", "experiment.reference_n"),
+             ("experiment.grid={experiment.n_per_arm:[2,40],cohort.effect_mcid:[0.0]}", "experiment.n_per_arm"),
+             (None, "experiment.grid"))
+    for override, key in cases:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-            cfg = compose("config", overrides=["experiment=rct_planning", "reps=2", override])
-        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-            rct.main(cfg, tmp_path)
+            cfg = compose("config", overrides=["experiment=rct_planning", "reps=2", *([override] if override else [])])
+        if override is None:  # a grid without n per arm
+            with open_dict(cfg):
+                del cfg.experiment.grid["experiment.n_per_arm"]
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as err:
+            experiment.prepare(cfg)
+        assert "\n" not in str(err.value)
+        if key == "experiment.analyses":
+            assert str(list(trial.ANALYSES)) in str(err.value)

@@ -1,22 +1,30 @@
 """`experiment=reproduce_paper`: does the synthetic cohort look like the real one?
 
-Writes, in the run directory:
-  calibration.csv   every published marginal beside its value in a large synthetic cohort, with the
-                    acceptance rule (exit code 1 if a required target fails);
-  cohort.csv        one synthetic cohort of the paper's size (potential outcomes included);
+The replicates are the paper-size cohorts whose matched pairs are counted: one condition,
+`experiment.pair_cohorts` replicates, each a cohort of `cohort.n` patients (the paper's 263 by
+default) matched by the same PS fit and matching as the Monte Carlo job (`pipeline.fit_and_match`).
+Every cohort setting is honoured (`cohort.n`, `cohort.confounding`, effects, ...). Writes, in the
+run directory:
+  calibration.csv   every published marginal beside its value in a large synthetic cohort of
+                    `experiment.check_n` patients (the same cohort settings), with the acceptance
+                    rule (exit code 1 if a required target fails), and the mean matched pairs
+                    beside the published 51;
+  summary.csv       the tidy table of the pairs (mean with its MCSE, failed cohorts);
+  cohort.csv        one synthetic cohort of `cohort.n` patients (potential outcomes included);
   table1.md         Table 1 and Fig. 1, published beside synthetic;
   table3.md, table4.md, table5.md
-                    the paper's analysis re-run on the paper-size cohort: multivariable logistic
-                    model, matched marginals with SMDs, matched delta comparisons;
+                    the paper's analysis re-run on that cohort: multivariable logistic model,
+                    matched marginals with SMDs, matched delta comparisons;
   calibration.png   synthetic vs published for every marginal;
   report.md         all of the above in one page.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import matplotlib
 
@@ -24,40 +32,36 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from sim.cohort.calibrate import calibrated  # noqa: E402
 from sim.cohort.checks import calibration_table, failed_required, matched_pairs_row  # noqa: E402
-from sim.cohort.generate import Cohort, generate, make_design  # noqa: E402
+from sim.cohort.generate import Design, generate  # noqa: E402
 from sim.cohort.model import CohortModel, numeric_column  # noqa: E402
-from sim.engine import replicate_rng  # noqa: E402
-from sim.jobs.outputs import atomic_csv, atomic_text  # noqa: E402
+from sim.config import ConfigError, _is_int  # noqa: E402
+from sim.engine import RunResult, per_replicate  # noqa: E402
+from sim.experiment import ExperimentResult, Job  # noqa: E402
+from sim.jobs.conditions import Condition, design_of, study_of  # noqa: E402
+from sim.jobs.tidy import failure_rows, mean_rows, tidy  # noqa: E402
 from sim.methods.balance import smd  # noqa: E402
-from sim.methods.matching import MatchResult, match  # noqa: E402
+from sim.methods.matching import MatchResult  # noqa: E402
 from sim.methods.outcomes import wilcoxon_ranksum  # noqa: E402
-from sim.methods.pipeline import MethodSpec, _matrix  # noqa: E402
+from sim.methods.pipeline import MethodSpec, _matrix, fit_and_match  # noqa: E402
 from sim.methods.propensity import fit_propensity, odds_ratio_table  # noqa: E402
 from sim.report.tables import mean_sd_cell, markdown, outcome_table, table1  # noqa: E402
-from sim.study import Study, load_study  # noqa: E402
+from sim.study import Study  # noqa: E402
+
+#: the lower bounds of the job's own settings
+MINIMA = {"check_n": 1000, "pair_cohorts": 2}
 
 
-def paper_match(columns: Mapping[str, np.ndarray], spec: MethodSpec, rng: np.random.Generator):
-    treated = np.asarray(columns["treated"]).astype(bool)
-    fit = fit_propensity(_matrix(columns, spec.ps_covariates), treated.astype(np.int8))
-    res = match(fit.ps, treated, algorithm=spec.algorithm, caliper=spec.caliper, caliper_scale=spec.caliper_scale,
-                caliper_sd=spec.caliper_sd, order=spec.order, ratio=spec.ratio, replace=spec.replace,
-                rng=rng if spec.order == "random" else None)
-    return fit, res
+def published_pairs(study: Study) -> int:
+    return study.raw["propensity_model"]["matching"]["pairs"]
 
 
-def mean_pairs(model: CohortModel, cohort_cfg: Mapping[str, Any], spec: MethodSpec, n_cohorts: int,
-               seed: int) -> np.ndarray:
-    design = make_design(model, cohort_cfg["n"], cohort_cfg["confounding"])
-    pairs = np.empty(n_cohorts)
-    for r in range(n_cohorts):
-        rng = replicate_rng(seed, 0, r)
-        pairs[r] = paper_match(generate(design, rng).columns, spec, rng)[1].n_pairs
-    return pairs
+def pairs_replicate(plan: tuple[Design, MethodSpec], rng: np.random.Generator) -> pd.DataFrame:
+    """One paper-size cohort, matched as the Monte Carlo job matches: its number of pairs."""
+    design, spec = plan
+    _, res = fit_and_match(generate(design, rng).columns, spec, rng)
+    return pd.DataFrame({"n_pairs": [res.n_pairs]})
 
 
 def table3(study: Study, columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
@@ -156,53 +160,99 @@ def calibration_figure(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def main(cfg: DictConfig, out_dir: Path) -> int:
-    c = OmegaConf.to_container(cfg, resolve=True)  # validated by sim.app.run
-    exp = c["experiment"]
-    study = load_study(c["study"])
-    model = calibrated(study, c["cohort"])
-    spec = MethodSpec.from_config(c["method"])
-    seed = int(c["seed"])
+class ReproduceJob(Job):
+    """Calibration check, matched pairs over paper-size cohorts, Tables 1 and 3-5 re-run."""
 
-    big = generate(make_design(model, int(exp["check_n"]), 1.0), np.random.default_rng([seed, 1]))
-    table = calibration_table(study, model, big)
-    pairs = mean_pairs(model, {**c["cohort"], "n": study.n["total"], "confounding": 1.0}, spec,
-                       int(exp["pair_cohorts"]), seed)
-    table = pd.concat([table, pd.DataFrame([matched_pairs_row(pairs, study.raw["propensity_model"]["matching"]["pairs"],
-                                                              study.n["total"])])], ignore_index=True)
-    atomic_csv(table, out_dir / "calibration.csv")
-    calibration_figure(table, out_dir / "calibration.png")
+    name = "reproduce"
+    simulate = per_replicate(pairs_replicate)
 
-    rng = np.random.default_rng([seed, 2])
-    small: Cohort = generate(make_design(model, study.n["total"], 1.0), rng)
-    atomic_csv(small.to_frame(model), out_dir / "cohort.csv")
-    _, res = paper_match(small.columns, spec, rng)
-    t1 = table1(study, big.columns, label=f"synthetic (n={big.n})")
-    f1 = outcome_table(study, big.columns, "fig1", label=f"synthetic (n={big.n})")
-    t3, t4, t5 = table3(study, small.columns), table4(study, model, small.columns, res, spec.balance_denominator), \
-        table5(study, small.columns, res)
-    texts = {
-        "table1.md": "# Table 1 and Fig. 1: published vs synthetic\n\n" + markdown(t1) + "\n" + markdown(f1),
-        "table3.md": f"# Table 3 (multivariable logistic), synthetic cohort n = {small.n}\n\n" + markdown(t3),
-        "table4.md": f"# Table 4 (after matching), synthetic cohort n = {small.n}\n\n" + markdown(t4),
-        "table5.md": f"# Table 5 (matched deltas), synthetic cohort n = {small.n}\n\n" + markdown(t5),
-    }
-    for name, text in texts.items():
-        atomic_text(text, out_dir / name)
-    failed = failed_required(table)
-    summary = (f"{int(table['required'].sum())} required calibration targets, {len(failed)} failed; "
-               f"mean pairs {pairs.mean():.1f} (paper: 51) over {len(pairs)} cohorts of n = {study.n['total']}")
-    report = "\n".join([
-        "# reproduce_paper", "", summary, "",
-        "![calibration](calibration.png)", "",
-        "## Failed required targets", "", markdown(failed) if len(failed) else "none", "",
-        "## Reported, not required", "", markdown(table[~table["required"]]), "",
-        *texts.values(),
-    ])
-    atomic_text(report, out_dir / "report.md")
-    print(summary)
-    if len(failed):
-        print("calibration targets failed:\n" + failed[["source", "quantity", "group", "target", "synthetic"]]
-              .to_string(index=False), file=sys.stderr)
-        return 1
-    return 0
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self._plan: tuple[Design, MethodSpec] | None = None
+
+    def reps(self) -> int:
+        return int(self.cfg.experiment.pair_cohorts)
+
+    def check(self, conds: list[Condition]) -> None:
+        if len(conds) != 1:
+            raise ConfigError(f"experiment.grid: the reproduce job runs one condition, got {len(conds)}; "
+                              "allowed: no grid")
+        for key, low in MINIMA.items():
+            value = self.cfg.experiment.get(key)
+            if not _is_int(value) or value < low:
+                raise ConfigError(f"experiment.{key}: must be a whole number >= {low}, got {value!r}")
+
+    def plan(self, cond: Condition) -> tuple[Design, MethodSpec]:
+        """The cohort design at `cohort.n` (every cohort setting honoured) and the method."""
+        if self._plan is None:
+            self._plan = design_of(study_of(cond.cfg), cond.cfg["cohort"]), MethodSpec.from_config(cond.cfg["method"])
+        return self._plan
+
+    def summarise(self, run: RunResult, conds: list[Condition]) -> pd.DataFrame:
+        reps = run.replicates.assign(outcome="all", timepoint="all", analysis="matching")
+        pairs = mean_rows(reps, {"n_pairs": "mean_n_pairs"}) if "n_pairs" in reps else []
+        return tidy([*pairs, failure_rows(run.failures, conds, self.reps())], conds)
+
+    def finish(self, result: ExperimentResult) -> None:
+        """result.tables: calibration (with the mean pairs), cohort (one cohort of cohort.n),
+        table1, fig1 (on the calibration cohort), table3, table4, table5 (on that cohort); exit
+        code 1 if a required calibration target fails."""
+        cond = result.conditions[0]
+        design, spec = self.plan(cond)
+        study, model, seed = study_of(cond.cfg), design.model, int(self.cfg.seed)
+        big = generate(dataclasses.replace(design, n=int(self.cfg.experiment.check_n)),
+                       np.random.default_rng([seed, 1]))
+        pairs = result.replicates.sort_values("rep")["n_pairs"].to_numpy(dtype=float) if len(result.replicates) \
+            else np.array([])
+        table = pd.concat([calibration_table(study, model, big),
+                           pd.DataFrame([matched_pairs_row(pairs, published_pairs(study), design.n)])],
+                          ignore_index=True)
+        rng = np.random.default_rng([seed, 2])
+        small = generate(design, rng)
+        _, res = fit_and_match(small.columns, spec, rng)
+        label = f"synthetic (n={big.n})"
+        result.tables.update(
+            calibration=table, cohort=small.to_frame(model), table1=table1(study, big.columns, label=label),
+            fig1=outcome_table(study, big.columns, "fig1", label=label), table3=table3(study, small.columns),
+            table4=table4(study, model, small.columns, res, spec.balance_denominator),
+            table5=table5(study, small.columns, res))
+        result.exit_code = int(len(failed_required(table)) > 0)
+
+    def report(self, result: ExperimentResult, out_dir: Path) -> int:
+        from sim.report.montecarlo import atomic_csv, atomic_text
+
+        t, n = result.tables, len(result.tables["cohort"])
+        table = t["calibration"]
+        atomic_csv(table, out_dir / "calibration.csv")
+        atomic_csv(result.summary, out_dir / "summary.csv")
+        calibration_figure(table, out_dir / "calibration.png")
+        atomic_csv(t["cohort"], out_dir / "cohort.csv")
+        texts = {
+            "table1.md": "# Table 1 and Fig. 1: published vs synthetic\n\n" + markdown(t["table1"]) + "\n"
+                         + markdown(t["fig1"]),
+            "table3.md": f"# Table 3 (multivariable logistic), synthetic cohort n = {n}\n\n" + markdown(t["table3"]),
+            "table4.md": f"# Table 4 (after matching), synthetic cohort n = {n}\n\n" + markdown(t["table4"]),
+            "table5.md": f"# Table 5 (matched deltas), synthetic cohort n = {n}\n\n" + markdown(t["table5"]),
+        }
+        for name, text in texts.items():
+            atomic_text(text, out_dir / name)
+        failed = failed_required(table)
+        pairs = result.replicates["n_pairs"] if len(result.replicates) else pd.Series(dtype=float)
+        published = published_pairs(study_of(result.conditions[0].cfg))
+        summary = (f"{int(table['required'].sum())} required calibration targets, {len(failed)} failed; "
+                   f"mean pairs {pairs.mean():.1f} (paper: {published:g}) over {len(pairs)} cohorts of n = {n}"
+                   + (f" ({len(result.failures)} cohorts failed, see summary.csv)" if len(result.failures) else ""))
+        report = "\n".join([
+            "# reproduce_paper", "", summary, "",
+            "![calibration](calibration.png)", "",
+            "## Failed required targets", "", markdown(failed) if len(failed) else "none", "",
+            "## Reported, not required", "", markdown(table[~table["required"]]), "",
+            *texts.values(),
+        ])
+        atomic_text(report, out_dir / "report.md")
+        print(summary)
+        if len(failed):
+            print("calibration targets failed:\n" + failed[["source", "quantity", "group", "target", "synthetic"]]
+                  .to_string(index=False), file=sys.stderr)
+            return 1
+        return 0

@@ -208,25 +208,31 @@ def paired_t(y_treated, y_control) -> TestResult:
     return _t_result("paired_t", est, se, m - 1, m, m)
 
 
-def diff_means(y_treated, y_control, *, paired: bool = False) -> TestResult:
+def diff_means(y_treated, y_control, *, paired: bool = False, pooled: bool = False) -> TestResult:
     """Difference in mean delta (treated - control) with SE and 95% CI.
 
     ``paired=False``: Welch (unequal variances, Satterthwaite df), NaNs dropped
     per arm. ``paired=True``: mean of within-pair differences (as paired_t).
+    ``pooled=True`` (unpaired): Student's pooled-variance SE, df = n1 + n2 - 2.
     """
     if paired:
         r = paired_t(y_treated, y_control)
         return TestResult("diff_means_paired", r.estimate, r.se, r.ci_low, r.ci_high,
                           r.p_value, r.statistic, r.n_treated, r.n_control, r.reason)
+    name = "diff_means_pooled" if pooled else "diff_means"
     a, b = _unpaired(y_treated, y_control)
     n1, n2 = a.size, b.size
     if n1 < 2 or n2 < 2:
         est = float(a.mean() - b.mean()) if n1 and n2 else NAN
-        return TestResult("diff_means", estimate=est, n_treated=n1, n_control=n2,
+        return TestResult(name, estimate=est, n_treated=n1, n_control=n2,
                           reason="need >=2 values per arm")
-    v1 = float(a.var(ddof=1)) / n1
-    v2 = float(b.var(ddof=1)) / n2
+    s1, s2 = float(a.var(ddof=1)), float(b.var(ddof=1))
     est = float(a.mean() - b.mean())
+    if pooled:
+        sp2 = ((n1 - 1) * s1 + (n2 - 1) * s2) / (n1 + n2 - 2)
+        return _t_result(name, est, math.sqrt(sp2 * (1 / n1 + 1 / n2)), n1 + n2 - 2, n1, n2)
+    v1 = s1 / n1
+    v2 = s2 / n2
     se = math.sqrt(v1 + v2)
     df = (v1 + v2) ** 2 / (v1 * v1 / (n1 - 1) + v2 * v2 / (n2 - 1)) if se > 0 else NAN
     return _t_result("diff_means", est, se, df, n1, n2)

@@ -24,8 +24,8 @@ import numpy as np
 
 from sim.methods import outcomes as O
 from sim.methods.balance import smd
-from sim.methods.matching import match
-from sim.methods.propensity import fit_propensity
+from sim.methods.matching import MatchResult, match
+from sim.methods.propensity import PropensityFit, fit_propensity
 
 RANK_TESTS = ("wilcoxon", "signed_rank")
 UNMEASURED = "u"  # the cohort column of the unmeasured confounder (recorded for the truth only)
@@ -107,9 +107,10 @@ def _exact_codes(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.
     return codes.ravel()
 
 
-def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]],
-            spec: MethodSpec, rng: np.random.Generator) -> list[dict]:
-    """Rows of estimates for one cohort. Raises ValueError when no analysis is possible."""
+def fit_and_match(columns: Mapping[str, np.ndarray], spec: MethodSpec,
+                  rng: np.random.Generator) -> tuple[PropensityFit, MatchResult]:
+    """The PS model and the matching of one cohort, as the spec sets them (covariates, algorithm,
+    caliper, order, ratio, replacement, exact). Raises ValueError with a single treatment group."""
     treated = np.asarray(columns["treated"]).astype(bool)
     if treated.all() or not treated.any():
         raise ValueError("cohort has a single treatment group: nothing to compare")
@@ -117,6 +118,14 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
     res = match(fit.ps, treated, algorithm=spec.algorithm, caliper=spec.caliper, caliper_scale=spec.caliper_scale,
                 caliper_sd=spec.caliper_sd, order=spec.order, ratio=spec.ratio, replace=spec.replace,
                 exact=_exact_codes(columns, spec.exact), rng=rng if spec.order == "random" else None)
+    return fit, res
+
+
+def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+            spec: MethodSpec, rng: np.random.Generator) -> list[dict]:
+    """Rows of estimates for one cohort. Raises ValueError when no analysis is possible."""
+    fit, res = fit_and_match(columns, spec, rng)
+    treated = np.asarray(columns["treated"]).astype(bool)
     ti, ci = res.treated_idx, res.control_idx
     Xb = _matrix(columns, spec.balance_covariates)
     w = res.weights

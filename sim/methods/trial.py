@@ -1,0 +1,160 @@
+"""Statistics of a 1:1 randomised trial of a change score: randomisation, the analyses of one
+outcome at one visit (one registry, `ANALYSES`) and the tidy rows of one randomised cohort.
+
+Estimates are on the improvement scale, treated minus control, as `sim.methods.outcomes.TestResult`:
+  ttest     Student two-sample t-test of the change score (pooled variance): `outcomes.diff_means`
+            with `pooled=True`; the test the closed-form sample size of sim.power describes.
+  welch     the same with Welch's unequal-variance SE and Satterthwaite df (`outcomes.diff_means`).
+  ancova    OLS of the follow-up value on treatment + baseline value; estimate = direction x the
+            treatment coefficient, its SE, CI and p from the t distribution (df = n - 3).
+  wilcoxon  rank-sum test of the change (p only: its estimate P(T > C) is not on the effect scale).
+
+Deaths before a visit leave the change missing (NaN). `DEATH_STRATEGIES`: complete_case analyses
+the patients alive at the visit; worst_rank gives, for the rank test only, a dead patient the worst
+observed change minus 1 (`worst_rank`), so that every randomised patient counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Mapping
+
+import numpy as np
+
+from sim.methods import outcomes as O
+
+NAN = float("nan")
+DEATH_STRATEGIES = ("complete_case", "worst_rank")
+#: column of the tidy rows -> TestResult field
+ROW_FIELDS = {"estimate": "estimate", "se": "se", "ci_low": "ci_low", "ci_high": "ci_high", "p_value": "p_value",
+              "n_used_treated": "n_treated", "n_used_control": "n_control"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Visit:
+    """One outcome at one visit of a randomised cohort."""
+
+    change: np.ndarray  # observed change from baseline (NaN: dead before the visit)
+    pre: np.ndarray  # baseline value
+    treated: np.ndarray  # bool, the randomised arm
+    direction: float  # +1 if higher is better, -1 otherwise (follow-up = pre + direction x change)
+    death_strategy: str = "complete_case"
+
+
+def randomise(n_total: int, n_treated: int, rng: np.random.Generator) -> np.ndarray:
+    """Complete randomisation: exactly n_treated of n_total patients get 1 (a random subset)."""
+    if not 0 <= n_treated <= n_total:
+        raise ValueError(f"n_treated must be in [0, {n_total}], got {n_treated}")
+    z = np.zeros(n_total, dtype=bool)
+    z[rng.permutation(n_total)[:n_treated]] = True
+    return z
+
+
+def student_t(a: np.ndarray, b: np.ndarray) -> O.TestResult:
+    """Two-sample pooled-variance t-test of mean(a) - mean(b) (NaNs dropped per arm)."""
+    return O.diff_means(a, b, pooled=True)
+
+
+def welch_t(a: np.ndarray, b: np.ndarray) -> O.TestResult:
+    """Welch's t-test of mean(a) - mean(b) (NaNs dropped per arm)."""
+    return O.diff_means(a, b)
+
+
+def ancova(post: np.ndarray, pre: np.ndarray, treated: np.ndarray, direction: float = 1.0) -> O.TestResult:
+    """OLS post ~ 1 + treated + pre over rows with post and pre observed.
+
+    estimate = direction x the treatment coefficient (improvement scale), its OLS SE, a 95 % CI and
+    a two-sided p from the t distribution with n - 3 df."""
+    post = np.asarray(post, dtype=float)
+    pre = np.asarray(pre, dtype=float)
+    z = np.asarray(treated, dtype=bool)
+    ok = ~(np.isnan(post) | np.isnan(pre))
+    y, x, t = post[ok], pre[ok], z[ok].astype(float)
+    n1, n2 = int(t.sum()), int(ok.sum() - t.sum())
+    n = y.size
+    if n1 < 1 or n2 < 1 or n < 4:
+        return O.TestResult("ancova", n_treated=n1, n_control=n2, reason="need >=1 value per arm and >=4 in all")
+    X = np.column_stack([np.ones(n), t, x])
+    try:
+        inv = np.linalg.inv(X.T @ X)
+    except np.linalg.LinAlgError:
+        return O.TestResult("ancova", n_treated=n1, n_control=n2, reason="singular design matrix")
+    beta = inv @ (X.T @ y)
+    resid = y - X @ beta
+    df = n - 3
+    s2 = float(resid @ resid) / df
+    return O._t_result("ancova", float(direction * beta[1]), math.sqrt(max(s2 * inv[1, 1], 0.0)), df, n1, n2)
+
+
+def worst_rank(delta: np.ndarray) -> np.ndarray:
+    """Deaths (NaN) get the worst observed change minus 1; survivors keep theirs."""
+    d = np.asarray(delta, dtype=float)
+    dead = np.isnan(d)
+    if not dead.any() or dead.all():
+        return d
+    return np.where(dead, np.nanmin(d) - 1.0, d)
+
+
+def _rank_sum(v: Visit) -> O.TestResult:
+    change = worst_rank(v.change) if v.death_strategy == "worst_rank" else v.change
+    return dataclasses.replace(O.wilcoxon_ranksum(change[v.treated], change[~v.treated]), estimate=NAN)
+
+
+#: analysis name -> test of one Visit; the names `experiment.analyses` allows
+ANALYSES: dict[str, Callable[[Visit], O.TestResult]] = {
+    "ttest": lambda v: student_t(v.change[v.treated], v.change[~v.treated]),
+    "welch": lambda v: welch_t(v.change[v.treated], v.change[~v.treated]),
+    "ancova": lambda v: ancova(v.pre + v.direction * v.change, v.pre, v.treated, v.direction),
+    "wilcoxon": _rank_sum,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSpec:
+    """What to analyse in each randomised cohort."""
+
+    n_per_arm: int
+    outcomes: tuple[str, ...] = ("barthel", "eq5d", "vas", "face")
+    times: tuple[str, ...] = ("m1", "m6")
+    analyses: tuple[str, ...] = tuple(ANALYSES)
+    death_strategy: str = "complete_case"
+    alpha: float = 0.05
+
+
+def pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
+    """The pooled within-arm SD of the non-missing values (NaN with fewer than 2 per arm)."""
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if a.size < 2 or b.size < 2:
+        return NAN
+    return math.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2))
+
+
+def analyse_trial(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+                  treated: np.ndarray, spec: TrialSpec, directions: Mapping[str, float],
+                  effects: Mapping[tuple[str, str], float] | None = None) -> dict[str, list]:
+    """Columns of a tidy table (one row per outcome x time x analysis) for one randomised cohort:
+    the analyses' fields, the cohort's ATE among survivors to the visit (`truth`, from the
+    potential outcomes), the population effect (`truth_pop`), deaths and the pooled SD of the change."""
+    z = np.asarray(treated, dtype=bool)
+    extra = ("truth", "truth_pop", "n_deaths", "sd_change")
+    cols: dict[str, list] = {k: [] for k in ("outcome", "timepoint", "analysis", *ROW_FIELDS, *extra)}
+    for name in spec.outcomes:
+        pre = np.asarray(columns[f"{name}_pre"], dtype=float)
+        for t in spec.times:
+            d0, d1 = potential[(name, t)]
+            visit = Visit(np.where(z, d1, d0), pre, z, directions[name], spec.death_strategy)
+            alive = ~np.isnan(visit.change)
+            indiv = (d1 - d0)[alive]
+            base = (float(indiv.mean()) if indiv.size else NAN, float((effects or {}).get((name, t), NAN)),
+                    int((~alive).sum()), pooled_sd(visit.change[z], visit.change[~z]))
+            for an in spec.analyses:
+                r = ANALYSES[an](visit)
+                cols["outcome"].append(name)
+                cols["timepoint"].append(t)
+                cols["analysis"].append(an)
+                for k, field in ROW_FIELDS.items():
+                    cols[k].append(getattr(r, field))
+                for k, v in zip(extra, base):
+                    cols[k].append(v)
+    return cols

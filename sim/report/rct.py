@@ -1,0 +1,215 @@
+"""Figures and report.md of the randomised-trial planning job (experiment rct_planning): power,
+type-I error, bias and coverage against n per arm, and the sample size per arm beside the closed
+forms of sim.power."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from sim import power as PW
+from sim.methods.trial import TrialSpec
+from sim.report.figures import label_panel, save_panels
+from sim.report.montecarlo import run_lines
+from sim.report.tables import markdown
+
+if TYPE_CHECKING:
+    from sim.experiment import ExperimentResult
+
+DEATH_TEXT = {
+    "complete_case": "complete case: each visit is analysed among the patients alive at it (a 'while alive' "
+                     "estimand: the mean individual effect on the change among survivors to the visit). In this "
+                     "model death does not depend on the arm, so survivors remain a randomised comparison.",
+    "worst_rank": "worst rank for the Wilcoxon test: a patient dead before the visit is given the worst observed "
+                  "change at that visit minus 1 (a composite of death and change; every randomised patient "
+                  "counts); the t-tests and ANCOVA stay complete case (while-alive estimand).",
+}
+
+
+def _at_effect(summary: pd.DataFrame, measure: str, effect: float) -> pd.DataFrame:
+    return summary[(summary["measure"] == measure) & np.isclose(summary["effect_mcid"].astype(float), effect)]
+
+
+def curve_plot(summary: pd.DataFrame, measure: str, effect: float, path: Path, title: str, ylabel: str,
+               references: Sequence[float] = (), closed_form: pd.DataFrame | None = None,
+               alpha: float = 0.05) -> Path | None:
+    """`measure` vs n per arm (numeric axis) at one effect: one panel per outcome x time, one line
+    per analysis, error bars 2 x MCSE, dotted reference lines. With `closed_form` (reference
+    quantities: delta, sd_change, survival per outcome x time) a dashed line adds the closed-form
+    noncentral-t power of the t-test at the expected number of survivors."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = _at_effect(summary, measure, effect)
+    if df.empty:
+        return None
+    outcomes = list(dict.fromkeys(df["outcome"]))
+    times = list(dict.fromkeys(df["timepoint"]))
+    fig, axes = plt.subplots(len(times), len(outcomes), figsize=(3.2 * len(outcomes), 2.8 * len(times)),
+                             squeeze=False, sharex=True, sharey=measure in ("rejection", "coverage"))
+    for i, t in enumerate(times):
+        for j, o in enumerate(outcomes):
+            ax = axes[i, j]
+            d = df[(df["outcome"] == o) & (df["timepoint"] == t)]
+            for an, g in d.groupby("analysis", sort=False):
+                g = g.sort_values("n_per_arm")
+                ax.errorbar(g["n_per_arm"], g["value"], yerr=2 * g["mcse"].fillna(0), marker="o", ms=3, capsize=2,
+                            lw=1, label=an)
+            if closed_form is not None:
+                r = closed_form[(closed_form["outcome"] == o) & (closed_form["timepoint"] == t)]
+                if len(r):
+                    r = r.iloc[0]
+                    grid = np.linspace(max(3.0, d["n_per_arm"].min() * 0.8), d["n_per_arm"].max(), 60)
+                    ax.plot(grid, PW.power_ttest(grid, r.delta, r.sd_change, alpha, survival=r.survival),
+                            color="black", ls="--", lw=0.9, label="closed form (t, nct)")
+            for ref in references:
+                ax.axhline(ref, color="grey", lw=0.7, ls=":")
+            label_panel(ax, f"{o}, {t}", first_col=j == 0, last_row=i == len(times) - 1, xlabel="n per arm",
+                        ylabel=ylabel)
+    return save_panels(fig, axes, path, title, dpi=100)
+
+
+def figures(summary: pd.DataFrame, refs: pd.DataFrame, spec: TrialSpec, targets: Sequence[float],
+            out_dir: Path) -> list[Path]:
+    """type1_error.png (effect 0), power_effect<e>.png per other effect (with the closed form of
+    `refs`, the reference quantities with an effect_mcid column), bias.png and coverage.png at the
+    largest effect."""
+    effects = sorted({float(v) for v in summary["effect_mcid"]})
+    out = []
+    for eff in effects:
+        if eff == 0:
+            out.append(curve_plot(summary, "rejection", eff, out_dir / "type1_error.png",
+                                  "Type-I error of a 1:1 randomised trial (effect 0) vs n per arm",
+                                  "type-I error", references=[spec.alpha]))
+        else:
+            ref = refs[np.isclose(refs["effect_mcid"], eff)] if len(refs) else None
+            out.append(curve_plot(summary, "rejection", eff, out_dir / f"power_effect{eff:g}.png",
+                                  f"Power of a 1:1 randomised trial at effect = {eff:g} MCID vs n per arm",
+                                  "power", references=targets, closed_form=ref, alpha=spec.alpha))
+    top = effects[-1]
+    out.append(curve_plot(summary, "bias", top, out_dir / "bias.png",
+                          f"Bias vs the cohort's ATE among survivors (effect = {top:g} MCID)", "bias",
+                          references=[0.0]))
+    out.append(curve_plot(summary, "coverage", top, out_dir / "coverage.png",
+                          f"Coverage of the 95% CI (effect = {top:g} MCID)", "coverage", references=[0.95]))
+    return [p for p in out if p is not None]
+
+
+def _cell(v: float, m: float) -> str:
+    return f"{v:.3f} ({m:.3f})" if pd.notna(m) else f"{v:.3f}"
+
+
+def _measure_wide(summary: pd.DataFrame, effect: float, measure: str, analyses: Sequence[str]) -> pd.DataFrame:
+    d = _at_effect(summary, measure, effect).copy()
+    if d.empty:
+        return pd.DataFrame()
+    d["cell"] = [_cell(v, m) for v, m in zip(d["value"], d["mcse"])]
+    w = d.pivot_table(index=["outcome", "timepoint", "n_per_arm"], columns="analysis", values="cell",
+                      aggfunc="first", sort=False)
+    w = w[[a for a in analyses if a in w.columns]].reset_index()
+    w.columns.name = None
+    return w
+
+
+def _sample_size_md(ss: pd.DataFrame, analyses: Sequence[str]) -> pd.DataFrame:
+    out = ss[["effect_mcid", "outcome", "timepoint", "power", "delta"]].copy()
+    out["delta"] = [f"{v:.3g}" for v in out["delta"]]
+    for an in analyses:
+        col = f"sim_{an}"
+        cells = []
+        for v, note in zip(ss[col], ss["notes"]):
+            if pd.notna(v):
+                cells.append(f"<= {v:g}" if f"{an}: at or below" in note else f"{v:g}")
+            else:
+                cells.append("not reached")
+        out[f"simulated {an}"] = cells
+    out["closed form t (normal)"] = ss["closed_ttest"]
+    out["closed form t (nct)"] = ss["closed_ttest_nct"]
+    out["closed form ANCOVA"] = ss["closed_ancova"]
+    out["closed form t, Table 2 SD"] = ss["closed_ttest_table2sd"]
+    out["SD change"] = [f"{v:.3g}" for v in ss["sd_change"]]
+    out["rho"] = [f"{v:.2f}" for v in ss["rho"]]
+    out["survival"] = [f"{v:.3f}" for v in ss["survival"]]
+    return out
+
+
+def sample_size_text(ss: pd.DataFrame, analyses: Sequence[str]) -> str:
+    return markdown(_sample_size_md(ss, analyses)) if len(ss) else "(no effect > 0 in the grid)"
+
+
+def _bias_coverage(summary: pd.DataFrame, analyses: Sequence[str]) -> pd.DataFrame:
+    est = [a for a in analyses if a != "wilcoxon"]
+    b = summary[summary["analysis"].isin(est) & summary["measure"].isin(["bias", "coverage"])]
+    rows = []
+    for (an, o, t), g in b.groupby(["analysis", "outcome", "timepoint"], sort=False):
+        bias = g[g["measure"] == "bias"]
+        cov = g[g["measure"] == "coverage"]
+        z = (bias["value"] / bias["mcse"]).abs()
+        rows.append({"analysis": an, "outcome": o, "timepoint": t,
+                     "max abs bias": float(bias["value"].abs().max()),
+                     "max abs bias / MCSE": float(z.max()),
+                     "coverage min": float(cov["value"].min()), "coverage max": float(cov["value"].max())})
+    return pd.DataFrame(rows)
+
+
+def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, reference_n: int,
+                figure_paths: list[Path], ss: pd.DataFrame) -> str:
+    exp = cfg.experiment
+    summary = result.summary
+    effects = sorted({float(v) for v in summary["effect_mcid"]})
+    lines = [
+        f"# {exp.name}", "", str(exp.get("description", "")).strip(), "",
+        "## What was run",
+        *run_lines(cfg, result),
+        "- conditions are n per arm x effect in MCIDs",
+        f"- per replicate: a cohort of 2 x n_per_arm patients from the calibrated outcome model with confounding "
+        f"{cfg.cohort.confounding:g}; exactly n_per_arm randomised to decompression with the replicate's RNG; "
+        "observed change = the potential change under the randomised arm",
+        f"- deaths before the visit (`experiment.death_strategy: {spec.death_strategy}`): "
+        f"{DEATH_TEXT[spec.death_strategy]}",
+        "- analyses: `ttest` Student t-test of the change score, `welch` Welch t-test of the change score, "
+        "`ancova` OLS of the follow-up value on arm + baseline, `wilcoxon` rank-sum test of the change (p only)",
+        f"- alpha = {spec.alpha:g}, two-sided; bias, MSE and coverage are against the cohort's true ATE on the change "
+        "among survivors to the visit (potential outcomes)",
+        "",
+        "## Sample size per arm",
+        "Smallest simulated n per arm whose rejection rate reaches the target power (linear interpolation "
+        "between grid points, rounded up; 'not reached' if no grid n reaches it; '<= n' if the smallest grid n "
+        "already does), beside the closed forms of `sim/power.py` (patients to randomise per arm, rounded up):",
+        "- closed form t (normal): n = 2 (z_{1-a/2} + z_{1-b})^2 sigma^2 / delta^2 / S, with sigma the SD of the "
+        "change score among survivors to the visit and S the survival probability to the visit, both estimated "
+        f"from a reference cohort of {reference_n:,} patients drawn from the generator at confounding "
+        f"{cfg.cohort.confounding:g} and the same effect (sigma^2 = mean of the two arms' variances);",
+        "- closed form t (nct): the same solved exactly with the noncentral t (df = 2n - 2);",
+        "- closed form ANCOVA: sigma_post^2 (1 - rho^2) in place of sigma^2 (Borm et al. 2007), with sigma_post "
+        "the SD of the follow-up value and rho the within-arm pre-post correlation among survivors (reference "
+        "cohort), normal approximation, divided by S;",
+        "- closed form t, Table 2 SD: as the first with sigma = the pooled SD of the change in the paper's Table 2 "
+        "(observational, before matching), for comparison.",
+        "",
+        sample_size_text(ss, spec.analyses),
+    ]
+    for eff in effects:
+        w = _measure_wide(summary, eff, "rejection", spec.analyses)
+        title = "Type-I error (effect 0)" if eff == 0 else f"Power at effect = {eff:g} MCID"
+        lines += ["", f"## {title}", "Rejection rate (Monte Carlo SE) per analysis.", "",
+                  markdown(w) if len(w) else "(no rows)"]
+    bc = _bias_coverage(summary, spec.analyses)
+    if len(bc):
+        lines += ["", "## Bias and coverage (over all conditions)",
+                  "Against the cohort's true ATE among survivors; with no bias |bias| / MCSE exceeds 3 in about "
+                  "0.3 % of conditions; coverage of the 95 % CI should be 0.95 within about 2 MCSE.", "",
+                  markdown(bc)]
+    lines += ["", "## Figures", *[f"![{p.stem}]({p.name})" for p in figure_paths], "",
+              "## Monte Carlo precision",
+              "Every measure in summary.csv has its Monte Carlo SE (`mcse`) and the number of replicates it used "
+              "(`n`), as in Morris, White & Crowther (2019), Table 6. Error bars are 2 x MCSE. A simulated sample "
+              "size inherits the MCSE of the two power estimates it interpolates between.",
+              "", "## Configuration", "```yaml", OmegaConf.to_yaml(cfg).strip(), "```", ""]
+    return "\n".join(lines)
