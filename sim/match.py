@@ -6,13 +6,19 @@
         [--method greedy|optimal] [--ratio 1] [--replace] [--exact a,b] [--seed N]
 
 Writes DIR/matched.csv (all input rows/columns + ps, logit_ps, pair, weight)
-and DIR/balance.csv. Bad input exits with one ``error: ...`` line and code 2.
+and DIR/balance.csv. Bad input exits with one ``error: ...`` line and code 2,
+among others: a header naming the same column twice (pandas would silently
+rename the second ``age.1``), fewer than 2 treated or fewer than 2 control rows
+(the caliper's SDs and the PS model need two of each). A covariate listed twice
+in --covariates is used once, with a ``warning: ...`` line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +28,16 @@ from sim.methods.matching import CALIPER_SCALES, CALIPER_SDS, ORDERS, match
 from sim.methods.propensity import fit_propensity
 
 OUTPUT_COLUMNS = ("ps", "logit_ps", "pair", "weight")
+#: fewest rows per arm accepted (caliper SDs use ddof=1; the PS model needs both arms)
+MIN_PER_ARM = 2
+
+_EPILOG = f"""\
+refused with exit code 2 and one 'error: ...' line:
+  a header with the same column name twice; fewer than {MIN_PER_ARM} treated (1) or fewer
+  than {MIN_PER_ARM} control (0) rows; a treatment column that is not 0/1; missing values
+  in a used column; a non-numeric, non-finite or constant covariate.
+a covariate listed more than once in --covariates is used once ('warning: ...').
+"""
 
 
 class InputError(Exception):
@@ -63,7 +79,12 @@ def _names(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m sim.match", description="Propensity-score matching of a CSV file.")
+    p = _Parser(
+        prog="python -m sim.match",
+        description="Propensity-score matching of a CSV file.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("input", help="input CSV file")
     p.add_argument("--treatment", required=True, help="0/1 treatment column")
     p.add_argument("--covariates", required=True, type=_names, help="comma-separated PS covariates")
@@ -80,12 +101,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _header(path: Path, shown: str) -> list:
+    """Column names of the header row as written (pandas would rename repeats ``a.1``).
+
+    Like ``pandas.read_csv``: comma-separated, double quotes, a UTF-8 BOM
+    ignored, blank (or whitespace-only) lines before the header skipped. []
+    for an empty file.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            for row in csv.reader(fh):
+                if len(row) > 1 or (row and row[0].strip()):
+                    return row
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read {shown}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    return []
+
+
 def _load(args):
     import pandas as pd
 
     path = Path(args.input)
     if not path.is_file():
         raise InputError(f"input file not found: {args.input}")
+    # empty header cells are not names: pandas calls them "Unnamed: <position>"
+    counts = Counter(name for name in _header(path, args.input) if name != "")
+    repeated = [name for name, k in counts.items() if k > 1]
+    if repeated:
+        raise InputError(
+            "input header names the same column more than once: "
+            + ", ".join(f"{name!r} ({counts[name]}x)" for name in repeated)
+            + "; rename the columns so that every name is unique"
+        )
     try:
         df = pd.read_csv(path)
     except Exception as exc:  # parser errors, empty file, encoding
@@ -106,8 +153,13 @@ def _load(args):
     if not pd.api.types.is_numeric_dtype(t) or not t.isin([0, 1]).all():
         raise InputError(f"treatment column {args.treatment!r} must be binary 0/1")
     t = t.to_numpy().astype(int)
-    if t.sum() == 0 or t.sum() == t.size:
-        raise InputError(f"treatment column {args.treatment!r} needs both treated (1) and control (0) rows")
+    n_t = int(t.sum())
+    n_c = t.size - n_t
+    if n_t < MIN_PER_ARM or n_c < MIN_PER_ARM:
+        raise InputError(
+            f"treatment column {args.treatment!r} needs at least {MIN_PER_ARM} treated (1) and "
+            f"{MIN_PER_ARM} control (0) rows; got {n_t} treated and {n_c} control"
+        )
     for c in args.covariates:
         if not pd.api.types.is_numeric_dtype(df[c]):
             raise InputError(f"covariate {c!r} is not numeric")
@@ -122,8 +174,22 @@ def _load(args):
     return df, X, t, exact
 
 
+def _drop_repeated_covariates(args) -> None:
+    """Keep the first mention of each covariate; one warning line names the repeats."""
+    counts = Counter(args.covariates)
+    repeated = [c for c, k in counts.items() if k > 1]
+    if repeated:
+        print(
+            "warning: covariate(s) listed more than once in --covariates, repeats dropped: "
+            + ", ".join(repeated),
+            file=sys.stderr,
+        )
+        args.covariates = list(counts)  # insertion order = first mention
+
+
 def run(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _drop_repeated_covariates(args)
     df, X, t, exact = _load(args)
     fit = fit_propensity(X, t)
     if fit.separation or not fit.converged:

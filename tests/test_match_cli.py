@@ -174,3 +174,71 @@ def test_error_single_arm(tmp_path, small_df):
 def test_error_out_is_a_file(tmp_path, small_df):
     p = _write(tmp_path, small_df)
     _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a", "--out", p), "output")
+
+
+# ---------------------------------------------------------------- header, arm sizes, repeated covariates
+
+
+def test_error_duplicate_header_column(tmp_path, small_df):
+    # pandas would read the second 'a' as 'a.1' and match on the first without a word
+    p = tmp_path / "dup.csv"
+    body = small_df[["t", "a", "b", "a"]].to_csv(index=False)
+    assert body.splitlines()[0] == "t,a,b,a"
+    p.write_text(body)
+    r = run_cli(p, "--treatment", "t", "--covariates", "a,b", "--out", tmp_path / "o")
+    _assert_error(r, "same column", "'a' (2x)")
+    assert not (tmp_path / "o").exists()
+    # also when the repeated column is not one the command uses, quoted, after blank lines
+    p.write_text('\n  \n"t","a","b","b"\n' + "\n".join(body.splitlines()[1:]) + "\n")
+    _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a", "--out", tmp_path / "o"), "'b' (2x)")
+
+
+def test_duplicate_header_check_keeps_good_files(tmp_path, small_df):
+    # a UTF-8 BOM, a name that merely looks like pandas' renaming, and one unnamed column are fine
+    df = small_df.rename(columns={"b": "a.1"})
+    p = tmp_path / "ok.csv"
+    p.write_text("\ufeff" + df.to_csv())  # with the index: an empty first header cell
+    r = run_cli(p, "--treatment", "t", "--covariates", "a,a.1", "--out", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    assert list(pd.read_csv(tmp_path / "o" / "matched.csv").columns[:4]) == ["Unnamed: 0", "t", "a", "a.1"]
+
+
+@pytest.mark.parametrize("n_treated, n_control", [(1, 39), (39, 1), (1, 1)])
+def test_error_fewer_than_two_per_arm(tmp_path, small_df, n_treated, n_control):
+    df = small_df.iloc[: n_treated + n_control].copy()
+    df["t"] = np.r_[np.ones(n_treated, int), np.zeros(n_control, int)]
+    p = _write(tmp_path, df)
+    _assert_error(run_cli(p, "--treatment", "t", "--covariates", "a", "--out", tmp_path / "o"),
+                  "at least 2 treated", f"got {n_treated} treated and {n_control} control")
+
+
+def test_two_per_arm_is_accepted(tmp_path):
+    df = pd.DataFrame({"t": [1, 0, 1, 0, 0], "a": [0.3, 0.1, -0.4, 0.8, 0.2]})
+    r = run_cli(_write(tmp_path, df, "ok.csv"), "--treatment", "t", "--covariates", "a", "--out", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+
+
+def test_help_documents_refusals():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    assert "same column name twice" in text
+    assert "fewer than 2 treated (1) or fewer than 2 control (0) rows" in text
+    assert "listed more than once in --covariates" in text
+
+
+def test_repeated_covariate_warns_once_and_is_dropped(cohort_csv, tmp_path):
+    r = run_cli(*base_args(cohort_csv, tmp_path / "dup", covs="age,male,age,escc,male,age"))
+    assert r.returncode == 0, r.stderr
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1, r.stderr
+    assert "more than once" in warnings[0] and "age, male" in warnings[0]
+    assert "Traceback" not in r.stderr
+    r2 = run_cli(*base_args(cohort_csv, tmp_path / "once", covs="age,male,escc"))
+    assert r2.returncode == 0 and not r2.stderr.strip(), r2.stderr
+    bal = pd.read_csv(tmp_path / "dup" / "balance.csv")
+    assert bal["covariate"].tolist() == ["age", "male", "escc"]
+    # same PS, same matching as the list without repeats
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "dup" / "matched.csv"),
+                                  pd.read_csv(tmp_path / "once" / "matched.csv"))
+    pd.testing.assert_frame_equal(bal, pd.read_csv(tmp_path / "once" / "balance.csv"))

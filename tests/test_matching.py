@@ -1,13 +1,22 @@
 """Tests for sim.methods.matching: greedy vs brute force, optimal vs exhaustive search."""
 
+import dataclasses
 import itertools
+import time
 import zlib
 
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from sim.methods.matching import MAX_OPTIMAL_CELLS, match
+import sim.methods.matching as matching_module
+from sim.methods.matching import (
+    MAX_OPTIMAL_CELLS,
+    MatchingInvariantError,
+    caliper_width,
+    check_match,
+    match,
+)
 
 ORDERS = ["largest", "smallest", "random", "data", "closest"]
 
@@ -424,3 +433,253 @@ def test_degenerate_groups():
     assert res.n_pairs == 0
     res = match(np.array([0.2, 0.4]), np.array([1, 0]))  # SDs with one unit per group count as 0
     assert res.caliper_width == 0.0 and res.n_pairs == 0
+
+
+# ---------------------------------------------------------------- run-time invariants (check_match)
+
+
+def _case_for_checks():
+    rng = np.random.default_rng(163)
+    score = rng.uniform(0.05, 0.95, 60)
+    treated = (rng.random(60) < 0.4).astype(int)
+    return score, treated, logit(score)
+
+
+def _broken(rule, result, d, treated, width, ratio=1, replace=False, exact=None):
+    with pytest.raises(MatchingInvariantError, match=f"'{rule}'") as info:
+        check_match(result, d, treated, width, ratio, replace, exact)
+    assert "bug" in str(info.value)
+    assert isinstance(info.value, AssertionError) and not isinstance(info.value, ValueError)
+
+
+def test_check_match_accepts_real_results():
+    score, treated, d = _case_for_checks()
+    exact = np.arange(60) % 2
+    for kw in [dict(), dict(caliper=None), dict(ratio=3), dict(replace=True, ratio=2),
+               dict(algorithm="optimal", ratio=2), dict(exact=exact, order="closest")]:
+        res = match(score, treated, **kw)
+        check_match(res, d, treated, res.caliper_width, kw.get("ratio", 1), kw.get("replace", False),
+                    kw.get("exact"))
+
+
+def test_check_match_catches_an_ignored_caliper():
+    # MatchIt issue #163: a build silently ignored the caliper. Reproduce the symptom
+    # (links formed without a caliper, reported with a width) and require the check to fire.
+    score, treated, d = _case_for_checks()
+    width = caliper_width(d, treated, 0.05, "pooled")
+    res = match(score, treated, caliper=None)
+    assert np.abs(d[res.treated_idx] - d[res.control_idx]).max() > width
+    _broken("caliper", dataclasses.replace(res, caliper_width=width), d, treated, width)
+    # one link a hair beyond the width is caught; at the width itself it is not
+    res = match(score, treated, caliper=0.05)
+    far = np.abs(d[res.treated_idx] - d[res.control_idx]).max()
+    check_match(res, d, treated, res.caliper_width, 1, False)
+    _broken("caliper", dataclasses.replace(res, caliper_width=far * 0.999), d, treated, far * 0.999)
+    check_match(dataclasses.replace(res, caliper_width=far), d, treated, far, 1, False)
+
+
+def test_check_match_catches_each_corruption():
+    score, treated, d = _case_for_checks()
+    res = match(score, treated, caliper=0.2, ratio=2)
+    w = res.caliper_width
+    tl, cl = res.treated_idx, res.control_idx
+    assert res.n_pairs >= 6 and tl[0] == tl[1]
+    assert np.any((treated == 0) & (res.pair_id < 0)) and res.n_treated_matched < res.n_treated
+    rep = dataclasses.replace
+    # a control used twice without replacement
+    cl2 = cl.copy()
+    cl2[1] = cl2[0]
+    _broken("no reuse", rep(res, control_idx=cl2), d, treated, w, ratio=2)
+    # roles swapped
+    _broken("roles", rep(res, treated_idx=cl, control_idx=tl), d, treated, w, ratio=2)
+    # more controls than ratio
+    _broken("ratio", res, d, treated, w, ratio=1)
+    # exact strata crossed
+    exact = np.zeros(60, int)
+    exact[cl[0]] = 1
+    _broken("exact", res, d, treated, w, ratio=2, exact=exact)
+    # pair ids, weights, counts
+    pid = res.pair_id.copy()
+    pid[cl[-1]] = 0 if pid[cl[-1]] else 1
+    _broken("pair_id", rep(res, pair_id=pid), d, treated, w, ratio=2)
+    unmatched_c = np.flatnonzero((treated == 0) & (res.pair_id < 0))[0]
+    pid = res.pair_id.copy()
+    pid[unmatched_c] = 0
+    _broken("pair_id", rep(res, pair_id=pid), d, treated, w, ratio=2)
+    wt = res.weights.copy()
+    wt[cl[0]] += 0.5
+    _broken("weights", rep(res, weights=wt), d, treated, w, ratio=2)
+    wt = res.weights.copy()
+    wt[tl[0]] = np.nan
+    _broken("weights", rep(res, weights=wt), d, treated, w, ratio=2)
+    _broken("links", rep(res, n_pairs=res.n_pairs - 1), d, treated, w, ratio=2)
+    _broken("counts", rep(res, n_treated_matched=res.n_treated_matched + 1), d, treated, w, ratio=2)
+    unmatched_t = np.flatnonzero((treated == 1) & (res.pair_id < 0))[0]
+    pid = res.pair_id.copy()
+    pid[unmatched_t] = res.n_treated_matched
+    _broken("pair_id", rep(res, pair_id=pid), d, treated, w, ratio=2)
+    _broken("counts", rep(res, n_control=res.n_control + 1), d, treated, w, ratio=2)
+    # links out of order (sets reversed) or farther control first within a set
+    _broken("link order", rep(res, treated_idx=tl[::-1], control_idx=cl[::-1]), d, treated, w, ratio=2)
+    cl2 = cl.copy()
+    cl2[[0, 1]] = cl2[[1, 0]]
+    assert tl[0] == tl[1] and abs(d[tl[0]] - d[cl[0]]) < abs(d[tl[0]] - d[cl[1]])
+    _broken("link order", rep(res, control_idx=cl2), d, treated, w, ratio=2)
+    # index out of range, negative index (which numpy would silently wrap)
+    cl2 = cl.copy()
+    cl2[0] = 60
+    _broken("links", rep(res, control_idx=cl2), d, treated, w, ratio=2)
+    cl2[0] = -1
+    _broken("links", rep(res, control_idx=cl2), d, treated, w, ratio=2)
+    # caliper_width reported differently from the width used
+    _broken("caliper", res, d, treated, 1.0, ratio=2)
+    # with replacement: the same link twice
+    res = match(score, treated, caliper=None, ratio=2, replace=True)
+    cl2 = res.control_idx.copy()
+    cl2[1] = cl2[0]
+    _broken("no reuse", dataclasses.replace(res, control_idx=cl2), d, treated, None, ratio=2, replace=True)
+
+
+def test_match_runs_the_check(monkeypatch):
+    """A broken core (here: one that forgets the caliper) makes match() raise, not return."""
+    score, treated, _ = _case_for_checks()
+    real = matching_module._greedy_ordered
+
+    def no_caliper(dt, tid, dc, cid, ratio, width):
+        return real(dt, tid, dc, cid, ratio, None)
+
+    monkeypatch.setattr(matching_module, "_greedy_ordered", no_caliper)
+    with pytest.raises(MatchingInvariantError, match="'caliper'"):
+        match(score, treated, caliper=0.01)
+
+    def reuse(dt, tid, dc, cid, ratio, width):
+        links = real(dt, tid, dc, cid, ratio, width)
+        return [(t, links[0][1], r) for t, _, r in links]
+
+    monkeypatch.setattr(matching_module, "_greedy_ordered", reuse)
+    with pytest.raises(MatchingInvariantError, match="'no reuse'"):
+        match(score, treated, caliper=None)
+
+
+def test_check_is_cheap_next_to_a_large_greedy_match():
+    rng = np.random.default_rng(1)
+    n = 200_000
+    score = rng.uniform(0.01, 0.99, n)
+    treated = (rng.random(n) < 0.4).astype(int)
+    t0 = time.perf_counter()
+    res = match(score, treated)
+    t_match = time.perf_counter() - t0
+    d = logit(score)
+    t_check = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        check_match(res, d, treated, res.caliper_width, 1, False)
+        t_check.append(time.perf_counter() - t0)
+    # measured ~1-2 % (1e6 rows: ~25 ms of ~2 s); 10 % leaves room for a busy machine
+    assert min(t_check) < 0.10 * t_match, (min(t_check), t_match)
+
+
+# ---------------------------------------------------------------- inclusive caliper boundary, every variant
+
+COMBOS = [(algo, order, replace) for algo in ("greedy", "optimal") for order in ORDERS for replace in (False, True)]
+
+
+def _boundary_case(mirror):
+    """Dyadic scores on the ps scale, caliper_sd='treated': width = 0.25 * SD(.125, .5, .875) = 0.09375.
+
+    Every subtraction below is exact (Sterbenz), so the distances are exactly the width
+    (controls 3, 4: matched) or the width plus one ulp of the control score (controls 5, 6:
+    not matched). ``mirror`` puts the boundary pairs on the other side of the treated units.
+    """
+    w = 0.09375
+    if not mirror:
+        t_scores = [0.125, 0.5, 0.875]
+        c_scores = [0.125 + w, 0.5 + w, np.nextafter(0.5 - w, 0.0), np.nextafter(0.875 - w, 0.0)]
+    else:
+        t_scores = [0.875, 0.5, 0.125]
+        c_scores = [0.875 - w, 0.5 - w, np.nextafter(0.5 + w, 1.0), np.nextafter(0.125 + w, 1.0)]
+    score = np.array(t_scores + c_scores)
+    treated = np.array([1, 1, 1, 0, 0, 0, 0])
+    return score, treated, w
+
+
+@pytest.mark.parametrize("ratio", [1, 2])
+@pytest.mark.parametrize("mirror", [False, True])
+@pytest.mark.parametrize("algo, order, replace", COMBOS)
+def test_caliper_boundary_exact_ps_scale(algo, order, replace, ratio, mirror):
+    score, treated, w = _boundary_case(mirror)
+    d = score
+    assert abs(d[0] - d[3]) == w and abs(d[1] - d[4]) == w
+    assert w < abs(d[1] - d[5]) < w + 1e-15 and w < abs(d[2] - d[6]) < w + 1e-15
+    assert np.std(score[:3], ddof=1) * 0.25 == w
+    res = match(score, treated, algorithm=algo, order=order, replace=replace, ratio=ratio,
+                caliper=0.25, caliper_scale="ps", caliper_sd="treated", rng=np.random.default_rng(0))
+    assert res.caliper_width == w
+    assert links_of(res) == {(0, 3), (1, 4)}, (algo, order, replace, ratio, mirror)
+
+
+def _caliper_hitting(d, treated, target, sd_kind):
+    """(caliper giving width == target exactly, largest caliper below it giving width < target)."""
+    c = target / caliper_width(d, treated, 1.0, sd_kind)
+    for _ in range(64):
+        wdt = caliper_width(d, treated, c, sd_kind)
+        if wdt == target:
+            break
+        c = np.nextafter(c, np.inf if wdt < target else 0.0)
+    else:
+        return None  # caliper * SD skips over this target: the caller nudges the data
+    lo = c
+    while caliper_width(d, treated, lo, sd_kind) >= target:
+        lo = np.nextafter(lo, 0.0)
+    return float(c), float(lo)
+
+
+# (scores, treated, (treated, control) pair whose distance becomes the width, ratio without / with replace)
+WIDTH_DESIGNS = {
+    # treated 0 has control 3 near it (right), treated 1 has control 4 near it (left), at about
+    # the same distance; everything else far apart
+    "isolated": ([0.30, 0.70, 0.10, 0.34, 0.66, 0.97], [1, 1, 1, 0, 0, 0], (0, 3), (1, 1)),
+    # control 2 is nearest to both treated units but nearer to treated 0, which takes it first
+    # (it comes first in every greedy order: see below); treated 1 must fall back to its second
+    # choice, control 3, exactly at the width (greedy "closest" re-queries a treated unit whose
+    # first choice was taken; with replacement treated 1 keeps control 2, so ratio 2 reaches 3)
+    "contested": ([0.70, 0.50, 0.62, 0.37, 0.95], [1, 1, 0, 0, 0], (1, 3), (1, 2)),
+}
+
+
+def _seed_processing_first(first, n_treated):
+    """A seed whose order='random' permutation processes treated unit ``first`` first."""
+    return next(s for s in range(1000) if np.random.default_rng(s).permutation(n_treated)[0] == first)
+
+
+@pytest.mark.parametrize("design", sorted(WIDTH_DESIGNS))
+@pytest.mark.parametrize("scale", ["logit", "ps"])
+@pytest.mark.parametrize("sd_kind", ["pooled", "whole", "treated"])
+@pytest.mark.parametrize("algo, order, replace", COMBOS)
+def test_caliper_boundary_width_set_to_a_pair_distance(scale, sd_kind, algo, order, replace, design):
+    """Any scale and SD: choose the caliper so that the width the matcher uses equals one
+    pair's computed distance; the pair is matched, and not at the next smaller width."""
+    raw, treated, (i, j), ratios = WIDTH_DESIGNS[design]
+    score, treated = np.array(raw), np.array(treated)
+    seed = 0
+    if design == "contested" and algo == "greedy":
+        if order == "smallest":
+            score = 1.0 - score  # treated 0 is now the smallest score
+        seed = _seed_processing_first(0, 2)
+    for _ in range(100):
+        d = logit(score) if scale == "logit" else score
+        target = abs(d[i] - d[j])
+        hit = _caliper_hitting(d, treated, target, sd_kind)
+        if hit is not None:
+            break
+        score[j] = np.nextafter(score[j], 0.0 if d[j] < d[i] else 1.0)  # another target distance
+    assert hit is not None
+    c_in, c_out = hit
+    kw = dict(algorithm=algo, order=order, replace=replace, ratio=ratios[replace], caliper_scale=scale,
+              caliper_sd=sd_kind, rng=np.random.default_rng(seed))
+    res = match(score, treated, caliper=c_in, **kw)
+    assert res.caliper_width == target
+    assert (i, j) in links_of(res)
+    res = match(score, treated, caliper=c_out, **kw)
+    assert res.caliper_width < target
+    assert (i, j) not in links_of(res)

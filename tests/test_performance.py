@@ -240,3 +240,37 @@ def test_mcse_reps_needed():
         mcse_reps_needed(0)
     with pytest.raises(ValueError, match="sd"):
         mcse_reps_needed(0.1, sd=-1)
+
+
+def test_coverage_counts_truth_on_a_ci_bound_as_covered():
+    """The rule is inclusive, ci_low <= truth <= ci_high (the docstring's formula, rsimsum's rule):
+    a truth exactly on either bound, or a zero-width interval at the truth, is covered; one ulp
+    outside is not. Checked against an independent count in plain Python."""
+    eps_up = float(np.nextafter(0.5, 1.0))
+    eps_dn = float(np.nextafter(0.5, 0.0))
+    rows = [  # (group, truth, ci_low, ci_high)
+        ("a", 0.5, 0.5, 1.5),  # truth == ci_low
+        ("a", 0.5, -1.0, 0.5),  # truth == ci_high
+        ("a", 0.5, 0.5, 0.5),  # zero-width interval at the truth
+        ("a", 0.5, eps_up, 1.5),  # ci_low one ulp above the truth
+        ("a", 0.5, -1.0, eps_dn),  # ci_high one ulp below the truth
+        ("a", 0.5, 0.0, 1.0),  # strictly inside
+        ("a", 0.5, float("nan"), 1.0),  # missing bound: not counted at all
+        ("b", -2.0, -2.0, -1.0),  # truth varies per replicate; on the bound again
+        ("b", 3.0, 1.0, 3.0),
+        ("b", 3.0, 3.5, 4.0),
+    ]
+    df = pd.DataFrame(rows, columns=["g", "truth", "ci_low", "ci_high"])
+    df["estimate"] = (df["ci_low"].fillna(0.0) + df["ci_high"]) / 2
+    res = summarise(df, by=["g"], extra_means=())
+    for g in ("a", "b"):
+        usable = [(t, lo, hi) for gg, t, lo, hi in rows if gg == g and not (math.isnan(lo) or math.isnan(hi))]
+        inclusive = sum(lo <= t <= hi for t, lo, hi in usable) / len(usable)
+        exclusive = sum(lo < t < hi for t, lo, hi in usable) / len(usable)
+        assert inclusive != exclusive  # the data can tell the two rules apart
+        r = _get(res, "coverage", g=g)
+        assert r["n"] == len(usable)
+        assert r["value"] == inclusive
+        assert r["mcse"] == pytest.approx(math.sqrt(inclusive * (1 - inclusive) / len(usable)))
+    assert _get(res, "coverage", g="a")["value"] == pytest.approx(4 / 6)  # bounds, zero width, inside
+    assert _get(res, "coverage", g="b")["value"] == pytest.approx(2 / 3)

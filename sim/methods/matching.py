@@ -26,23 +26,37 @@ Design notes (why it looks like this):
   unit gets *up to* k controls (variable ratio is allowed by the optimum).
   Among several optimal matchings the one scipy returns is used
   (deterministic, but not the greedy tie rule).
+* Every result is checked before it is returned (:func:`check_match`, vectorised,
+  O(n + links)): links within the caliper, each control used once without
+  replacement, roles, at most ``ratio`` controls per treated unit, exact
+  strata, and ``pair_id``/``weights``/counts consistent with the links. A
+  violation raises :class:`MatchingInvariantError`: a bug here, never bad input
+  (MatchIt issue #163 shipped a build that silently ignored the caliper).
 """
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MatchResult", "match", "caliper_width", "MAX_OPTIMAL_CELLS"]
+from sim.methods.match_checks import MatchingInvariantError, check_match
+from sim.methods.matching_cores import (MAX_OPTIMAL_CELLS, _greedy_closest, _greedy_ordered, _nearest_with_replacement,
+                                        _optimal)
+
+__all__ = [
+    "MatchResult",
+    "match",
+    "caliper_width",
+    "check_match",
+    "MatchingInvariantError",
+    "MAX_OPTIMAL_CELLS",
+]
 
 ALGORITHMS = ("greedy", "optimal")
 ORDERS = ("largest", "smallest", "random", "data", "closest")
 CALIPER_SCALES = ("logit", "ps")
 CALIPER_SDS = ("pooled", "whole", "treated")
-#: largest dense cost matrix (cells) the optimal algorithm will build (~200 MB).
-MAX_OPTIMAL_CELLS = 25_000_000
 
 
 @dataclass(frozen=True)
@@ -103,198 +117,6 @@ def caliper_width(d: np.ndarray, treated: np.ndarray, caliper: float | None, cal
 
 
 # ----------------------------------------------------------------------------
-# per-stratum cores; all return lists (t_global, c_global, round)
-# ----------------------------------------------------------------------------
-
-
-
-def _find(parent: list, p: int) -> int:
-    """Union-find root of p with path compression: the next still-available slot."""
-    r = p
-    while parent[r] != r:
-        r = parent[r]
-    while parent[p] != r:
-        parent[p], p = r, parent[p]
-    return r
-
-class _Pool:
-    """Controls sorted by score with O(~1) "nearest still-available" queries.
-
-    Two orderings of the same sorted values: ``R`` ties by ascending index
-    (scanning right meets the lowest index first), ``L`` ties by descending
-    index (scanning left meets the lowest index first).
-    """
-
-    def __init__(self, dc: np.ndarray, cid: np.ndarray):
-        nc = dc.size
-        sR = np.lexsort((cid, dc))
-        sL = np.lexsort((-cid, dc))
-        self.vals = dc[sR]
-        self.valsR = self.vals.tolist()
-        self.valsL = dc[sL].tolist()
-        self.cR = cid[sR].tolist()
-        self.cL = cid[sL].tolist()
-        posR = np.empty(nc, np.int64)
-        posR[sR] = np.arange(nc)
-        posL = np.empty(nc, np.int64)
-        posL[sL] = np.arange(nc)
-        self.jR = sR.tolist()  # position -> local control
-        self.jL = sL.tolist()
-        self.posR = posR.tolist()  # local control -> position
-        self.posL = posL.tolist()
-        self.nxt = list(range(nc + 1))  # smallest available position >= i (nc: none)
-        self.prv = list(range(nc + 1))  # slot i+1 <-> position i; 0: none
-        self.nc = nc
-
-    def positions(self, dt: np.ndarray) -> list:
-        return np.searchsorted(self.vals, dt, side="left").tolist()
-
-    def nearest(self, x: float, p: int):
-        """(dist, control_global, local) of the nearest available control or None."""
-        r = _find(self.nxt, p)  # right: smallest available position >= p
-        left = _find(self.prv, p)  # left: largest available position <= p-1 (slot p)
-        best = None
-        if r < self.nc:
-            best = (self.valsR[r] - x, self.cR[r], self.jR[r])
-        if left > 0:
-            cand = (x - self.valsL[left - 1], self.cL[left - 1], self.jL[left - 1])
-            if best is None or cand[:2] < best[:2]:
-                best = cand
-        return best
-
-    def remove(self, j: int) -> None:
-        a = self.posR[j]
-        self.nxt[a] = a + 1
-        b = self.posL[j]
-        self.prv[b + 1] = b
-
-
-def _greedy_ordered(dt, tid, dc, cid, ratio, width):
-    """Greedy without replacement; treated processed in the given order."""
-    pool = _Pool(dc, cid)
-    pos = pool.positions(dt)
-    dtl = dt.tolist()
-    tidl = tid.tolist()
-    links = []
-    active = range(len(tidl))
-    w = float("inf") if width is None else width
-    for rnd in range(ratio):
-        nxt_active = []
-        for i in active:
-            best = pool.nearest(dtl[i], pos[i])
-            if best is None or best[0] > w:
-                continue
-            pool.remove(best[2])
-            links.append((tidl[i], best[1], rnd))
-            nxt_active.append(i)
-        active = nxt_active
-        if not active:
-            break
-    return links
-
-
-def _greedy_closest(dt, tid, dc, cid, ratio, width):
-    """Greedy without replacement, globally closest allowed pair first."""
-    pool = _Pool(dc, cid)
-    pos = pool.positions(dt)
-    dtl = dt.tolist()
-    tidl = tid.tolist()
-    w = float("inf") if width is None else width
-    taken = [False] * dc.size
-    links = []
-    active = list(range(len(tidl)))
-    for rnd in range(ratio):
-        heap = []
-        for i in active:
-            best = pool.nearest(dtl[i], pos[i])
-            if best is not None and best[0] <= w:
-                heap.append((best[0], tidl[i], best[1], best[2], i))
-        heapq.heapify(heap)
-        nxt_active = []
-        while heap:
-            dist, t_g, c_g, j, i = heapq.heappop(heap)
-            if taken[j]:
-                best = pool.nearest(dtl[i], pos[i])
-                if best is not None and best[0] <= w:
-                    heapq.heappush(heap, (best[0], t_g, best[1], best[2], i))
-                continue
-            taken[j] = True
-            pool.remove(j)
-            links.append((t_g, c_g, rnd))
-            nxt_active.append(i)
-        active = sorted(nxt_active)
-        if not active:
-            break
-    return links
-
-
-def _nearest_with_replacement(dt, tid, dc, cid, ratio, width):
-    """Each treated unit gets its k nearest controls (controls reusable); vectorised."""
-    nc = dc.size
-    sR = np.lexsort((cid, dc))
-    sL = np.lexsort((-cid, dc))
-    vals = dc[sR]
-    pos = np.searchsorted(vals, dt, side="left")
-    off = np.arange(ratio)
-    lp = pos[:, None] - 1 - off
-    rp = pos[:, None] + off
-    lok = lp >= 0
-    rok = rp < nc
-    lpc = np.clip(lp, 0, nc - 1)
-    rpc = np.clip(rp, 0, nc - 1)
-    ldist = np.where(lok, dt[:, None] - dc[sL][lpc], np.inf)
-    rdist = np.where(rok, vals[rpc] - dt[:, None], np.inf)
-    big = np.iinfo(np.int64).max
-    lid = np.where(lok, cid[sL][lpc], big)
-    rid = np.where(rok, cid[sR][rpc], big)
-    dist = np.concatenate([ldist, rdist], axis=1)
-    ids = np.concatenate([lid, rid], axis=1)
-    o = np.lexsort((ids, dist), axis=-1)[:, :ratio]
-    dist = np.take_along_axis(dist, o, axis=1)
-    ids = np.take_along_axis(ids, o, axis=1)
-    ok = np.isfinite(dist)
-    if width is not None:
-        ok &= dist <= width
-    r, k = np.nonzero(ok)
-    return list(zip(tid[r].tolist(), ids[r, k].tolist(), k.tolist()))
-
-
-def _optimal(dt, tid, dc, cid, ratio, width):
-    """Max number of within-caliper links, then min total |distance|."""
-    from scipy.optimize import linear_sum_assignment  # lazy: heavy import
-
-    nt, nc = dt.size, dc.size
-    rows = nt * ratio
-    if rows * nc > MAX_OPTIMAL_CELLS:
-        raise ValueError(
-            f"algorithm='optimal' needs a dense {rows} x {nc} cost matrix, above the "
-            f"limit of {MAX_OPTIMAL_CELLS} cells; use algorithm='greedy' or exact strata"
-        )
-    dist = np.abs(dt[:, None] - dc[None, :])
-    allowed = np.ones_like(dist, bool) if width is None else dist <= width
-    if not allowed.any():
-        return []
-    dmax = float(dist[allowed].max())
-    big = (dmax + 1.0) * (min(rows, nc) + 1.0)
-    cost = np.where(allowed, dist, big)
-    if ratio > 1:
-        cost = np.repeat(cost, ratio, axis=0)
-    r, c = linear_sum_assignment(cost)
-    keep = cost[r, c] < big
-    r, c = r[keep] // ratio, c[keep]
-    d = dist[r, c]
-    o = np.lexsort((cid[c], d, r))
-    r, c = r[o], c[o]
-    # round = rank of the link within its treated unit (nearest first)
-    rnd = np.zeros(r.size, np.int64)
-    if r.size:
-        start = np.r_[0, np.flatnonzero(np.diff(r)) + 1]
-        grp = np.repeat(start, np.diff(np.r_[start, r.size]))
-        rnd = np.arange(r.size) - grp
-    return list(zip(tid[r].tolist(), cid[c].tolist(), rnd.tolist()))
-
-
-# ----------------------------------------------------------------------------
 # public entry point
 # ----------------------------------------------------------------------------
 
@@ -326,6 +148,9 @@ def match(
     :func:`caliper_width`); ``caliper=None`` means no caliper. See the module
     docstring for algorithms, orders, tie rules and ratio/replacement semantics.
     ``rng`` is required (and only used) for ``order="random"`` with greedy.
+    Bad arguments raise ``ValueError``; the result is verified by
+    :func:`check_match` before it is returned, and a violated invariant raises
+    :class:`MatchingInvariantError` (a bug in this module).
     """
     _check_choice("algorithm", algorithm, ALGORITHMS)
     _check_choice("order", order, ORDERS)
@@ -458,9 +283,13 @@ def match(
     o = np.lexsort((rl, link_pid))
     tl, cl, link_pid = tl[o], cl[o], link_pid[o]
     pair_id = pid_of_t.copy()
-    if cl.size:
-        # smallest set id per control (links are sorted by pid, so reverse assign)
-        pair_id[cl[::-1]] = link_pid[::-1]
+    if cl.size and not replace:
+        pair_id[cl] = link_pid  # each control in at most one link
+    elif cl.size:
+        # smallest set id per control: links are sorted by pid, so its first link
+        # (no reliance on the order of repeated-index fancy assignment)
+        uc, first = np.unique(cl, return_index=True)
+        pair_id[uc] = link_pid[first]
     k_i = np.bincount(tl, minlength=n)
     weights = np.zeros(n)
     weights[matched_t] = 1.0
@@ -469,7 +298,7 @@ def match(
     n_unmatched = n_t - matched_t.size
     if n_unmatched and n_t:
         notes.append(f"{n_unmatched} of {n_t} treated units unmatched")
-    return MatchResult(
+    result = MatchResult(
         treated_idx=tl,
         control_idx=cl,
         pair_id=pair_id,
@@ -481,3 +310,5 @@ def match(
         n_control=n_c,
         notes=tuple(notes),
     )
+    check_match(result, d, t, width, ratio, replace, exact)
+    return result
