@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.cli import InputError, Parser, one_line_errors
 from sim.methods.balance import balance_table, max_abs_smd
 from sim.methods.matching import CALIPER_SCALES, CALIPER_SDS, ORDERS, match
 from sim.methods.propensity import fit_propensity
@@ -40,13 +41,7 @@ a covariate listed more than once in --covariates is used once ('warning: ...').
 """
 
 
-class InputError(Exception):
-    """Bad user input; reported as a one-line error with exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        raise InputError(message)
+_Parser = Parser  # the tools' shared one-line-error parser
 
 
 def _caliper(text: str):
@@ -250,18 +245,7 @@ def run(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    try:
-        return run(argv)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 2
-    except Exception as exc:  # never show a traceback to the user
-        msg = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"error: unexpected {type(exc).__name__}: {msg}", file=sys.stderr)
-        return 2
+    return one_line_errors(run, argv)
 
 
 if __name__ == "__main__":

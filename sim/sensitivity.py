@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.match import InputError, _Parser
+from sim.cli import InputError, Parser as _Parser, one_line_errors
 from sim.methods.rosenbaum import METHODS, amplify, largest_gamma_excluding, sensitivity_table, sensitivity_value
 
 DEFAULT_GAMMAS = "1,1.25,1.5,2,3"
@@ -189,18 +189,7 @@ def run(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    try:
-        return run(argv)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 2
-    except Exception as exc:  # never show a traceback to the user
-        msg = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"error: unexpected {type(exc).__name__}: {msg}", file=sys.stderr)
-        return 2
+    return one_line_errors(run, argv)
 
 
 if __name__ == "__main__":
