@@ -9,7 +9,10 @@ from typing import Any, Mapping
 
 from sim.methods import matching as MATCHING
 from sim.methods.balance import DENOMINATORS
-from sim.methods.outcomes import ANALYSES
+from sim.methods.outcomes import ANALYSES as TEST_ANALYSES
+from sim.methods.sensitivity import PAIRED_ONLY, SENSITIVITY_ANALYSES
+
+ANALYSES = (*TEST_ANALYSES, *SENSITIVITY_ANALYSES)
 
 MATCHING_CHOICES = {
     "algorithm": MATCHING.ALGORITHMS,
@@ -147,6 +150,9 @@ def check_method(method: Mapping[str, Any], prefix: str = "method") -> None:
     for a in _names(outs.get("analyses"), f"{prefix}.outcomes.analyses"):
         if a not in ANALYSES:
             raise ConfigError(f"{prefix}.outcomes.analyses: unknown analysis {a!r}; allowed: {list(ANALYSES)}")
+        if a in PAIRED_ONLY and (m.get("ratio") != 1 or m.get("replace")):
+            raise ConfigError(f"{prefix}.outcomes.analyses: {a!r} needs 1:1 pairs (method.matching.ratio=1, "
+                              "method.matching.replace=false)")
     _names(outs.get("names"), f"{prefix}.outcomes.names")
     _names(outs.get("times"), f"{prefix}.outcomes.times")
     alpha = outs.get("alpha", 0.05)

@@ -15,9 +15,14 @@ from sim.config import ConfigError
 from sim.engine import ReplicateFailure, RunResult, per_replicate
 from sim.experiment import ExperimentResult, Job
 from sim.jobs.conditions import Condition, design_of, study_of, where
-from sim.jobs.tidy import BY, failure_rows, mean_rows, tidy
+from sim.jobs.tidy import BY, failure_rows, mean_rows, quantile_rows, tidy
 from sim.methods.pipeline import ESTIMANDS, MethodSpec, analyse
+from sim.methods.sensitivity import QUANTILE_COLUMNS, SENSITIVITY_ANALYSES
 from sim.performance import summarise
+
+
+EXTRA_MEANS = ("n_pairs", "share_treated_matched", "max_abs_smd", "mean_abs_smd",
+               *(c for cols in SENSITIVITY_ANALYSES.values() for c in cols))
 
 
 def psm_replicate(plan: tuple[Design, MethodSpec], rng: np.random.Generator) -> pd.DataFrame:
@@ -37,7 +42,9 @@ def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[
     """Tidy performance table: one column per grid factor, then outcome, timepoint, analysis,
     measure, value, mcse, n. Bias/MSE/coverage are against `estimand`; against each other
     estimand they carry its name as a suffix (`bias_att`, ...); `true_<estimand>` is the mean truth."""
-    main = summarise(replicates, BY, truth=ESTIMANDS[estimand], alpha=alpha)
+    if replicates.empty:  # every replicate failed: the summary says so, and why is in failures.csv
+        return tidy([failure_rows(failures, conds, reps)], conds)
+    main = summarise(replicates, BY, truth=ESTIMANDS[estimand], alpha=alpha, extra_means=EXTRA_MEANS)
     others = []
     for name, col in ESTIMANDS.items():
         if name != estimand:
@@ -45,7 +52,8 @@ def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[
             o = o[o["measure"].isin(["bias", "mse", "coverage"])].copy()
             others.append(o.assign(measure=o["measure"] + f"_{name}"))
     truths = mean_rows(replicates, {col: col.replace("truth_", "true_") for col in ESTIMANDS.values()})
-    return tidy([main, *others, *truths, failure_rows(failures, conds, reps)], conds)
+    quantiles = quantile_rows(replicates, QUANTILE_COLUMNS)
+    return tidy([main, *others, *truths, *quantiles, failure_rows(failures, conds, reps)], conds)
 
 
 class PsmJob(Job):
@@ -61,6 +69,8 @@ class PsmJob(Job):
     def plan(self, cond: Condition) -> tuple[Design, MethodSpec]:
         design = design_of(study_of(cond.cfg), cond.cfg["cohort"])
         spec = MethodSpec.from_config(cond.cfg["method"])
+        spec = dataclasses.replace(spec, mcid=tuple((o.name, float(design.model.mcid.get(o.name, float("nan"))))
+                                                   for o in design.model.outcomes))
         probe = generate(dataclasses.replace(design, n=min(design.n, 50)), np.random.default_rng(0))
         try:
             spec.check_columns(probe.columns, probe.potential_deltas)

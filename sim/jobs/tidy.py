@@ -24,6 +24,29 @@ def mean_rows(replicates: pd.DataFrame, columns: Mapping[str, str]) -> list[pd.D
     return out
 
 
+def quantile_rows(replicates: pd.DataFrame, columns: Sequence[str],
+                  probs: Mapping[str, float] = {"q25": 0.25, "median": 0.5, "q75": 0.75}) -> list[pd.DataFrame]:
+    """Quantiles (with order-statistic MCSEs) of per-replicate columns, as `<name>_<column>`
+    measures, for the groups where the column has values."""
+    from sim.methods.sensitivity import quantile_with_mcse
+
+    out = []
+    for col in columns:
+        if col not in replicates.columns:
+            continue
+        for name, p in probs.items():
+            rows = []
+            for key, g in replicates.groupby(BY, dropna=False, sort=True):
+                x = g[col].to_numpy(dtype=float)
+                n = int((~np.isnan(x)).sum())
+                if n:
+                    q, m = quantile_with_mcse(x, p)
+                    rows.append({**dict(zip(BY, key)), "value": q, "mcse": m, "n": n})
+            if rows:
+                out.append(pd.DataFrame(rows).assign(measure=f"{name}_{col}"))
+    return out
+
+
 def failure_rows(failures: pd.DataFrame, conds: Sequence[Condition], reps: int) -> pd.DataFrame:
     """`n_failed` per condition (outcome/timepoint/analysis = 'all'), out of `reps`."""
     fail = pd.DataFrame({"condition": [c.index for c in conds]})

@@ -26,6 +26,7 @@ from sim.methods import outcomes as O
 from sim.methods.balance import smd
 from sim.methods.matching import MatchResult, match
 from sim.methods.propensity import PropensityFit, fit_propensity
+from sim.methods.sensitivity import SENSITIVITY_ANALYSES, sensitivity_fields
 
 RANK_TESTS = ("wilcoxon", "signed_rank")
 UNMEASURED = "u"  # the cohort column of the unmeasured confounder (recorded for the truth only)
@@ -53,6 +54,8 @@ class MethodSpec:
     times: tuple[str, ...] = ("m1", "m6")
     analyses: tuple[str, ...] = ("wilcoxon", "signed_rank", "paired_t", "diff_means")
     crude: bool = False
+    alpha: float = 0.05
+    mcid: tuple[tuple[str, float], ...] = ()  # per outcome: the margin of the sensitivity analyses
 
     @classmethod
     def from_config(cls, method: Mapping[str, Any]) -> "MethodSpec":
@@ -67,7 +70,7 @@ class MethodSpec:
             balance_covariates=tuple(bal.get("covariates") or method["propensity"]["covariates"]),
             balance_denominator=bal.get("denominator", "pooled"),
             outcomes=tuple(out["names"]), times=tuple(out["times"]), analyses=tuple(out["analyses"]),
-            crude=bool(out.get("crude", False)),
+            crude=bool(out.get("crude", False)), alpha=float(out.get("alpha", 0.05)),
         )
 
     def check_columns(self, columns: Mapping[str, np.ndarray],
@@ -157,9 +160,11 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
                 y_t, y_c = observed[ti], observed[ci]
             base = {"outcome": name, "timepoint": t, **common, **truths}
             if res.n_pairs:
-                results = O.analyse_deltas(y_t, y_c, spec.analyses)
-                for a, r in results.items():
-                    rows.append({**base, "analysis": a, **_result_fields(r, a)})
+                results = O.analyse_deltas(y_t, y_c, [a for a in spec.analyses if a not in SENSITIVITY_ANALYSES])
+                for a in spec.analyses:
+                    fields = (sensitivity_fields(a, y_t, y_c, dict(spec.mcid)[name], spec.alpha)
+                              if a in SENSITIVITY_ANALYSES else _result_fields(results[a], a))
+                    rows.append({**base, "analysis": a, **fields})
             else:
                 for a in spec.analyses:
                     rows.append({**base, "analysis": a, **_result_fields(O.TestResult(a, reason="no matched pairs"), a)})

@@ -103,3 +103,45 @@ def scalar_plot(summary: pd.DataFrame, factors: Sequence[str], measure: str, pat
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def heatmap_plot(summary: pd.DataFrame, x: str, y: str, measure: str, analysis: str, path: Path, title: str,
+                 where: dict | None = None, complement: bool = False) -> Path | None:
+    """Panels outcome x timepoint; a cell per (x, y) level with its value (1 - value if
+    `complement`) written in it; `where` fixes the other factors."""
+    df = summary[(summary["measure"] == measure) & (summary["analysis"] == analysis)]
+    for k, v in (where or {}).items():
+        df = df[np.isclose(df[k].astype(float), float(v))]
+    if df.empty:
+        return None
+    xs, ys = sorted(df[x].unique()), sorted(df[y].unique(), reverse=True)
+    outcomes = list(dict.fromkeys(df["outcome"]))
+    times = list(dict.fromkeys(df["timepoint"]))
+    fig, axes = plt.subplots(len(times), len(outcomes), figsize=(3.3 * len(outcomes), 2.9 * len(times)),
+                             squeeze=False)
+    values = df["value"].to_numpy(dtype=float)
+    lo, hi = (0.0, 1.0) if measure in ("rejection", "coverage") else (np.nanmin(values), np.nanmax(values))
+    for i, t in enumerate(times):
+        for j, o in enumerate(outcomes):
+            ax = axes[i, j]
+            d = df[(df["outcome"] == o) & (df["timepoint"] == t)].set_index([y, x])["value"]
+            grid = np.array([[d.get((b, a), np.nan) for a in xs] for b in ys], dtype=float)
+            if complement:
+                grid = 1.0 - grid
+            ax.imshow(grid, vmin=lo, vmax=hi, cmap="viridis", aspect="auto")
+            for (r, c), v in np.ndenumerate(grid):
+                ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if v < lo + 0.6 * (hi - lo) else "black")
+            ax.set_xticks(range(len(xs)), [f"{np.exp(a):.3g}" if x.endswith("log_or") else _label(a) for a in xs],
+                          fontsize=7)
+            ax.set_yticks(range(len(ys)), [_label(b) for b in ys], fontsize=7)
+            ax.set_title(f"{o}, {t}", fontsize=8)
+            if i == len(times) - 1:
+                ax.set_xlabel("odds ratio of U on decompression" if x.endswith("log_or") else x, fontsize=7)
+            if j == 0:
+                ax.set_ylabel(f"{y} (SD of the change)" if y == "outcome_effect" else y, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -11,7 +11,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from sim.engine.atomic import atomic_write_text, atomic_writer
-from sim.report.figures import measure_plot, scalar_plot
+from sim.report.figures import heatmap_plot, measure_plot, scalar_plot
 from sim.report.tables import markdown
 
 if TYPE_CHECKING:
@@ -130,8 +130,16 @@ def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path
                      f"Coverage of the 95% CI ({', '.join(estimates)})", "coverage", reference=0.95),
         scalar_plot(summary, factors, "mean_n_pairs",
                     out_dir / "pairs.png", "Matched pairs", "mean pairs"),
+        *(heatmap_plot(summary, h["x"], h["y"], h["measure"], h["analysis"], out_dir / h["file"], h["title"],
+                       where=h.get("where"), complement=bool(h.get("complement", False)))
+          for h in OmegaConf.to_container(cfg.experiment.get("heatmaps") or [], resolve=True)),
     ) if p is not None]
-    table = key_table(summary, factors, [(a, "rejection") for a in tests] + [(a, "bias") for a in estimates],
-                      estimand)
+    key_cfg = OmegaConf.to_container(cfg.experiment.get("key_table") or {}, resolve=True)
+    columns = [(a, "rejection") for a in tests] + [(a, "bias") for a in estimates]
+    columns += [tuple(c) for c in key_cfg.get("columns", [])]
+    keyed = summary
+    for k, v in (key_cfg.get("where") or {}).items():
+        keyed = keyed[keyed[k] == v]
+    table = key_table(keyed, factors, columns, estimand)
     atomic_csv(table, out_dir / "key_table.csv")
     atomic_text(_report(cfg, result, estimand, figures, table), out_dir / "report.md")
