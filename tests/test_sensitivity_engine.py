@@ -131,3 +131,19 @@ def test_the_bound_at_the_true_gamma_holds_its_level():
     assert at_lam.mean() <= 0.05 + 3 * mcse, at_lam.mean()
     # the ordinary test is fooled clearly more often (difference > 4 MCSE of the difference)
     assert at_1.mean() - at_lam.mean() > 4 * np.sqrt((at_1.var() + at_lam.var()) / reps), at_1.mean()
+
+
+def test_without_u_effects_unmeasured_confounding_reproduces_caliper_sweep():
+    """U with odds ratio 1 and no outcome effect is no confounder: the same seed gives the same
+    cohorts (U is drawn after every other draw), so the paper's analyses give caliper_sweep's
+    caliper-0.2 numbers exactly."""
+    common = ["reps=8", "n_jobs=1"]
+    uc = sim.run("unmeasured_confounding", common + [
+        "experiment.grid={cohort.unmeasured.treatment_log_or:[0.0],cohort.unmeasured.outcome_effect:[0.0],"
+        "cohort.effect_mcid:[1.0]}"])
+    cs = sim.run("caliper_sweep", common + ["experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[1.0]}",
+                                            "method.outcomes.analyses=[wilcoxon,diff_means]"])
+    cols = ["outcome", "timepoint", "analysis", "measure", "value", "mcse", "n"]
+    a = uc.summary[uc.summary["analysis"].isin(["wilcoxon", "diff_means"])][cols].reset_index(drop=True)
+    b = cs.summary[cs.summary["analysis"].isin(["wilcoxon", "diff_means"])][cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
