@@ -2,10 +2,13 @@
 
 A spec is plain YAML (see conf/study/tominaga2025.yaml). Validation happens on load so that a
 typo in a transcribed table fails loudly with the field's path, not as a strange calibration.
+The study names its own visits (`visits`: the baseline, the follow-ups and their days) and
+outcomes; nothing in `sim` assumes a particular schedule.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,8 +17,9 @@ import numpy as np
 import yaml
 
 GROUPS = ("treated", "control")
-TIMES = ("pre", "m1", "m6")
-POST_TIMES = ("m1", "m6")
+#: a visit name becomes part of column names (`barthel_m1`, `barthel_delta_m1`, `barthel_m1_y0`):
+#: letters and digits only, starting with a letter, so no two columns can collide
+VISIT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 KINDS = ("continuous", "binary", "categorical")
 SCALE_TYPES = ("normal", "lognormal")
 SUM_TOLERANCE = 0.01  # published counts may be off by rounding or a typo (Table 1 level: 190/189)
@@ -102,17 +106,54 @@ def _validate_variable(name: str, var: Any, path: str, n: Mapping[str, int]) -> 
                                  f"(proportions must sum to 1 within {SUM_TOLERANCE})")
 
 
-def _validate_outcome(name: str, out: Any, path: str) -> None:
+def _visit_name(x: Any, path: str) -> str:
+    if not isinstance(x, str) or not VISIT_NAME.fullmatch(x):
+        _fail(path, f"must be a visit name (letters and digits, starting with a letter), got {x!r}")
+    return x
+
+
+def _validate_visits(raw: Mapping) -> tuple[str, tuple[str, ...]]:
+    """The visit schedule: `baseline` (one name), `follow_up` (names, in time order) and `days`
+    (day of each follow-up visit after the operation, increasing). Returns (baseline, follow_up)."""
+    visits = _get(raw, "visits", "")
+    if not isinstance(visits, Mapping):
+        _fail("visits", f"must be a mapping with baseline, follow_up and days, got {visits!r}")
+    baseline = _visit_name(_get(visits, "baseline", "visits"), "visits.baseline")
+    follow = _get(visits, "follow_up", "visits")
+    if not isinstance(follow, list) or not follow:
+        _fail("visits.follow_up", f"must be a non-empty list of visit names, got {follow!r}")
+    names = [_visit_name(v, f"visits.follow_up[{i}]") for i, v in enumerate(follow)]
+    for i, v in enumerate(names):
+        if v == baseline or v in names[:i]:
+            _fail(f"visits.follow_up[{i}]", f"{v!r} is listed twice (visit names must be distinct, "
+                                            f"baseline {baseline!r} included)")
+    days = _get(visits, "days", "visits")
+    if not isinstance(days, Mapping):
+        _fail("visits.days", f"must map each follow-up visit to its day after the operation, got {days!r}")
+    extra = sorted(str(k) for k in days if k not in names)
+    if extra:
+        _fail(f"visits.days.{extra[0]}", f"not a follow-up visit; allowed: {names}")
+    previous = 0.0
+    for v in names:
+        day = _number(_get(days, v, "visits.days"), f"visits.days.{v}", positive=True)
+        if day <= previous:
+            _fail(f"visits.days.{v}", f"must be later than the visit before it (day {previous:g}), got {day:g}")
+        previous = day
+    return baseline, tuple(names)
+
+
+def _validate_outcome(name: str, out: Any, path: str, times: tuple[str, ...]) -> None:
     if not isinstance(_get(out, "higher_is_better", path), bool):
         _fail(f"{path}.higher_is_better", "must be true or false")
     _validate_scale(_get(out, "scale", path), f"{path}.scale")
     _number(_get(_get(out, "mcid", path), "value", f"{path}.mcid"), f"{path}.mcid.value", positive=True)
     lo, hi = out["scale"]["lower"], out["scale"]["upper"]
-    for table, times in (("fig1", TIMES), ("fig2", TIMES), ("table2", POST_TIMES), ("table5", POST_TIMES)):
+    follow_up = times[1:]
+    for table, visits in (("fig1", times), ("fig2", times), ("table2", follow_up), ("table5", follow_up)):
         tab = _get(out, table, path)
         for group in GROUPS:
             g = _get(tab, group, f"{path}.{table}")
-            for t in times:
+            for t in visits:
                 p = f"{path}.{table}.{group}.{t}"
                 mean, _ = _mean_sd(_get(g, t, f"{path}.{table}.{group}"), p)
                 if table.startswith("fig") and not lo <= mean <= hi:
@@ -137,6 +178,7 @@ def validate(raw: Any) -> None:
         _fail("n", f"group sizes must be >= 1, got {n}")
     if n["treated"] + n["control"] != n["total"]:
         _fail("n.total", f"{n['total']} != treated {n['treated']} + control {n['control']}")
+    baseline, follow_up = _validate_visits(raw)
     for section in ("covariates", "surgery", "survival"):
         block = _section(raw, section)
         for name, var in block.items():
@@ -156,7 +198,7 @@ def validate(raw: Any) -> None:
         if not lo <= or_ <= hi:
             _fail(f"{p}.ci", f"odds ratio {or_} is not inside its CI [{lo}, {hi}]")
     for name, out in _section(raw, "outcomes").items():
-        _validate_outcome(name, out, f"outcomes.{name}")
+        _validate_outcome(name, out, f"outcomes.{name}", (baseline, *follow_up))
 
 
 @dataclass(frozen=True)
@@ -176,6 +218,26 @@ class Study:
     @property
     def treated_share(self) -> float:
         return self.raw["n"]["treated"] / self.raw["n"]["total"]
+
+    @property
+    def baseline(self) -> str:
+        """The name of the baseline (pre-operative) visit."""
+        return self.raw["visits"]["baseline"]
+
+    @property
+    def follow_up(self) -> tuple[str, ...]:
+        """The names of the follow-up visits, in time order."""
+        return tuple(self.raw["visits"]["follow_up"])
+
+    @property
+    def times(self) -> tuple[str, ...]:
+        """Every visit: the baseline, then the follow-ups."""
+        return (self.baseline, *self.follow_up)
+
+    @property
+    def visit_days(self) -> dict[str, float]:
+        """Day after the operation of each follow-up visit."""
+        return {t: float(self.raw["visits"]["days"][t]) for t in self.follow_up}
 
     @property
     def covariates(self) -> Mapping[str, Any]:
@@ -229,3 +291,4 @@ def _plain(obj: Any) -> Any:
     except ImportError:  # pragma: no cover - omegaconf ships with hydra-core
         pass
     return obj
+

@@ -7,18 +7,24 @@ with fixed seeds, so every test is deterministic and each assertion can fail.
 
 from __future__ import annotations
 
+import copy
+import re
+
 import numpy as np
 import pytest
 
 from sim.cohort.calibrate import calibrate, calibrated
 from sim.cohort.checks import calibration_table, failed_required
-from sim.cohort.generate import _REFERENCE_N, POST, generate, make_design
+from sim.cohort.generate import _REFERENCE_N, generate, make_design
 from sim.cohort.scales import Continuous, Ordinal, fit_continuous, fit_ordinal, snap
+from sim.cohort.skeleton import visit_days
+from sim.study import load_study
 
 FAST_CALIBRATION_N = 20_000
 Z = 3.5  # two-sided ~5e-4 per comparison
 OUTCOMES = ("barthel", "eq5d", "vas", "face")
-TIMES = ("pre", "m1", "m6")
+TIMES = ("pre", "m1", "m6")  # conf/study/tominaga2025.yaml: visits (baseline, then follow_up)
+POST = TIMES[1:]
 MCID = {"barthel": 9.25, "eq5d": 0.063, "vas": 10.0, "face": 2.0}
 SCALES = {  # lower, upper, step (conf/study/tominaga2025.yaml: outcomes.*.scale)
     "barthel": (0.0, 100.0, 5.0),
@@ -202,7 +208,7 @@ def test_covariate_bounds_and_codes(cohort):
     assert np.all(c["survival_days"] >= 0)
 
 
-def test_nan_only_at_post_op_visits_after_death(cohort, cohort_settings):
+def test_nan_only_at_post_op_visits_after_death(cohort, model):
     c = cohort.columns
     with_nan = {k for k, v in c.items() if np.issubdtype(v.dtype, np.floating) and np.isnan(v).any()}
     post_cols = {f"{o}_{t}{s}" for o in OUTCOMES for t in POST for s in ("", "_y0", "_y1")} | \
@@ -212,7 +218,7 @@ def test_nan_only_at_post_op_visits_after_death(cohort, cohort_settings):
     for o in OUTCOMES:
         assert not np.isnan(c[f"{o}_pre"]).any()
     died, days = c["died"] == 1, c["survival_days"]
-    visit = cohort_settings["visit_days"]
+    visit = model.visit_days
     for t in POST:
         missing = np.isnan(c[f"barthel_{t}"])
         assert missing.any()
@@ -405,6 +411,149 @@ def test_unknown_outcome_message_lists_the_allowed_ones(model):
 def test_make_design_rejects_non_finite_n_naming_it(model, n):
     with pytest.raises(ValueError, match="cohort.n"):
         make_design(model, n)
+
+
+# ------------------------------------------------------------------ visits come from the study
+SMALL_CALIBRATION_N = 5_000  # the mechanics only: a calibration at this size takes about a second
+TABLES = ("fig1", "fig2", "table2", "table5")
+
+
+def _rename_visits(raw: dict, names: dict[str, str]) -> dict:
+    """The study file with its visits renamed everywhere they appear (same numbers)."""
+    raw = copy.deepcopy(raw)
+    v = raw["visits"]
+    v["baseline"] = names[v["baseline"]]
+    v["follow_up"] = [names[t] for t in v["follow_up"]]
+    v["days"] = {names[t]: d for t, d in v["days"].items()}
+    for out in raw["outcomes"].values():
+        for table in TABLES:
+            for key, block in out[table].items():
+                if isinstance(block, dict):
+                    out[table][key] = {names.get(t, t): x for t, x in block.items()}
+    return raw
+
+
+def _add_follow_up(raw: dict, name: str, day: float, like: str) -> dict:
+    """The study file with one more follow-up visit, its published numbers copied from `like`."""
+    raw = copy.deepcopy(raw)
+    raw["visits"]["follow_up"].append(name)
+    raw["visits"]["days"][name] = day
+    for out in raw["outcomes"].values():
+        for table in TABLES:
+            for block in out[table].values():
+                if isinstance(block, dict) and like in block:
+                    block[name] = copy.deepcopy(block[like])
+    return raw
+
+
+def _drop_follow_up(raw: dict, name: str) -> dict:
+    raw = copy.deepcopy(raw)
+    raw["visits"]["follow_up"].remove(name)
+    del raw["visits"]["days"][name]
+    for out in raw["outcomes"].values():
+        for table in TABLES:
+            for block in out[table].values():
+                if isinstance(block, dict):
+                    block.pop(name, None)
+    return raw
+
+
+def test_visit_names_come_from_the_study(study, study_raw, cohort_settings):
+    """Renaming the study's visits renames every column, effect key and calibration row, and
+    changes no number: nothing in the generator knows the names pre/m1/m6."""
+    names = {"pre": "base", "m1": "w4", "m6": "w26"}
+    other = load_study(_rename_visits(study_raw, names))
+    a = calibrate(study, cohort_settings, n=SMALL_CALIBRATION_N)
+    b = calibrate(other, cohort_settings, n=SMALL_CALIBRATION_N)
+    assert (a.baseline, a.follow_up, a.times) == ("pre", ("m1", "m6"), ("pre", "m1", "m6"))
+    assert (b.baseline, b.follow_up, dict(b.visit_days)) == ("base", ("w4", "w26"), {"w4": 30.0, "w26": 182.0})
+    for oa, ob in zip(a.outcomes, b.outcomes):
+        for field in ("loc", "scale", "loading", "rho"):
+            assert {names[t]: x for t, x in getattr(oa, field).items()} == dict(getattr(ob, field)), (oa.name, field)
+    ca = generate(make_design(a, 3_000, effect={"barthel": {"m6": 5.0}}), np.random.default_rng(7))
+    cb = generate(make_design(b, 3_000, effect={"barthel": {"w26": 5.0}}), np.random.default_rng(7))
+    pattern = re.compile(rf"^({'|'.join(OUTCOMES)})_(delta_)?(pre|m1|m6)(_y[01])?$")
+
+    def rename(col: str) -> str:
+        m = pattern.match(col)
+        return f"{m[1]}_{m[2] or ''}{names[m[3]]}{m[4] or ''}" if m else col
+
+    assert [rename(k) for k in ca.columns] == list(cb.columns)
+    for k, x in ca.columns.items():
+        np.testing.assert_array_equal(x, cb.columns[rename(k)], err_msg=k)
+    assert [(o, names[t]) for o, t in ca.potential_deltas] == list(cb.potential_deltas)
+    # the calibration report follows the names too
+    ta, tb = calibration_table(study, a, ca), calibration_table(other, b, cb)
+    words = re.compile(r"\b(pre|m1|m6)\b")
+    assert [words.sub(lambda m: names[m[1]], q) for q in ta["quantity"]] == list(tb["quantity"])
+    np.testing.assert_array_equal(ta["synthetic"], tb["synthetic"])
+    # and the old names are unknown to the renamed model
+    with pytest.raises(ValueError, match=re.escape("cohort.effect.barthel.m6: unknown time; allowed: ['w4', 'w26']")):
+        make_design(b, 100, effect={"barthel": {"m6": 1.0}})
+    with pytest.raises(ValueError, match=re.escape("cohort.unmeasured.outcome_effect.vas.m1: unknown time")):
+        make_design(b, 100, unmeasured={"kind": "binary", "outcome_effect": {"vas": {"m1": 0.2}}})
+
+
+def test_a_third_follow_up_visit(study_raw, cohort_settings):
+    """A study with three follow-ups (12 months, numbers copied from 6 months): every outcome is
+    generated and calibrated at each visit, missing after death before its day, and censoring
+    starts after the last visit."""
+    study = load_study(_add_follow_up(study_raw, "m12", 365, like="m6"))
+    model = calibrate(study, cohort_settings, n=SMALL_CALIBRATION_N)
+    assert model.follow_up == ("m1", "m6", "m12") and model.visit_days["m12"] == 365.0
+    assert model.survival.cens_lo >= 365.0
+    assert all(set(o.rho) == {"m1", "m6", "m12"} for o in model.outcomes)
+    design = make_design(model, 20_000, effect={"vas": {"m12": -5.0}},
+                         unmeasured={"kind": "binary", "outcome_effect": {"vas": {"m12": 0.2}}})
+    c = generate(design, np.random.default_rng(11))
+    cols = c.columns
+    died, days = cols["died"] == 1, cols["survival_days"]
+    for o in OUTCOMES:
+        missing = np.isnan(cols[f"{o}_m12"])
+        assert np.all(died[missing]) and np.all(days[missing] <= 365)
+        assert np.all(~died[~missing] | (days[~missing] >= 365))
+        assert np.all(missing[np.isnan(cols[f"{o}_m6"])])  # missing at 6 months: missing at 12 too
+        assert np.array_equal(np.isnan(cols[f"{o}_delta_m12"]), missing)
+    assert set(c.true_effects()) == {(o, t) for o in OUTCOMES for t in ("m1", "m6", "m12")}
+    assert c.true_effects()[("vas", "m12")] < 0 and c.true_effects()[("vas", "m6")] == 0.0
+    # the 12-month targets (Fig. 1 means and SDs, Table 2 SDs) are calibrated like the others: close
+    # to them (the uncalibrated skeleton, latent N(0, 1), is nowhere near), if not within the
+    # acceptance rules at this small calibration size
+    null = generate(make_design(model, 20_000), np.random.default_rng(12))
+    table = calibration_table(study, model, null)
+    rows = table[table["quantity"].str.contains(r"\bm12\b") & table["required"]]
+    assert len(rows) == len(OUTCOMES) * 2 * 3  # outcome x group x (mean, SD, delta SD)
+    assert (rows["error"].abs() < 0.25).all(), rows[["quantity", "group", "target", "synthetic", "error"]]
+
+
+def test_a_single_follow_up_visit(study_raw, cohort_settings):
+    study = load_study(_drop_follow_up(study_raw, "m6"))
+    model = calibrate(study, cohort_settings, n=SMALL_CALIBRATION_N)
+    assert model.times == ("pre", "m1")
+    c = generate(make_design(model, 2_000, effect_mcid=1.0), np.random.default_rng(3))
+    assert not any(k.endswith("m6") or "_m6_" in k for k in c.columns)
+    assert set(c.potential_deltas) == {(o, "m1") for o in OUTCOMES}
+
+
+def test_cohort_visit_days_moves_the_studys_visits(study, cohort_settings):
+    """`cohort.visit_days` null: the study's days (the default); a mapping: other days, same visits."""
+    assert visit_days(study, cohort_settings) == {"m1": 30.0, "m6": 182.0} == study.visit_days
+    assert visit_days(study, {}) == study.visit_days
+    assert visit_days(study, {"visit_days": {"m6": 180, "m1": 28}}) == {"m1": 28.0, "m6": 180.0}
+
+
+@pytest.mark.parametrize("days, key", [
+    ([30, 182], "cohort.visit_days:"),
+    ({"m1": 30}, "cohort.visit_days.m6:"),
+    ({"m1": 30, "m6": 182, "m12": 365}, "cohort.visit_days.m12:"),
+    ({"m1": 30, "m6": 20}, "cohort.visit_days.m6:"),
+    ({"m1": "30", "m6": 182}, "cohort.visit_days.m1:"),
+    ({"m1": 0, "m6": 182}, "cohort.visit_days.m1:"),
+])
+def test_bad_cohort_visit_days_name_the_key(study, days, key):
+    with pytest.raises(ValueError) as info:
+        visit_days(study, {"visit_days": days})
+    assert str(info.value).startswith(key), str(info.value)
 
 
 # ------------------------------------------------------------------ calibration (slow)

@@ -15,11 +15,12 @@ from scipy import stats
 
 from sim.cohort import model as M
 from sim.cohort.calibrate import calibrate
-from sim.cohort.generate import _REFERENCE_N, POST, generate, make_design
+from sim.cohort.generate import _REFERENCE_N, generate, make_design
 
 Z = 4.0
 N = 200_000
 OUTCOMES = ("barthel", "eq5d", "vas", "face")
+POST = ("m1", "m6")  # conf/study/tominaga2025.yaml: visits.follow_up
 KEYS = [(o, t) for o in OUTCOMES for t in POST]
 FINE = ("eq5d", "vas")  # steps small against the spread: the rounding of y0 and y1 hardly depends on P
 EFFECT_MCID = 0.3  # reachable for h up to 2 on every outcome (1 MCID is not: see the error tests)

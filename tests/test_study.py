@@ -50,6 +50,30 @@ def test_real_spec_accessors(study):
     assert lor["escc"] == pytest.approx(np.log(2.9))
 
 
+def test_real_spec_visits(study):
+    """The visit schedule is study data (Methods: preoperatively and at 1 and 6 months)."""
+    assert study.baseline == "pre"
+    assert study.follow_up == ("m1", "m6")
+    assert study.times == ("pre", "m1", "m6")
+    assert study.visit_days == {"m1": 30.0, "m6": 182.0}
+
+
+def test_visits_name_the_outcome_tables(study_raw):
+    """Renamed visits are accepted when the outcome tables use the new names, and only then."""
+    raw = copy.deepcopy(study_raw)
+    raw["visits"].update(baseline="base", follow_up=["w4"], days={"w4": 28})
+    with pytest.raises(StudySpecError, match=re.escape("outcomes.barthel.fig1.treated.base: missing")):
+        load_study(copy.deepcopy(raw))
+    for out in raw["outcomes"].values():
+        for table in ("fig1", "fig2", "table2", "table5"):
+            for group in ("treated", "control"):
+                block = out[table][group]
+                out[table][group] = {"base": block.get("pre"), "w4": block["m1"]} if "pre" in block \
+                    else {"w4": block["m1"]}
+    study = load_study(raw)
+    assert study.times == ("base", "w4") and study.visit_days == {"w4": 28.0}
+
+
 def test_missing_file_is_a_spec_error(tmp_path):
     with pytest.raises(StudySpecError, match="file not found"):
         load_study(tmp_path / "nope.yaml")
@@ -171,6 +195,31 @@ BAD_SPECS = [
     ("ci_not_a_pair", _set(("propensity_model", "odds_ratios", "escc", "ci"), [2.0]),
      "propensity_model.odds_ratios.escc.ci", "[lower, upper]"),
     ("empty_spec", lambda raw: raw.clear(), "study spec: name:", "missing"),
+    # the visit schedule
+    ("missing_visits", _delete(("visits",)), "study spec: visits:", "missing"),
+    ("visits_not_a_mapping", _set(("visits",), ["pre", "m1", "m6"]), "study spec: visits:", "must be a mapping"),
+    ("missing_baseline", _delete(("visits", "baseline")), "visits.baseline", "missing"),
+    ("missing_follow_up", _delete(("visits", "follow_up")), "visits.follow_up", "missing"),
+    ("missing_days", _delete(("visits", "days")), "visits.days", "missing"),
+    ("empty_follow_up", _set(("visits", "follow_up"), []), "visits.follow_up", "non-empty list"),
+    ("follow_up_not_a_list", _set(("visits", "follow_up"), "m1"), "visits.follow_up", "non-empty list"),
+    ("visit_name_with_space", _set(("visits", "follow_up"), ["m1", "6 months"]),
+     "visits.follow_up[1]", "letters and digits"),
+    ("visit_name_with_underscore", _set(("visits", "baseline"), "pre_op"), "visits.baseline", "letters and digits"),
+    ("visit_name_not_a_string", _set(("visits", "follow_up"), ["m1", 6]), "visits.follow_up[1]", "visit name"),
+    ("duplicate_follow_up", _set(("visits", "follow_up"), ["m1", "m1"]), "visits.follow_up[1]", "listed twice"),
+    ("follow_up_is_the_baseline", _set(("visits", "follow_up"), ["pre", "m6"]), "visits.follow_up[0]",
+     "listed twice"),
+    ("days_not_a_mapping", _set(("visits", "days"), [30, 182]), "visits.days", "must map each follow-up"),
+    ("missing_day", _delete(("visits", "days", "m6")), "visits.days.m6", "missing"),
+    ("day_of_an_unknown_visit", _set(("visits", "days", "m12"), 365), "visits.days.m12", "not a follow-up visit"),
+    ("zero_day", _set(("visits", "days", "m1"), 0), "visits.days.m1", "> 0"),
+    ("non_numeric_day", _set(("visits", "days", "m1"), "30"), "visits.days.m1", "finite number"),
+    ("days_out_of_order", _set(("visits", "days", "m6"), 30), "visits.days.m6", "later than the visit before"),
+    ("follow_up_without_data", _set(("visits", "follow_up"), ["m1", "m6", "m12"]), "visits.days.m12", "missing"),
+    ("outcome_table_without_a_visit",
+     lambda raw: (raw["visits"]["follow_up"].append("m12"), raw["visits"]["days"].update(m12=365)),
+     "outcomes.barthel.fig1.treated.m12", "missing"),
 ]
 
 

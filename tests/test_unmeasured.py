@@ -19,11 +19,12 @@ from scipy import optimize, special, stats
 from sim.cohort import model as M
 from sim.cohort import unmeasured as U
 from sim.cohort.calibrate import calibrate
-from sim.cohort.generate import _REFERENCE_N, POST, generate, make_design
+from sim.cohort.generate import _REFERENCE_N, generate, make_design
 from sim.cohort.unmeasured import check_unmeasured
 
 Z = 4.0
 OUTCOMES = ("barthel", "eq5d", "vas", "face")
+POST = ("m1", "m6")  # conf/study/tominaga2025.yaml: visits.follow_up
 KEYS = [(o, t) for o in OUTCOMES for t in POST]
 P_TREATED = 189 / 263
 N_BIG = 200_000
@@ -328,10 +329,11 @@ def test_check_messages_list_the_allowed_values_and_use_the_prefix():
         check_unmeasured({"kind": "binary", "prev": 0.2})
     with pytest.raises(ValueError, match="allowed: .*barthel"):
         check_unmeasured({"outcome_effect": {"pain": 1}}, outcomes=OUTCOMES)
-    # without `outcomes` the names are not checked (the model knows them); times default to m1, m6
+    # without `outcomes` / `times` the names are not checked (the model knows them: make_design checks)
     check_unmeasured({"kind": "binary", "outcome_effect": {"pain": {"m6": 1}}})
-    with pytest.raises(ValueError, match=r"outcome_effect\.pain\.m12"):
-        check_unmeasured({"outcome_effect": {"pain": {"m12": 1}}})
+    check_unmeasured({"outcome_effect": {"barthel": {"m12": 1}}})
+    with pytest.raises(ValueError, match=r"outcome_effect\.barthel\.m12: unknown time; allowed: \['m1', 'm6'\]"):
+        check_unmeasured({"outcome_effect": {"barthel": {"m12": 1}}}, times=POST)
     for good in ({"kind": "binary", "prevalence": 0.2, "corr_core": -0.3, "treatment_log_or": -1,
                   "outcome_effect": {"barthel": -0.5, "vas": {"m6": 0.2}}},
                  {"kind": "normal", "outcome_effect": 1}, None, {}):

@@ -6,8 +6,8 @@ group-wise statistics are weighted by the true propensity (treated weight ps, co
 1 - ps): the expected group composition, without the noise of drawing treatment.
 Steps, each a small least-squares problem: core latent correlations -> loadings of the other
 covariates on L -> prognostic score constants -> survival -> outcome location/scale/loading ->
-pre/post correlations. Results are cached on disk, keyed by the study, the settings and this
-module's version.
+baseline/follow-up correlations. Results are cached on disk, keyed by the study, the settings,
+this module's version and the code of the model (this module, skeleton, model, scales, sim.numerics).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from scipy import optimize
 from sim.cohort import model as M
 from sim.engine.atomic import atomic_write_bytes
 from sim.cohort.skeleton import skeleton, treatment_terms
-from sim.study import GROUPS, POST_TIMES, TIMES, Study
+from sim.numerics import INTERCEPT_BRACKET, expit, fit_logit_fractional, intercept_for_share
+from sim.study import GROUPS, Study
 
 CALIBRATION_VERSION = "1"
 
@@ -63,25 +64,12 @@ def _corr_from(params: np.ndarray, k: int) -> np.ndarray:
 
 def _true_ps(model: M.CohortModel, cols: Mapping[str, np.ndarray]) -> np.ndarray:
     eta = M.linear_predictor(model, cols, 1.0)
-    a = optimize.brentq(lambda a: M.expit(a + eta).mean() - model.treated_share, -30, 30, xtol=1e-10)
-    return M.expit(a + eta)
+    a = intercept_for_share(eta, model.treated_share, bracket=INTERCEPT_BRACKET, xtol=1e-10)
+    return expit(a + eta)
 
 
 def _core_targets(study: Study, model: M.CohortModel) -> list[np.ndarray]:
     return [np.concatenate([study.proportions(c.name, g) for g in GROUPS]) for c in model.core]
-
-
-def _logit_fit(X: np.ndarray, y: np.ndarray, iters: int = 25) -> np.ndarray:
-    """Logistic regression by Newton's method; y may be fractional (a population-level fit)."""
-    X1 = np.column_stack([np.ones(len(X)), X])
-    beta = np.zeros(X1.shape[1])
-    for _ in range(iters):
-        p = M.expit(X1 @ beta)
-        step = np.linalg.solve((X1 * (p * (1 - p))[:, None]).T @ X1, X1.T @ (y - p))
-        beta += step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return beta[1:]
 
 
 def _core_fit(study: Study, model: M.CohortModel, lat: M.Latents, free: list[str]) -> M.CohortModel:
@@ -118,7 +106,7 @@ def _core_fit(study: Study, model: M.CohortModel, lat: M.Latents, free: list[str
                 pr = wprops(cols[c.name].astype(np.int64), w[g], ncat)
                 got.append(pr[1:] if c.kind == "binary" else pr)
         X = np.column_stack([M.numeric_column(m, cols, t) for t in m.ps_covariates])
-        lor = _logit_fit(X, ps)
+        lor = fit_logit_fractional(X, ps)[1:]
         return np.concatenate([np.concatenate(got) - targets, LOR_WEIGHT * (lor - target_lor)])
 
     x0 = np.concatenate([np.full(npar, 0.3), np.zeros(len(free)), [published[t] for t in fitted_terms]])
@@ -199,10 +187,10 @@ def _survival_fit(study: Study, model: M.CohortModel, lat: M.Latents, L: np.ndar
     t_died = np.array([study.proportions("died", g)[0] for g in GROUPS])
     t_mean = np.array([days[g]["mean"] for g in GROUPS])
     t_sd = np.array([days[g]["sd"] for g in GROUPS])
-    m6 = model.visit_days.get("m6", 182.0)
+    last_visit = model.visit_days[model.follow_up[-1]]
 
     def unpack(p: np.ndarray) -> M.SurvivalModel:
-        lo = m6 + abs(p[3])
+        lo = last_visit + abs(p[3])  # administrative censoring only after the last visit
         return M.SurvivalModel(p[0], abs(p[1]), float(np.clip(p[2], -0.95, 0.95)), lo, lo + abs(p[4]))
 
     def resid(p: np.ndarray) -> np.ndarray:
@@ -226,7 +214,7 @@ def _outcome_fit(study: Study, model: M.CohortModel, out: M.OutcomeModel, P: np.
     fig1 = study.outcomes[out.name]["fig1"]
     tab2 = study.outcomes[out.name]["table2"]
     loc, scale, loading = {}, {}, {}
-    for t in TIMES:
+    for t in model.times:
         tm = np.array([fig1[g][t][0] for g in GROUPS])
         ts = np.array([fig1[g][t][1] for g in GROUPS])
         pooled_sd = float(np.mean(ts))
@@ -252,13 +240,13 @@ def _outcome_fit(study: Study, model: M.CohortModel, out: M.OutcomeModel, P: np.
     out = _replace(out, loc=loc, scale=scale, loading=loading)
 
     rho = dict(out.rho)
-    for t in POST_TIMES:
+    for t in model.follow_up:
         ts = np.array([tab2[g][t][1] for g in GROUPS])
 
         def resid_rho(p: np.ndarray) -> np.ndarray:
             o = _replace(out, rho={**rho, t: float(np.tanh(p[0]))})
-            ylat = M.outcome_latents(o, P, v, model.partial_corr_m1_m6)
-            d = (o.observe(ylat[t]) - o.observe(ylat["pre"])) * o.direction()
+            ylat = M.outcome_latents(model, o, P, v)
+            d = (o.observe(ylat[t]) - o.observe(ylat[model.baseline])) * o.direction()
             d = np.where(alive[t], d, np.nan)
             return np.array([(wstats(d, w[g])[1] - ts[i]) / np.mean(ts) for i, g in enumerate(GROUPS)])
 
@@ -288,7 +276,7 @@ def calibrate(study: Study, settings: Mapping[str, Any], n: int | None = None, s
     P = M.prognosis(model, cols)
     model = _replace(model, survival=_survival_fit(study, model, lat, L, w))
     death, _ = M.death_and_followup(model.survival, L, lat.death, lat.cens_u)
-    alive = {"pre": np.ones(n, bool), **{t: death > model.visit_days[t] for t in POST_TIMES}}
+    alive = {model.baseline: np.ones(n, bool), **{t: death > model.visit_days[t] for t in model.follow_up}}
     outcomes = tuple(_outcome_fit(study, model, o, P, lat.outcome[:, i, :], alive, w)
                      for i, o in enumerate(model.outcomes))
     return _replace(model, outcomes=outcomes)
@@ -304,7 +292,8 @@ def cache_key(study: Study, settings: Mapping[str, Any]) -> str:
     relevant = {k: settings.get(k) for k in MODEL_KEYS}
     blob = json.dumps([CALIBRATION_VERSION, study.raw, relevant], sort_keys=True, default=str)
     src = Path(__file__).parent
-    code = "".join((src / f).read_text() for f in ("calibrate.py", "skeleton.py", "model.py", "scales.py"))
+    files = [src / f for f in ("calibrate.py", "skeleton.py", "model.py", "scales.py")] + [src.parent / "numerics.py"]
+    code = "".join(f.read_text() for f in files)
     return hashlib.sha256((blob + code).encode()).hexdigest()[:16]
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from sim.cohort.generate import Cohort
 from sim.cohort.model import CohortModel
-from sim.study import GROUPS, POST_TIMES, TIMES, Study
+from sim.study import GROUPS, Study
 
 PROP_TOL = 0.03
 SHARE_TOL = 0.01
@@ -98,10 +98,10 @@ def _table3_rows(study: Study, cols: Mapping[str, np.ndarray]) -> Iterable[dict]
 
 def _outcome_rows(study: Study, cols: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray]) -> Iterable[dict]:
     for name, o in study.outcomes.items():
-        for t in TIMES:
+        for t in study.times:
             yield from _moment_rows(o["fig1"]["source"], f"{name} {t}", cols[f"{name}_{t}"].astype(float),
                                     {g: tuple(o["fig1"][g][t]) for g in GROUPS}, masks)
-        for t in POST_TIMES:
+        for t in study.follow_up:
             d = cols[f"{name}_delta_{t}"].astype(float)
             for row in _moment_rows(o["table2"]["source"], f"{name} delta {t}", d,
                                     {g: tuple(o["table2"][g][t]) for g in GROUPS}, masks):

@@ -19,8 +19,8 @@ from scipy import optimize
 from sim.cohort import model as M
 from sim.cohort import unmeasured as U
 from sim.cohort.unmeasured import check_unmeasured  # noqa: F401  (re-exported for the config check)
+from sim.numerics import INTERCEPT_BRACKET, expit, intercept_for_share
 
-POST = ("m1", "m6")
 _REFERENCE_N = 100_000
 _REFERENCE_SEED = 8_675_309
 
@@ -83,10 +83,7 @@ def solve_intercept(model: M.CohortModel, confounding: float, lat: M.Latents | N
     lat = lat if lat is not None else reference_latents(model)
     cols, _, _ = _tree(model, lat)
     eta = M.linear_predictor(model, cols, confounding)
-    target = model.treated_share
-    f = lambda a: M.expit(a + eta).mean() - target  # noqa: E731
-    lo, hi = -30.0, 30.0
-    return float(optimize.brentq(f, lo, hi, xtol=1e-12))
+    return intercept_for_share(eta, model.treated_share, bracket=INTERCEPT_BRACKET)
 
 
 _REF_CACHE: dict[tuple, M.Latents] = {}
@@ -94,7 +91,7 @@ _REF_CACHE: dict[tuple, M.Latents] = {}
 
 def reference_latents(model: M.CohortModel) -> M.Latents:
     """A fixed large latent sample; it depends only on the model's dimensions, hence the key."""
-    key = (len(model.core), len(model.others), len(model.outcomes),
+    key = (len(model.core), len(model.others), len(model.outcomes), len(model.times),
            len(model.surgery.continuous), len(model.surgery.binary))
     if key not in _REF_CACHE:
         _REF_CACHE.clear()
@@ -104,17 +101,18 @@ def reference_latents(model: M.CohortModel) -> M.Latents:
 
 def requested_effects(model: M.CohortModel, effect_mcid: float = 0.0,
                       effect: Mapping[str, Mapping[str, float]] | None = None) -> dict[tuple[str, str], float]:
-    """effect_mcid x MCID for every outcome and post time, plus explicit per-outcome entries."""
+    """effect_mcid x MCID for every outcome and follow-up visit, plus explicit per-outcome entries."""
     names = [o.name for o in model.outcomes]
-    out = {(k, t): float(effect_mcid) * model.mcid.get(k, 0.0) for k in names for t in POST}
+    out = {(k, t): float(effect_mcid) * model.mcid.get(k, 0.0) for k in names for t in model.follow_up}
     for k, times in (effect or {}).items():
         if k not in names:
             raise ValueError(f"cohort.effect: unknown outcome {k!r}; allowed: {names}")
         if not isinstance(times, Mapping):
-            raise ValueError(f"cohort.effect.{k}: must map time to effect, e.g. {{m1: 5, m6: 10}}")
+            example = ", ".join(f"{t}: 5" for t in model.follow_up)
+            raise ValueError(f"cohort.effect.{k}: must map time to effect, e.g. {{{example}}}")
         for t, v in times.items():
-            if t not in POST:
-                raise ValueError(f"cohort.effect.{k}.{t}: unknown time; allowed: {list(POST)}")
+            if t not in model.follow_up:
+                raise ValueError(f"cohort.effect.{k}.{t}: unknown time; allowed: {list(model.follow_up)}")
             out[(k, t)] += float(v)
     return out
 
@@ -131,7 +129,7 @@ def make_design(model: M.CohortModel, n: int, confounding: float = 1.0, effect_m
         raise ValueError(f"cohort.confounding must be a number >= 0, got {confounding!r}")
     if not np.isfinite(heterogeneity):
         raise ValueError(f"cohort.effect_heterogeneity must be a finite number, got {heterogeneity!r}")
-    uset = U.parse_unmeasured(unmeasured, [o.name for o in model.outcomes], POST)
+    uset = U.parse_unmeasured(unmeasured, [o.name for o in model.outcomes], model.follow_up)
     requested = requested_effects(model, effect_mcid, effect)
     lat = reference_latents(model)
     any_effect = any(v != 0.0 for v in requested.values())
@@ -144,13 +142,14 @@ def make_design(model: M.CohortModel, n: int, confounding: float = 1.0, effect_m
     else:  # U from its own fixed reference stream, correlated with the reference L as in a replicate
         u_ref = uset.values(L, U.reference_noise(lat.n))
         eta = M.linear_predictor(model, cols, confounding)
-        intercept = U.solve_intercept(eta, u_ref, uset.treatment_log_or, model.treated_share)
+        # bracket from the data, so any finite log-OR of U works
+        intercept = intercept_for_share(eta + uset.treatment_log_or * u_ref, model.treated_share)
         udesign = _unmeasured_design(model, uset, lat, P, death)
     shifts = {key: 0.0 for key in requested}
     if any_effect:
         for o_idx, out in enumerate(model.outcomes):
-            ylat = M.outcome_latents(out, P, lat.outcome[:, o_idx, :], model.partial_corr_m1_m6)
-            for t in POST:
+            ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
+            for t in model.follow_up:
                 target = requested[(out.name, t)]
                 if target == 0.0:
                     continue
@@ -236,11 +235,11 @@ def _unmeasured_design(model: M.CohortModel, uset: U.UnmeasuredSettings, lat: M.
     noise = U.reference_noise(lat.n)
     gamma, sds = {}, {}
     for o_idx, out in enumerate(model.outcomes):
-        ylat = M.outcome_latents(out, P, lat.outcome[:, o_idx, :], model.partial_corr_m1_m6)
-        for t in POST:
+        ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
+        for t in model.follow_up:
             alive = death > model.visit_days[t]
             y = ylat[t][alive]
-            change = (out.observe(y) - out.observe(ylat["pre"][alive])) * out.direction()
+            change = (out.observe(y) - out.observe(ylat[model.baseline][alive])) * out.direction()
             sds[(out.name, t)] = sd = float(change.std())
             gamma[(out.name, t)] = U.solve_outcome_shift(
                 uset.kind, uset.prevalence, out.observe, out.direction(), out.upper - out.lower, y,
@@ -273,7 +272,7 @@ def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | No
             raise ValueError("a design with an unmeasured confounder needs u_noise: one N(0, 1) per patient")
         u = ud.values(L, u_noise)
         eta = eta + ud.treatment_log_or * u
-    ps_true = M.expit(eta)
+    ps_true = expit(eta)
     treated = (lat.treat_u < ps_true).astype(np.int8)
     death, followup = M.death_and_followup(model.survival, L, lat.death, lat.cens_u)
 
@@ -293,10 +292,10 @@ def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | No
     potential: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     mult = 1.0 + design.heterogeneity * P
     for o_idx, out in enumerate(model.outcomes):
-        ylat = M.outcome_latents(out, P, lat.outcome[:, o_idx, :], model.partial_corr_m1_m6)
-        pre = out.observe(ylat["pre"])
-        columns[f"{out.name}_pre"] = pre
-        for t in POST:
+        ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
+        pre = out.observe(ylat[model.baseline])
+        columns[f"{out.name}_{model.baseline}"] = pre
+        for t in model.follow_up:
             alive = death > model.visit_days[t]
             yt = ylat[t]
             term = ud.outcome_term((out.name, t), u) if ud is not None else None

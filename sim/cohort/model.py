@@ -8,7 +8,8 @@ Structure (docs in conf/cohort/tominaga2025.yaml and the README):
   a*L + sqrt(1-a^2)*E with its own loading a, calibrated to its between-group difference;
 - treatment: logistic in the paper's PS covariates with the published log-ORs times `confounding`;
 - outcomes: latent W = lambda*P + sqrt(1-lambda^2)*V, P a prognostic score of observed covariates,
-  V correlated over time; then bounded and stepped on the real scale;
+  V correlated over time; then bounded and stepped on the real scale, at the study's visits (one
+  baseline, any number of follow-ups: `CohortModel.baseline`, `.follow_up`);
 - death: lognormal time loading on L, administrative censoring; visits after death are missing.
 The functions here are pure; calibration (sim.cohort.calibrate) solves the parameters.
 """
@@ -22,8 +23,6 @@ import numpy as np
 from scipy import special
 
 from sim.cohort.scales import Continuous, Ordinal
-
-TIMES = ("pre", "m1", "m6")
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class OutcomeModel:
     loc: Mapping[str, float]
     scale: Mapping[str, float]
     loading: Mapping[str, float]
-    rho: Mapping[str, float]  # corr(V_pre, V_t) for t in m1, m6
+    rho: Mapping[str, float]  # corr(V_baseline, V_t) for each follow-up visit t
 
     def observe(self, latent: np.ndarray) -> np.ndarray:
         from sim.cohort.scales import snap
@@ -131,11 +130,18 @@ class CohortModel:
     prognosis_scale: Mapping[str, float]
     prognosis_sd: float
     outcomes: tuple[OutcomeModel, ...]
-    partial_corr_m1_m6: float
-    visit_days: Mapping[str, float]
+    partial_corr_m1_m6: float  # between consecutive follow-ups given the baseline (see outcome_latents)
+    baseline: str  # the study's visits (conf/study: visits)
+    follow_up: tuple[str, ...]
+    visit_days: Mapping[str, float]  # follow-up visit -> day after the operation
     survival: SurvivalModel
     surgery: SurgeryModel
     mcid: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def times(self) -> tuple[str, ...]:
+        """Every visit: the baseline, then the follow-ups."""
+        return (self.baseline, *self.follow_up)
 
     @property
     def n_latent_others(self) -> int:
@@ -159,7 +165,7 @@ class Latents:
     treat_u: np.ndarray  # (n,) U(0,1)
     death: np.ndarray  # (n,) N(0,1)
     cens_u: np.ndarray  # (n,) U(0,1)
-    outcome: np.ndarray  # (n, n_outcomes, 3) iid N(0,1): V_pre, U_m1, U_m6
+    outcome: np.ndarray  # (n, n_outcomes, n_visits) iid N(0,1): V_baseline, then one per follow-up
     surgery: np.ndarray  # (n, n_surgery_cont) N(0,1)
     surgery_u: np.ndarray  # (n, n_surgery_bin) U(0,1)
 
@@ -176,7 +182,7 @@ def draw_latents(model: CohortModel, n: int, rng: np.random.Generator) -> Latent
         treat_u=rng.random(n),
         death=rng.standard_normal(n),
         cens_u=rng.random(n),
-        outcome=rng.standard_normal((n, len(model.outcomes), 3)),
+        outcome=rng.standard_normal((n, len(model.outcomes), len(model.times))),
         surgery=rng.standard_normal((n, len(model.surgery.continuous))),
         surgery_u=rng.random((n, len(model.surgery.binary))),
     )
@@ -274,20 +280,24 @@ def prognosis(model: CohortModel, cols: Mapping[str, np.ndarray]) -> np.ndarray:
     return raw / model.prognosis_sd
 
 
-def expit(x: np.ndarray) -> np.ndarray:
-    return special.expit(x)
-
-
 # ------------------------------------------------------------------ outcomes and survival
-def outcome_latents(out: OutcomeModel, P: np.ndarray, v: np.ndarray, partial: float) -> dict[str, np.ndarray]:
-    """Latent outcome at each time; v = (n, 3) iid normals."""
-    v_pre = v[:, 0]
-    r1, r6 = out.rho["m1"], out.rho["m6"]
-    v1 = r1 * v_pre + np.sqrt(1 - r1**2) * v[:, 1]
-    u6 = partial * v[:, 1] + np.sqrt(1 - partial**2) * v[:, 2]
-    v6 = r6 * v_pre + np.sqrt(1 - r6**2) * u6
-    res = {}
-    for t, vt in zip(TIMES, (v_pre, v1, v6)):
+def outcome_latents(model: CohortModel, out: OutcomeModel, P: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
+    """Latent outcome at each visit of `model`; v = (n, n_visits) iid normals.
+
+    V_baseline = v_0; follow-up k: V_k = rho_k * V_baseline + sqrt(1 - rho_k^2) * U_k, with
+    U_1 = v_1 and U_k = c * U_{k-1} + sqrt(1 - c^2) * v_k (c = partial_corr_m1_m6): the follow-ups'
+    innovations form a chain, so c is the partial correlation of consecutive follow-ups given the
+    baseline (Tominaga: the one pair, 1 and 6 months; the setting keeps that name)."""
+    c = model.partial_corr_m1_m6
+    base = v[:, 0]
+    res = {model.baseline: base}
+    u = v[:, 1]
+    for k, t in enumerate(model.follow_up, start=1):
+        if k > 1:
+            u = c * u + np.sqrt(1 - c**2) * v[:, k]
+        r = out.rho[t]
+        res[t] = r * base + np.sqrt(1 - r**2) * u
+    for t, vt in res.items():
         lam = out.loading[t]
         res[t] = out.loc[t] + out.scale[t] * (lam * P + np.sqrt(1 - lam**2) * vt)
     return res

@@ -11,7 +11,7 @@ import numpy as np
 
 from sim.cohort import model as M
 from sim.cohort.scales import Continuous, binary_threshold, fit_continuous, fit_ordinal
-from sim.study import POST_TIMES, TIMES, Study
+from sim.study import Study
 
 
 def _continuous_spec(var: Mapping[str, Any], group: str = "total") -> Continuous:
@@ -135,16 +135,39 @@ def _core_and_others(study: Study, settings: Mapping[str, Any], omitted: Mapping
     return derived, log_or, core, np.asarray(weights, float), others, refinements
 
 
+def visit_days(study: Study, settings: Mapping[str, Any]) -> dict[str, float]:
+    """Day of each follow-up visit: the study's schedule (`visits.days`), or `cohort.visit_days`
+    when set (a sensitivity setting: same visits, other days). ValueError naming the key."""
+    override = settings.get("visit_days")
+    if override is None:
+        return study.visit_days
+    key = "cohort.visit_days"
+    if not isinstance(override, Mapping):
+        raise ValueError(f"{key}: must be null (the study's visits.days) or map each follow-up visit "
+                         f"{list(study.follow_up)} to its day, got {override!r}")
+    if set(override) != set(study.follow_up):
+        wrong = sorted(str(k) for k in set(override) ^ set(study.follow_up))[0]
+        raise ValueError(f"{key}.{wrong}: the follow-up visits of study {study.name!r} are "
+                         f"{list(study.follow_up)}; give a day for each, no other")
+    days, previous = {}, 0.0
+    for t in study.follow_up:
+        d = override[t]
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not np.isfinite(d) or d <= previous:
+            raise ValueError(f"{key}.{t}: must be a number of days > {previous:g} (after the visit before), got {d!r}")
+        days[t] = previous = float(d)
+    return days
+
+
 def skeleton(study: Study, settings: Mapping[str, Any]) -> M.CohortModel:
     _, omitted, _ = treatment_terms(study, settings)
     derived, log_or, core, weights, others, refinements = _core_and_others(study, settings, omitted)
     outcomes = []
     for name, o in study.outcomes.items():
         sc = o["scale"]
-        zero = {t: 0.0 for t in TIMES}
+        zero = {t: 0.0 for t in study.times}
         outcomes.append(M.OutcomeModel(name, sc["lower"], sc["upper"], sc["step"], o["higher_is_better"],
-                                       loc=dict(zero), scale={t: 1.0 for t in TIMES}, loading=dict(zero),
-                                       rho={t: 0.5 for t in POST_TIMES}))
+                                       loc=dict(zero), scale={t: 1.0 for t in study.times}, loading=dict(zero),
+                                       rho={t: 0.5 for t in study.follow_up}))
     surg_cont, surg_bin = {}, {}
     for name, var in study.raw.get("surgery", {}).items():
         if var["kind"] == "continuous":
@@ -170,7 +193,9 @@ def skeleton(study: Study, settings: Mapping[str, Any]) -> M.CohortModel:
         prognosis_sd=1.0,
         outcomes=tuple(outcomes),
         partial_corr_m1_m6=float(settings.get("outcome_partial_corr_m1_m6", 0.5)),
-        visit_days={k: float(v) for k, v in (settings.get("visit_days") or {"m1": 30, "m6": 182}).items()},
+        baseline=study.baseline,
+        follow_up=study.follow_up,
+        visit_days=visit_days(study, settings),
         survival=M.SurvivalModel(np.log(400.0), 1.0, 0.0, 200.0, 800.0),
         surgery=M.SurgeryModel(surg_cont, surg_bin),
         mcid={k: float(o["mcid"]["value"]) for k, o in study.outcomes.items()},

@@ -12,8 +12,8 @@ U is a confounder of the decompression-vs-other comparison that no analysis sees
   (per presence for binary U, per SD for normal U). `treatment_log_or` is NOT scaled by
   `cohort.confounding`. The intercept is re-solved on the reference latents (with U from a fixed
   seed of its own) so that the expected treated share stays the study's (189/263).
-- **Outcomes.** U shifts each outcome's latent post-operative value (1 and 6 months; not the
-  pre-operative one) in the outcome's improvement direction by ``gamma[o, t] * (U - c)``, with
+- **Outcomes.** U shifts each outcome's latent post-operative value (every follow-up visit; not
+  the baseline one) in the outcome's improvement direction by ``gamma[o, t] * (U - c)``, with
   ``c = prevalence`` (binary) or 0 (normal), so the population mean of the latent is unchanged.
   ``gamma`` is solved once per design on the reference population (patients alive at the visit),
   so that on the observed (bounded, stepped) scale
@@ -55,7 +55,6 @@ DEFAULTS: Mapping[str, Any] = {
     "outcome_effect": 0.0,
 }
 KEYS = tuple(DEFAULTS)
-POST = ("m1", "m6")
 U_COLUMN = "u"
 _REFERENCE_SEED = 31_415_926  # U's own reference stream (independent of the other reference latents)
 
@@ -70,9 +69,10 @@ def check_unmeasured(settings: Mapping | None, prefix: str = "cohort.unmeasured"
                      outcomes: Sequence[str] | None = None, times: Sequence[str] | None = None) -> None:
     """Raise ValueError (one line, naming the full key) for any bad `cohort.unmeasured` setting.
 
-    `outcomes` (names) and `times` (post-operative visits, default m1 and m6) are checked in
-    `outcome_effect` when given. Settings other than `kind` are validated even when kind is `none`
-    (where they are ignored), so a grid over `kind` fails before its first replicate, not midway.
+    `outcomes` (names) and `times` (the follow-up visits) are checked in `outcome_effect` when
+    given (the cohort model knows them: make_design passes both). Settings other than `kind` are
+    validated even when kind is `none` (where they are ignored), so a grid over `kind` fails
+    before its first replicate, not midway.
     """
     if settings is None:
         return
@@ -93,25 +93,25 @@ def check_unmeasured(settings: Mapping | None, prefix: str = "cohort.unmeasured"
     b = s["treatment_log_or"]
     if not _is_number(b):
         raise ValueError(f"{prefix}.treatment_log_or: must be a finite number (log odds ratio), got {b!r}")
-    _check_outcome_effect(s["outcome_effect"], f"{prefix}.outcome_effect", outcomes,
-                          POST if times is None else tuple(times))
+    _check_outcome_effect(s["outcome_effect"], f"{prefix}.outcome_effect", outcomes, times)
 
 
-def _check_outcome_effect(value: Any, key: str, outcomes: Sequence[str] | None, times: Sequence[str]) -> None:
+def _check_outcome_effect(value: Any, key: str, outcomes: Sequence[str] | None,
+                          times: Sequence[str] | None) -> None:
     if _is_number(value):
         return
     if not isinstance(value, Mapping):
         raise ValueError(f"{key}: must be a finite number (SDs of the change) or a mapping {{outcome: number}} "
-                         f"or {{outcome: {{m1: x, m6: y}}}}, got {value!r}")
+                         f"or {{outcome: {{visit: number}}}}, got {value!r}")
     for o, v in value.items():
         if outcomes is not None and o not in outcomes:
             raise ValueError(f"{key}.{o}: unknown outcome; allowed: {list(outcomes)}")
         if _is_number(v):
             continue
         if not isinstance(v, Mapping):
-            raise ValueError(f"{key}.{o}: must be a finite number or a mapping {{m1: x, m6: y}}, got {v!r}")
+            raise ValueError(f"{key}.{o}: must be a finite number or a mapping {{visit: number}}, got {v!r}")
         for t, x in v.items():
-            if t not in times:
+            if times is not None and t not in times:
                 raise ValueError(f"{key}.{o}.{t}: unknown time; allowed: {list(times)}")
             if not _is_number(x):
                 raise ValueError(f"{key}.{o}.{t}: must be a finite number (SDs of the change), got {x!r}")
@@ -156,7 +156,7 @@ class UnmeasuredSettings:
         return z
 
 
-def outcome_effects(value: Any, outcomes: Sequence[str], times: Sequence[str] = POST) -> dict[tuple[str, str], float]:
+def outcome_effects(value: Any, outcomes: Sequence[str], times: Sequence[str]) -> dict[tuple[str, str], float]:
     """`outcome_effect` (already checked) for every outcome and time; unlisted entries are 0."""
     if _is_number(value):
         return {(o, t): float(value) for o in outcomes for t in times}
@@ -169,7 +169,7 @@ def outcome_effects(value: Any, outcomes: Sequence[str], times: Sequence[str] = 
     return out
 
 
-def parse_unmeasured(settings: Mapping | None, outcomes: Sequence[str], times: Sequence[str] = POST,
+def parse_unmeasured(settings: Mapping | None, outcomes: Sequence[str], times: Sequence[str],
                      prefix: str = "cohort.unmeasured") -> UnmeasuredSettings | None:
     """Checked settings, or None when there is no U (kind none or no block)."""
     check_unmeasured(settings, prefix, outcomes, times)
@@ -198,14 +198,6 @@ def reference_noise(n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ solves
-def solve_intercept(eta: np.ndarray, u: np.ndarray, log_or: float, target: float) -> float:
-    """Intercept a with mean(expit(a + eta + log_or * u)) = target (bracket from the data, so any
-    finite log-OR works)."""
-    full = eta + log_or * u
-    lo, hi = -float(full.max()) - 40.0, -float(full.min()) + 40.0
-    return float(optimize.brentq(lambda a: special.expit(a + full).mean() - target, lo, hi, xtol=1e-12))
-
-
 @dataclass(frozen=True)
 class UnmeasuredDesign:
     """U's settings plus what a design solved for it: the latent shift per unit of U and the

@@ -122,7 +122,7 @@ def table5(study: Study, columns: Mapping[str, np.ndarray], res: MatchResult) ->
     ti, ci = res.treated_idx, res.control_idx
     rows = []
     for name, o in study.outcomes.items():
-        for t in ("m1", "m6"):
+        for t in study.follow_up:
             d = np.asarray(columns[f"{name}_delta_{t}"], dtype=float)
             pub = o["table5"]
             p = wilcoxon_ranksum(d[ti], d[ci]).p_value if len(ti) else float("nan")

@@ -113,6 +113,10 @@ def _report(cfg: DictConfig, result: "ExperimentResult", estimand: str, figures:
     return "\n".join(lines)
 
 
+def _plain(node: Any, default: Any) -> Any:
+    return default if node is None else OmegaConf.to_container(node, resolve=True)
+
+
 def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path, estimand: str) -> None:
     summary, factors = result.summary, result.factors
     write_tables(result, out_dir)
@@ -132,9 +136,9 @@ def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path
                     out_dir / "pairs.png", "Matched pairs", "mean pairs"),
         *(heatmap_plot(summary, h["x"], h["y"], h["measure"], h["analysis"], out_dir / h["file"], h["title"],
                        where=h.get("where"), complement=bool(h.get("complement", False)))
-          for h in OmegaConf.to_container(cfg.experiment.get("heatmaps") or [], resolve=True)),
+          for h in _plain(cfg.experiment.get("heatmaps"), [])),
     ) if p is not None]
-    key_cfg = OmegaConf.to_container(cfg.experiment.get("key_table") or {}, resolve=True)
+    key_cfg = _plain(cfg.experiment.get("key_table"), {})
     columns = [(a, "rejection") for a in tests] + [(a, "bias") for a in estimates]
     columns += [tuple(c) for c in key_cfg.get("columns", [])]
     keyed = summary

@@ -84,7 +84,7 @@ def outcome_table(study: Study, columns: Mapping[str, np.ndarray], figure: str =
         masks = {"treated": t, "control": ~t}
     rows = []
     for name, o in study.outcomes.items():
-        for time in ("pre", "m1", "m6"):
+        for time in study.times:
             cells = {}
             for g in GROUPS:
                 cells[f"published {g}"] = _fmt_mean(*o[figure][g][time])
