@@ -46,6 +46,7 @@ from sim.methods.matching import MatchResult  # noqa: E402
 from sim.methods.outcomes import wilcoxon_ranksum  # noqa: E402
 from sim.methods.pipeline import MethodSpec, _matrix, fit_and_match  # noqa: E402
 from sim.methods.propensity import fit_propensity, odds_ratio_table  # noqa: E402
+from sim.report.published import published_sensitivity, published_sensitivity_markdown
 from sim.report.tables import mean_sd_cell, markdown, outcome_table, table1  # noqa: E402
 from sim.study import Study  # noqa: E402
 
@@ -215,7 +216,7 @@ class ReproduceJob(Job):
             calibration=table, cohort=small.to_frame(model), table1=table1(study, big.columns, label=label),
             fig1=outcome_table(study, big.columns, "fig1", label=label), table3=table3(study, small.columns),
             table4=table4(study, model, small.columns, res, spec.balance_denominator),
-            table5=table5(study, small.columns, res))
+            table5=table5(study, small.columns, res), published=published_sensitivity(study))
         result.exit_code = int(len(failed_required(table)) > 0)
 
     def report(self, result: ExperimentResult, out_dir: Path) -> int:
@@ -227,12 +228,14 @@ class ReproduceJob(Job):
         atomic_csv(result.summary, out_dir / "summary.csv")
         calibration_figure(table, out_dir / "calibration.png")
         atomic_csv(t["cohort"], out_dir / "cohort.csv")
+        atomic_csv(t["published"], out_dir / "published_sensitivity.csv")
         texts = {
             "table1.md": "# Table 1 and Fig. 1: published vs synthetic\n\n" + markdown(t["table1"]) + "\n"
                          + markdown(t["fig1"]),
             "table3.md": f"# Table 3 (multivariable logistic), synthetic cohort n = {n}\n\n" + markdown(t["table3"]),
             "table4.md": f"# Table 4 (after matching), synthetic cohort n = {n}\n\n" + markdown(t["table4"]),
             "table5.md": f"# Table 5 (matched deltas), synthetic cohort n = {n}\n\n" + markdown(t["table5"]),
+            "published_sensitivity.md": published_sensitivity_markdown(t["published"]),
         }
         for name, text in texts.items():
             atomic_text(text, out_dir / name)
