@@ -15,16 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from sim.cohort.model import CohortModel
-from sim.experiment import ExperimentResult
-from sim.methods.matching import MatchResult
+if TYPE_CHECKING:  # imported lazily: `python -m sim.match` should start quickly
+    from sim.cohort.model import CohortModel
+    from sim.experiment import ExperimentResult
+    from sim.methods.matching import MatchResult
 
 __all__ = ["compose", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run", "paper_method"]
 
@@ -96,15 +97,22 @@ class MatchedData:
 
 def match_data(df: pd.DataFrame, treatment: str, covariates: Sequence[str], *, algorithm: str | None = None,
                caliper: float | None | str = "paper", caliper_scale: str | None = None,
-               caliper_sd: str | None = None, order: str | None = None, ratio: int = 1, replace: bool = False,
-               exact: Sequence[str] = (), seed: int = 0) -> MatchedData:
+               caliper_sd: str | None = None, order: str | None = None, ratio: int | None = None,
+               replace: bool | None = None, exact: Sequence[str] | None = None, seed: int | None = 0,
+               warn: Any = None) -> MatchedData:
     """The paper's PS model (logistic on `covariates`) and matching on a user's DataFrame. Every
-    setting left out takes the paper's value (conf/method/paper.yaml); caliper=None: no caliper."""
+    setting left out (or None, except `caliper`) takes the paper's value (conf/method/paper.yaml);
+    caliper=None: no caliper. `seed` seeds order="random" (None: fresh entropy). `warn`, a function
+    of one str, if given, gets the PS model's message when the fit separated or did not converge
+    (before matching). Bad input raises ValueError. `python -m sim.match` is this function behind
+    its own input checks."""
     from sim.methods.balance import balance_table
     from sim.methods.matching import match
     from sim.methods.propensity import fit_propensity
 
     paper = paper_method()["matching"]
+    covariates = list(covariates)
+    exact = list(paper["exact"] if exact is None else exact)
     missing = [c for c in [treatment, *covariates, *exact] if c not in df.columns]
     if missing:
         raise ValueError(f"column(s) not found: {missing}; columns: {list(df.columns)}")
@@ -112,13 +120,17 @@ def match_data(df: pd.DataFrame, treatment: str, covariates: Sequence[str], *, a
     if not np.isin(t, [0, 1]).all():
         raise ValueError(f"treatment column {treatment!r} must be 0/1")
     t = t.astype(np.int8)
-    X = df[list(covariates)].to_numpy(dtype=float)
+    X = df[covariates].to_numpy(dtype=float)
     fit = fit_propensity(X, t)
-    codes = df.groupby(list(exact), sort=True).ngroup().to_numpy().astype(np.int64) if exact else None
+    converged = bool(fit.converged and not fit.separation)
+    if warn is not None and not converged:
+        warn(str(fit.message))
+    codes = df.groupby(exact, sort=True).ngroup().to_numpy().astype(np.int64) if exact else None
     res = match(fit.ps, t, algorithm=algorithm or paper["algorithm"],
-                caliper=paper["caliper"] if caliper == "paper" else caliper,
+                caliper=paper["caliper"] if isinstance(caliper, str) and caliper == "paper" else caliper,
                 caliper_scale=caliper_scale or paper["caliper_scale"], caliper_sd=caliper_sd or paper["caliper_sd"],
-                order=order or paper["order"], ratio=ratio, replace=replace, exact=codes,
+                order=order or paper["order"], ratio=paper["ratio"] if ratio is None else ratio,
+                replace=paper["replace"] if replace is None else replace, exact=codes,
                 rng=np.random.default_rng(seed))
     out = df.copy()
     out["ps"] = fit.ps
@@ -126,8 +138,8 @@ def match_data(df: pd.DataFrame, treatment: str, covariates: Sequence[str], *, a
     out["pair"] = pd.array(np.where(res.pair_id >= 0, res.pair_id, 0), dtype="Int64")
     out.loc[res.pair_id < 0, "pair"] = pd.NA
     out["weight"] = res.weights
-    bal = balance_table(X, t, list(covariates), res.weights)
-    return MatchedData(out, bal, res, bool(fit.converged and not fit.separation), str(fit.message))
+    bal = balance_table(X, t, covariates, res.weights)
+    return MatchedData(out, bal, res, converged, str(fit.message))
 
 
 def run(experiment: str | DictConfig, overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> ExperimentResult:

@@ -4,6 +4,7 @@ registries of the modules that implement them, never from copies."""
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from typing import Any, Mapping
 
@@ -29,6 +30,8 @@ COHORT_KEYS = ("n", "confounding", "effect_mcid", "effect", "effect_heterogeneit
                "unmeasured", "prognosis", "refine", "outcome_partial_corr_m1_m6", "visit_days", "calibration_n",
                "calibration_seed")
 PROGRESS = (None, True, False)
+MAX_N = 10_000_000  # patients per cohort
+MAX_CONFOUNDING = 10.0  # times the published log odds ratios
 
 
 class ConfigError(ValueError):
@@ -45,7 +48,13 @@ def _is_int(x: Any) -> bool:
 
 
 def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    """A finite number (NaN, inf and ints beyond a float's range are not)."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 def _names(value: Any, key: str) -> list[str]:
@@ -76,14 +85,30 @@ def check_cohort(cohort: Mapping[str, Any], prefix: str = "cohort") -> None:
     if unknown:
         raise ConfigError(f"{prefix}.{unknown[0]}: unknown key; allowed: {list(COHORT_KEYS)}")
     n = cohort.get("n")
-    if not _is_int(n) or n < 10:
-        raise ConfigError(f"{prefix}.n: must be a whole number >= 10, got {n!r}")
+    if not _is_int(n) or not 10 <= n <= MAX_N:
+        raise ConfigError(f"{prefix}.n: must be a whole number in [10, {MAX_N:,}], got {n!r}")
     conf = cohort.get("confounding")
-    if not _is_num(conf) or conf < 0:
-        raise ConfigError(f"{prefix}.confounding: must be a number >= 0, got {conf!r}")
+    if not _is_num(conf) or not 0 <= conf <= MAX_CONFOUNDING:
+        raise ConfigError(f"{prefix}.confounding: must be a number in [0, {MAX_CONFOUNDING:g}] (1 = as published), "
+                          f"got {conf!r}")
     for key in ("effect_mcid", "effect_heterogeneity"):
         if not _is_num(cohort.get(key, 0.0)):
-            raise ConfigError(f"{prefix}.{key}: must be a number, got {cohort.get(key)!r}")
+            raise ConfigError(f"{prefix}.{key}: must be a finite number, got {cohort.get(key)!r}")
+    for key, lo, hi in (("outcome_partial_corr_m1_m6", -1.0, 1.0),):
+        v = cohort.get(key, 0.0)
+        if not _is_num(v) or not lo < v < hi:
+            raise ConfigError(f"{prefix}.{key}: must be a number in ({lo:g}, {hi:g}), got {v!r}")
+    for key, lo in (("calibration_n", 1000), ("calibration_seed", 0)):
+        v = cohort.get(key, lo)
+        if not _is_int(v) or v < lo:
+            raise ConfigError(f"{prefix}.{key}: must be a whole number >= {lo}, got {v!r}")
+    prognosis = cohort.get("prognosis") or {}
+    if not isinstance(prognosis, Mapping) or not all(_is_num(w) for w in prognosis.values()):
+        raise ConfigError(f"{prefix}.prognosis: must map covariate names to finite weights, got {prognosis!r}")
+    refine = cohort.get("refine") or {}
+    if not isinstance(refine, Mapping) or not all(isinstance(r, Mapping) for r in refine.values()):
+        raise ConfigError(f"{prefix}.refine: must map a covariate to {{column, values_no, shares_no, values_yes, "
+                          f"shares_yes}}, got {refine!r}")
     effect = cohort.get("effect") or {}
     if not isinstance(effect, Mapping):
         raise ConfigError(f"{prefix}.effect: must map outcome to {{time: effect}}, e.g. "
@@ -153,8 +178,9 @@ def check_method(method: Mapping[str, Any], prefix: str = "method") -> None:
         if a in PAIRED_ONLY and (m.get("ratio") != 1 or m.get("replace")):
             raise ConfigError(f"{prefix}.outcomes.analyses: {a!r} needs 1:1 pairs (method.matching.ratio=1, "
                               "method.matching.replace=false)")
-    _names(outs.get("names"), f"{prefix}.outcomes.names")
-    _names(outs.get("times"), f"{prefix}.outcomes.times")
+    for key in ("analyses", "names", "times"):
+        if not _names(outs.get(key), f"{prefix}.outcomes.{key}"):
+            raise ConfigError(f"{prefix}.outcomes.{key}: needs at least one entry")
     alpha = outs.get("alpha", 0.05)
     if not _is_num(alpha) or not 0 < alpha < 1:
         raise ConfigError(f"{prefix}.outcomes.alpha: must be in (0, 1), got {alpha!r}")

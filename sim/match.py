@@ -5,6 +5,10 @@
         [--caliper-sd pooled|whole|treated] [--order largest|smallest|random|data|closest]
         [--method greedy|optimal] [--ratio 1] [--replace] [--exact a,b] [--seed N]
 
+A thin wrapper around :func:`sim.match_data` (the PS fit, the matching, the output frame and the
+balance table all come from there); its defaults are the paper's (conf/method/paper.yaml, via
+:func:`sim.api.paper_method`). What is left here is the command line and its input checks.
+
 Writes DIR/matched.csv (all input rows/columns + ps, logit_ps, pair, weight)
 and DIR/balance.csv. Bad input exits with one ``error: ...`` line and code 2,
 among others: a header naming the same column twice (pandas would silently
@@ -23,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.api import match_data, paper_method
 from sim.cli import InputError, Parser, one_line_errors
-from sim.methods.balance import balance_table, max_abs_smd
-from sim.methods.matching import CALIPER_SCALES, CALIPER_SDS, ORDERS, match
-from sim.methods.propensity import fit_propensity
+from sim.methods.balance import max_abs_smd
+from sim.methods.matching import ALGORITHMS, CALIPER_SCALES, CALIPER_SDS, ORDERS
 
 OUTPUT_COLUMNS = ("ps", "logit_ps", "pair", "weight")
 #: fewest rows per arm accepted (caliper SDs use ddof=1; the PS model needs both arms)
@@ -74,6 +78,8 @@ def _names(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    paper = paper_method()["matching"]  # every default is the paper's
+    caliper = "none" if paper["caliper"] is None else paper["caliper"]
     p = _Parser(
         prog="python -m sim.match",
         description="Propensity-score matching of a CSV file.",
@@ -83,14 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="input CSV file")
     p.add_argument("--treatment", required=True, help="0/1 treatment column")
     p.add_argument("--covariates", required=True, type=_names, help="comma-separated PS covariates")
-    p.add_argument("--caliper", type=_caliper, default=0.2, help="caliper in SDs, or 'none' (default 0.2)")
-    p.add_argument("--caliper-scale", choices=CALIPER_SCALES, default="logit")
-    p.add_argument("--caliper-sd", choices=CALIPER_SDS, default="pooled")
-    p.add_argument("--order", choices=ORDERS, default="largest")
-    p.add_argument("--method", choices=("greedy", "optimal"), default="greedy")
-    p.add_argument("--ratio", type=_pos_int, default=1)
-    p.add_argument("--replace", action="store_true")
-    p.add_argument("--exact", type=_names, default=None, help="comma-separated exact-match columns")
+    p.add_argument("--caliper", type=_caliper, default=paper["caliper"],
+                   help=f"caliper in SDs, or 'none' (default {caliper})")
+    p.add_argument("--caliper-scale", choices=CALIPER_SCALES, default=paper["caliper_scale"])
+    p.add_argument("--caliper-sd", choices=CALIPER_SDS, default=paper["caliper_sd"])
+    p.add_argument("--order", choices=ORDERS, default=paper["order"])
+    p.add_argument("--method", choices=ALGORITHMS, default=paper["algorithm"])
+    p.add_argument("--ratio", type=_pos_int, default=paper["ratio"])
+    p.add_argument("--replace", action="store_true", default=paper["replace"])
+    p.add_argument("--exact", type=_names, default=list(paper["exact"]) or None,
+                   help="comma-separated exact-match columns")
     p.add_argument("--seed", type=int, default=None, help="seed for --order random")
     p.add_argument("--out", required=True, help="output directory")
     return p
@@ -162,11 +170,7 @@ def _load(args):
             raise InputError(f"covariate {c!r} has non-finite values")
         if df[c].nunique() < 2:
             raise InputError(f"covariate {c!r} is constant")
-    X = df[args.covariates].to_numpy(dtype=float)
-    exact = None
-    if args.exact:
-        exact = df.groupby(args.exact, sort=True).ngroup().to_numpy().astype(np.int64)
-    return df, X, t, exact
+    return df
 
 
 def _drop_repeated_covariates(args) -> None:
@@ -183,17 +187,16 @@ def _drop_repeated_covariates(args) -> None:
 
 
 def run(argv=None) -> int:
+    import pandas as pd
+
     args = build_parser().parse_args(argv)
     _drop_repeated_covariates(args)
-    df, X, t, exact = _load(args)
-    fit = fit_propensity(X, t)
-    if fit.separation or not fit.converged:
-        print(f"warning: propensity model: {fit.message}", file=sys.stderr)
-    rng = np.random.default_rng(args.seed)
+    df = _load(args)
     try:
-        res = match(
-            fit.ps,
-            t,
+        m = match_data(
+            df,
+            args.treatment,
+            args.covariates,
             algorithm=args.method,
             caliper=args.caliper,
             caliper_scale=args.caliper_scale,
@@ -201,11 +204,13 @@ def run(argv=None) -> int:
             order=args.order,
             ratio=args.ratio,
             replace=args.replace,
-            exact=exact,
-            rng=rng,
+            exact=args.exact or [],
+            seed=args.seed,
+            warn=lambda message: print(f"warning: propensity model: {message}", file=sys.stderr),
         )
     except ValueError as exc:
         raise InputError(str(exc))
+    res, bal = m.result, m.balance
     out_dir = Path(args.out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -214,18 +219,8 @@ def run(argv=None) -> int:
     clash = [c for c in OUTPUT_COLUMNS if c in df.columns]
     if clash:
         print(f"warning: overwriting input column(s) {', '.join(clash)}", file=sys.stderr)
-    out = df.copy()
-    out["ps"] = fit.ps
-    out["logit_ps"] = fit.logit_ps
-    pair = res.pair_id.astype("int64")
-    import pandas as pd
-
-    out["pair"] = pd.array(pair, dtype="Int64")
-    out.loc[pair < 0, "pair"] = pd.NA  # written as an empty cell
-    out["weight"] = res.weights
-    bal = balance_table(X, t, args.covariates, res.weights)
     try:
-        out.to_csv(out_dir / "matched.csv", index=False)
+        m.data.to_csv(out_dir / "matched.csv", index=False)
         bal.to_csv(out_dir / "balance.csv", index=False)
     except OSError as exc:
         raise InputError(f"cannot write to {args.out}: {exc.strerror or exc}")

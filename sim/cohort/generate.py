@@ -186,7 +186,8 @@ def _solve_shift(out: M.OutcomeModel, t: str, y: np.ndarray, P: np.ndarray, hete
 
     width = out.upper - out.lower
     if abs(target) >= width:
-        raise ValueError(f"cohort.effect for {out.name} {t}: {target} exceeds the scale's range {width}")
+        raise ValueError(f"cohort.effect_mcid, cohort.effect: the effect on {out.name} {t} ({target:g}) "
+                                 f"exceeds the scale's range {width:g}")
     xtol = 1e-9 * width
     reverses = f"cohort.effect_heterogeneity: {heterogeneity:g} reverses the individual effect (1 + h*P < 0) " \
                f"for {np.mean(mult < 0):.0%} of patients, and"

@@ -40,6 +40,8 @@ U is a confounder of the decompression-vs-other comparison that no analysis sees
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -55,14 +57,20 @@ DEFAULTS: Mapping[str, Any] = {
     "outcome_effect": 0.0,
 }
 KEYS = tuple(DEFAULTS)
+MAX_LOG_OR = 30.0  # far beyond any plausible confounder; the intercept solve is reliable up to it
+MAX_OUTCOME_EFFECT = 10.0  # SDs of the change; bounded scales cannot show more
 U_COLUMN = "u"
 _REFERENCE_SEED = 31_415_926  # U's own reference stream (independent of the other reference latents)
 
 
 # ------------------------------------------------------------------ validation
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_)) \
-        and bool(np.isfinite(x))
+    if not isinstance(x, (int, float, np.integer, np.floating)) or isinstance(x, (bool, np.bool_)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int beyond a float's range
+        return False
 
 
 def check_unmeasured(settings: Mapping | None, prefix: str = "cohort.unmeasured",
@@ -93,28 +101,35 @@ def check_unmeasured(settings: Mapping | None, prefix: str = "cohort.unmeasured"
     b = s["treatment_log_or"]
     if not _is_number(b):
         raise ValueError(f"{prefix}.treatment_log_or: must be a finite number (log odds ratio), got {b!r}")
+    if abs(b) > MAX_LOG_OR:
+        raise ValueError(f"{prefix}.treatment_log_or: must be within +-{MAX_LOG_OR:g} (an odds ratio of "
+                         f"{math.exp(MAX_LOG_OR):.3g} at most), got {b!r}")
     _check_outcome_effect(s["outcome_effect"], f"{prefix}.outcome_effect", outcomes, times)
+
+
+def _is_effect(x: Any) -> bool:
+    return _is_number(x) and abs(x) <= MAX_OUTCOME_EFFECT
 
 
 def _check_outcome_effect(value: Any, key: str, outcomes: Sequence[str] | None,
                           times: Sequence[str] | None) -> None:
-    if _is_number(value):
+    if _is_effect(value):
         return
     if not isinstance(value, Mapping):
-        raise ValueError(f"{key}: must be a finite number (SDs of the change) or a mapping {{outcome: number}} "
+        raise ValueError(f"{key}: must be a number within +-{MAX_OUTCOME_EFFECT:g} (SDs of the change) or a mapping {{outcome: number}} "
                          f"or {{outcome: {{visit: number}}}}, got {value!r}")
     for o, v in value.items():
         if outcomes is not None and o not in outcomes:
             raise ValueError(f"{key}.{o}: unknown outcome; allowed: {list(outcomes)}")
-        if _is_number(v):
+        if _is_effect(v):
             continue
         if not isinstance(v, Mapping):
-            raise ValueError(f"{key}.{o}: must be a finite number or a mapping {{visit: number}}, got {v!r}")
+            raise ValueError(f"{key}.{o}: must be a number within +-{MAX_OUTCOME_EFFECT:g} or a mapping {{visit: number}}, got {v!r}")
         for t, x in v.items():
             if times is not None and t not in times:
                 raise ValueError(f"{key}.{o}.{t}: unknown time; allowed: {list(times)}")
-            if not _is_number(x):
-                raise ValueError(f"{key}.{o}.{t}: must be a finite number (SDs of the change), got {x!r}")
+            if not _is_effect(x):
+                raise ValueError(f"{key}.{o}.{t}: must be a number within +-{MAX_OUTCOME_EFFECT:g} (SDs of the change), got {x!r}")
 
 
 def guard_ps_covariates(names: Sequence[str], prefix: str = "method.propensity.covariates") -> None:

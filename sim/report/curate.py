@@ -1,15 +1,29 @@
 """Curated results: `python -m sim.report.curate RUN_DIR` copies a finished run's summary, key
 table and figures into experiments/<name>/ and writes its README.md: the question, the answer in
 two sentences (computed from the summary, so it is regenerated with the numbers), the key figure
-and table, and the exact command that regenerates it all."""
+and table, and the exact command that regenerates it all.
+
+Each curated experiment keeps its answer beside its results, in `experiments/<name>/answer.py`:
+
+    from sim.report.curate import pick, value_range, by_outcome
+
+    KEY_TABLE = "key_table.csv"      # the run's table shown in the README (this is the default)
+    KEY_FIGURE = "rejection.png"     # the run's figure shown first (default; else its first .png)
+
+    def answer(summary: pandas.DataFrame, run_dir: pathlib.Path) -> str:
+        ...                          # the text, computed from the run's tables
+
+An experiment without answer.py is refused (exit 2) with one `error:` line naming the file to create.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
-from typing import Callable
+from types import ModuleType
 
 import pandas as pd
 import yaml
@@ -17,102 +31,58 @@ import yaml
 from sim.report.tables import markdown
 
 ROOT = Path(__file__).resolve().parents[2]
+#: what answer.py declares unless it says otherwise
+KEY_TABLE = "key_table.csv"
+KEY_FIGURE = "rejection.png"
 
 
-def _pick(s: pd.DataFrame, **eq) -> pd.DataFrame:
+class CurateError(Exception):
+    """A run or an experiment that cannot be curated; reported as one `error:` line, exit code 2."""
+
+
+# -- helpers for the answers (imported by experiments/<name>/answer.py) ---------------------------
+
+def pick(s: pd.DataFrame, **eq) -> pd.DataFrame:
+    """The rows of a tidy summary whose columns equal the given values (None: the column is missing,
+    e.g. `caliper=None` for no caliper)."""
     for k, v in eq.items():
         s = s[s[k].isna()] if v is None else s[s[k] == v]
     return s
 
 
-def _range(d: pd.DataFrame) -> str:
+def value_range(d: pd.DataFrame) -> str:
+    """'min-max' of the `value` column, two decimals."""
     return f"{d['value'].min():.2f}-{d['value'].max():.2f}"
 
 
-def _fmt_by_outcome(d: pd.DataFrame) -> str:
+def by_outcome(d: pd.DataFrame) -> str:
+    """'outcome timepoint value, ...' for every row, two decimals."""
     return ", ".join(f"{r.outcome} {r.timepoint} {r.value:.2f}" for r in d.itertuples())
 
 
-def answer_caliper_sweep(s: pd.DataFrame, run: Path) -> str:
-    null = _pick(s, caliper=0.2, effect_mcid=0.0, analysis="wilcoxon", measure="rejection")
-    power = _pick(s, caliper=0.2, effect_mcid=1.0, analysis="wilcoxon", measure="rejection")
-    bias02 = _pick(s, caliper=0.2, effect_mcid=0.0, analysis="diff_means", measure="bias")
-    bias_none = _pick(s, caliper=None, effect_mcid=0.0, analysis="diff_means", measure="bias")
-    null_none = _pick(s, caliper=None, effect_mcid=0.0, analysis="wilcoxon", measure="rejection")
-    worst = bias_none.loc[bias_none["value"].abs().idxmax()]
-    at02 = bias02[(bias02.outcome == worst.outcome) & (bias02.timepoint == worst.timepoint)]["value"].iloc[0]
-    powered = power[power["value"] >= 0.8]
-    powered_txt = (f"only {_fmt_by_outcome(powered)} reach{'es' if len(powered) == 1 else ''} 80 %"
-                   if len(powered) else "none reaches 80 %")
-    return (f"With the paper's caliper (0.2 SD of the logit PS) its Wilcoxon test keeps the type-I error near 5 % "
-            f"({_range(null)} over the {len(null)} outcome x time comparisons) but has little power to detect a true "
-            f"improvement of one MCID ({_fmt_by_outcome(power)}; {powered_txt}), so the published null result "
-            f"cannot rule out a clinically important benefit of decompression. "
-            f"Dropping the caliper buys pairs and power at the price of confounding bias (largest for "
-            f"{worst.outcome} {worst.timepoint}: {worst.value:.2f} without a caliper vs {at02:.2f} at 0.2) and a "
-            f"type-I error of up to {null_none['value'].max():.2f}.")
+# -- loading the answers --------------------------------------------------------------------------
+
+def answer_path(name: str, root: Path | None = None) -> Path:
+    return (ROOT if root is None else Path(root)) / "experiments" / name / "answer.py"
 
 
-def answer_confounding_sweep(s: pd.DataFrame, run: Path) -> str:
-    crude = _pick(s, analysis="crude_diff_means", measure="bias")
-    matched = _pick(s, analysis="diff_means", measure="bias")
-    out, tp = "barthel", "m6"
-    c1 = _pick(crude, confounding=1.0, outcome=out, timepoint=tp)["value"].iloc[0]
-    m1 = _pick(matched, confounding=1.0, outcome=out, timepoint=tp)["value"].iloc[0]
-    c3 = _pick(crude, confounding=3.0, outcome=out, timepoint=tp)["value"].iloc[0]
-    m3 = _pick(matched, confounding=3.0, outcome=out, timepoint=tp)["value"].iloc[0]
-    rej = _pick(s, analysis="wilcoxon", measure="rejection", confounding=3.0)
-    crej = _pick(s, analysis="crude_wilcoxon", measure="rejection", confounding=3.0)
-    return (f"Under the null, matching removes most of the confounding bias of the crude comparison of the change "
-            f"from baseline: for the Barthel index at 6 months the bias is {c1:.2f} crude vs {m1:.2f} matched at "
-            f"the published confounding strength, and {c3:.2f} vs {m3:.2f} at three times that strength. "
-            f"What remains comes from Frankel D vs E, which the paper's PS lumps together; at "
-            f"strength 3 the matched Wilcoxon test rejects in {_range(rej)} of replicates against {_range(crej)} "
-            f"for the crude one.")
-
-
-def answer_sample_size(s: pd.DataFrame, run: Path) -> str:
-    col = "cohort.n"
-    power = _pick(s, analysis="wilcoxon", measure="rejection", effect_mcid=1.0)
-    small, big = power[power[col] == power[col].min()], power[power[col] == power[col].max()]
-    null = _pick(s, analysis="wilcoxon", measure="rejection", effect_mcid=0.0)
-    null_big = null[null[col] == null[col].max()]
-    inflated = null_big[null_big["value"] - 0.05 > 3 * null_big["mcse"]]
-    tail = (f"Larger cohorts do not fix residual confounding: at N = {int(null_big[col].iloc[0])} the type-I error "
-            f"exceeds 5 % by more than 3 MCSE for {_fmt_by_outcome(inflated)}, so a bigger registry is no "
-            f"substitute for a randomised trial." if len(inflated) else
-            f"The type-I error at N = {int(null_big[col].iloc[0])} is {_range(null_big)}, none more than 3 MCSE "
-            f"above 5 %.")
-    return (f"At the paper's size (N = {int(small[col].iloc[0])}) the matched design detects a one-MCID effect "
-            f"with power {_range(small)} across outcomes and times, and it takes an observational cohort of "
-            f"N = {int(big[col].iloc[0])} to reach {_range(big)}. " + tail)
-
-
-def answer_rct_planning(s: pd.DataFrame, run: Path) -> str:
-    t = pd.read_csv(run / "sample_size.csv")
-    t = t[(t["effect_mcid"] == 1.0) & (t["power"] == 0.8)]
-
-    def span(col: str) -> str:
-        d = t.dropna(subset=[col])
-        lo, hi = d.loc[d[col].idxmin()], d.loc[d[col].idxmax()]
-        return (f"{int(lo[col])} ({lo.outcome} {lo.timepoint}) to {int(hi[col])} ({hi.outcome} {hi.timepoint})"
-                + ("" if len(d) == len(t) else f"; {len(t) - len(d)} not reached within the grid"))
-
-    both = t.dropna(subset=["sim_ttest"])
-    rel = (both["sim_ttest"] / both["closed_ttest"] - 1).abs()
-    return (f"For 80 % power to detect one MCID, a randomised 1:1 trial analysed by ANCOVA on baseline needs "
-            f"{span('sim_ancova')} patients per arm, against {span('sim_ttest')} with a change-score t-test, so "
-            f"the choice of primary outcome and of ANCOVA decides the trial's size. "
-            f"The simulated t-test sizes agree with the closed-form normal approximation inflated for deaths "
-            f"before the visit to within {100 * rel.max():.0f} % (median {100 * rel.median():.0f} %).")
-
-
-ANSWERS: dict[str, Callable] = {
-    "rct_planning": answer_rct_planning,
-    "caliper_sweep": answer_caliper_sweep,
-    "confounding_sweep": answer_confounding_sweep,
-    "sample_size": answer_sample_size,
-}
+def load_answer(name: str, root: Path | None = None) -> ModuleType:
+    """The module experiments/<name>/answer.py (its `answer`, `KEY_TABLE`, `KEY_FIGURE`) of the
+    repository at `root` (default ROOT)."""
+    path = answer_path(name, root)
+    if not path.is_file():
+        raise CurateError(f"no curated answer for experiment {name!r}: create {path} defining "
+                          f"answer(summary, run_dir) -> str")
+    spec = importlib.util.spec_from_file_location(f"sim_curated_answer_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    no_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in experiments/
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = no_bytecode
+    if not callable(getattr(module, "answer", None)):
+        raise CurateError(f"{path} defines no function answer(summary, run_dir) -> str")
+    return module
 
 
 def regenerate_command(run: Path, cfg: dict) -> str:
@@ -128,23 +98,35 @@ def regenerate_command(run: Path, cfg: dict) -> str:
     return f"python -m sim {args} hydra.run.dir={rel} && python -m sim.report.curate {rel}"
 
 
-def curate(run: Path) -> Path:
-    cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+def curate(run: Path, dest: Path | None = None) -> Path:
+    """Curate the finished run `run` into `dest` (default ROOT/experiments/<name>); returns `dest`.
+    Raises CurateError, before writing anything, when the run or its experiment's answer.py is
+    missing something."""
+    run = Path(run)
+    cfg_path = run / ".hydra" / "config.yaml"
+    if not cfg_path.is_file():
+        raise CurateError(f"{cfg_path} not found: not a run directory of `python -m sim`")
+    cfg = yaml.safe_load(cfg_path.read_text())
     name = cfg["experiment"]["name"]
+    module = load_answer(name)
+    key_table = getattr(module, "KEY_TABLE", KEY_TABLE)
+    key_figure = getattr(module, "KEY_FIGURE", KEY_FIGURE)
+    for needed in ("summary.csv", key_table):
+        if not (run / needed).is_file():
+            raise CurateError(f"{run / needed} not found (the key table is KEY_TABLE of {answer_path(name)})"
+                              if needed == key_table else f"{run / needed} not found: not a finished Monte Carlo run")
     command = regenerate_command(run, cfg)
-    dest = ROOT / "experiments" / name
-    dest.mkdir(parents=True, exist_ok=True)
+    dest = ROOT / "experiments" / name if dest is None else Path(dest)
     summary = pd.read_csv(run / "summary.csv")
+    answer = module.answer(summary, run)
+    key = pd.read_csv(run / key_table)
     files = [p for p in sorted(run.iterdir()) if p.suffix == ".png" or p.name in
-             ("summary.csv", "key_table.csv", "sample_size.csv", "report.md")]
+             ("summary.csv", key_table, "report.md")]
+    dest.mkdir(parents=True, exist_ok=True)
     for p in files:
         shutil.copy2(p, dest / p.name)
-    if name not in ANSWERS:
-        raise SystemExit(f"error: no curated answer for experiment {name!r}; known: {sorted(ANSWERS)}")
-    answer = ANSWERS[name](summary, run)
-    key = pd.read_csv(run / ("sample_size.csv" if name == "rct_planning" else "key_table.csv"))
     figs = [p.name for p in files if p.suffix == ".png"]
-    key_fig = "rejection.png" if "rejection.png" in figs else (figs[0] if figs else "")
+    key_fig = key_figure if key_figure in figs else (figs[0] if figs else "")
     text = "\n".join([
         f"# {name}", "",
         "Regenerate everything in this folder with:", "",
@@ -162,13 +144,19 @@ def curate(run: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a finished run directory (hydra.run.dir)")
+    ap.add_argument("--dest", type=Path, default=None,
+                    help="where to write the curated folder (default: experiments/<name>/ of the repository)")
     a = ap.parse_args(argv)
     if not (a.run / "summary.csv").is_file():
         print(f"error: {a.run}/summary.csv not found: not a finished Monte Carlo run", file=sys.stderr)
         return 2
-    print(curate(a.run))
+    try:
+        print(curate(a.run, a.dest))
+    except CurateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

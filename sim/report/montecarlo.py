@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -145,5 +146,8 @@ def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path
     for k, v in (key_cfg.get("where") or {}).items():
         keyed = keyed[keyed[k] == v]
     table = key_table(keyed, factors, columns, estimand)
+    for src, name in (key_cfg.get("exp_factors") or {}).items():  # e.g. a log odds ratio shown as the ratio
+        if src in table:
+            table.insert(table.columns.get_loc(src) + 1, name, [round(float(np.exp(v)), 3) for v in table[src]])
     atomic_csv(table, out_dir / "key_table.csv")
     atomic_text(_report(cfg, result, estimand, figures, table), out_dir / "report.md")
