@@ -28,8 +28,10 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from sim.config import ConfigError
-from sim.engine import ChunkOutput, RunResult, conditions_frame, run_chunks
+from sim.engine import ChunkOutput, RunResult, condition_stream, conditions_frame, run_chunks
 from sim.jobs.conditions import Condition, conditions, fingerprint, short_names
+
+CRN_DEFAULT = ("cohort.effect_mcid", "cohort.effect")
 
 JOBS = {
     "psm": "sim.jobs.psm:PsmJob",
@@ -85,6 +87,18 @@ class Job:
         return 0
 
 
+def common_random_numbers(cfg: DictConfig) -> tuple[str, ...]:
+    """The grid factors whose levels share their replicates' random draws (paired contrasts):
+    `experiment.common_random_numbers`, by default the true-effect factors."""
+    node = cfg.experiment.get("common_random_numbers")
+    if node is None:
+        return CRN_DEFAULT
+    keys = list(node) if not isinstance(node, str) else None
+    if keys is None or not all(isinstance(k, str) for k in keys):
+        raise ConfigError(f"experiment.common_random_numbers: must be a list of dotted config keys, got {node!r}")
+    return tuple(keys)
+
+
 def job_class(name: Any) -> type[Job]:
     target = JOBS.get(name, name)
     if not isinstance(target, str) or ":" not in target:
@@ -102,6 +116,7 @@ def job_class(name: Any) -> type[Job]:
 def prepare(cfg: DictConfig) -> tuple[Job, list[Condition], list[Any]]:
     """Everything that can fail before a replicate runs: the job, the conditions, the plans."""
     job = job_class(cfg.experiment.get("job"))(cfg)
+    common_random_numbers(cfg)
     conds = conditions(cfg)
     job.check(conds)
     return job, conds, [job.plan(c) for c in conds]
@@ -120,9 +135,11 @@ def run(cfg: DictConfig, out_dir: Path | None = None, *, write: bool = True,
 
 def _run(job: Job, conds: list[Condition], plans: list[Any], out_dir: Path, write: bool) -> ExperimentResult:
     cfg = job.cfg
+    shared = common_random_numbers(cfg)
     rr = run_chunks(type(job).simulate, plans, [c.factors for c in conds], reps=job.reps(), seed=int(cfg.seed),
                     out_dir=out_dir, n_jobs=cfg.n_jobs, chunk_size=cfg.chunk_size, progress=cfg.progress,
-                    fingerprint=fingerprint(conds), name=f"{type(job).__module__}.{type(job).__name__}")
+                    fingerprint=fingerprint(conds), name=f"{type(job).__module__}.{type(job).__name__}",
+                    streams=[condition_stream(c.factors, shared) for c in conds])
     names = short_names(list(conds[0].factors))
     grid = conditions_frame([c.factors for c in conds]).rename(columns=names)
     result = ExperimentResult(

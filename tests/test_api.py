@@ -171,3 +171,29 @@ def test_a_second_run_into_a_locked_run_dir_is_refused_in_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
     assert ".lock" in lines[0] and str(os.getpid()) in lines[0]
     assert not (tmp_path / "chunks").exists() and not (tmp_path / "summary.csv").exists()
+
+
+def test_common_random_numbers_pair_the_effect_levels_and_a_sub_grid_reproduces_the_grid():
+    """Conditions that differ only in the true effect share their cohorts (the matching, which
+    does not see outcomes, forms the same pairs); a condition run alone equals itself in the grid."""
+    grid = sim.run("caliper_sweep", ["reps=6", "n_jobs=1",
+                                     "experiment.grid={method.matching.caliper:[0.1,0.2],cohort.effect_mcid:[0.0,1.0]}"])
+    r = grid.replicates
+    r = r[(r["outcome"] == "barthel") & (r["timepoint"] == "m6") & (r["analysis"] == "wilcoxon")]
+    for cal in (0.1, 0.2):
+        null = r[(r["caliper"] == cal) & (r["effect_mcid"] == 0.0)]["n_pairs"].to_numpy()
+        one = r[(r["caliper"] == cal) & (r["effect_mcid"] == 1.0)]["n_pairs"].to_numpy()
+        np.testing.assert_array_equal(null, one)
+    a = r[r["caliper"] == 0.1]["n_pairs"].to_numpy()
+    assert not np.array_equal(a, r[r["caliper"] == 0.2]["n_pairs"].to_numpy())  # other calipers: other pairs
+    alone = sim.run("caliper_sweep", ["reps=6", "n_jobs=1",
+                                      "experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[1.0]}"])
+    cols = ["rep", "outcome", "timepoint", "analysis", "estimate", "p_value", "n_pairs"]
+    inside = grid.replicates[(grid.replicates["caliper"] == 0.2) & (grid.replicates["effect_mcid"] == 1.0)]
+    pd.testing.assert_frame_equal(inside[cols].reset_index(drop=True), alone.replicates[cols].reset_index(drop=True))
+    no_crn = sim.run("caliper_sweep", ["reps=6", "n_jobs=1", "+experiment.common_random_numbers=[]",
+                                       "experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[0.0,1.0]}"])
+    q = no_crn.replicates
+    q = q[(q["outcome"] == "barthel") & (q["timepoint"] == "m6") & (q["analysis"] == "wilcoxon")]
+    assert not np.array_equal(q[q["effect_mcid"] == 0.0]["n_pairs"].to_numpy(),
+                              q[q["effect_mcid"] == 1.0]["n_pairs"].to_numpy())

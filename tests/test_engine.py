@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.engine import (ManifestMismatchError, ReplicateFailure, RunResult, conditions_frame, default_chunk_size,
+from sim.engine import (ManifestMismatchError, condition_stream, ReplicateFailure, RunResult, conditions_frame, default_chunk_size,
                         expand_grid, replicate_rng, run_experiment)
 from sim.engine.store import chunk_filename, parse_chunk_filename
 
@@ -90,6 +90,30 @@ def test_replicate_rng_definition_and_independence():
         replicate_rng(1, 0, 1.5)
 
 
+def test_condition_stream_is_what_the_condition_is():
+    """The stream is a digest of the factor values: key order, 1 vs 1.0 and position do not
+    matter; other values and unshared factors do; shared factors are left out."""
+    a = condition_stream({"cohort.n": 263, "caliper": 0.2})
+    assert a == condition_stream({"caliper": 0.2, "cohort.n": 263.0})
+    assert a != condition_stream({"cohort.n": 264, "caliper": 0.2})
+    assert a != condition_stream({"cohort.n": 263, "caliper": None})
+    assert len(a) == 4 and all(0 <= w < 2**32 for w in a)
+    crn = condition_stream({"caliper": 0.2, "effect": 1.0}, shared=["effect"])
+    assert crn == condition_stream({"caliper": 0.2, "effect": 0.0}, shared=["effect"]) == condition_stream({"caliper": 0.2})
+    x = replicate_rng(7, a, 3).normal(size=3)
+    np.testing.assert_array_equal(x, np.random.default_rng(np.random.SeedSequence(7, spawn_key=(*a, 3))).normal(size=3))
+
+
+def test_results_do_not_depend_on_the_grid_around_a_condition(tmp_path):
+    """A condition run alone, inside a reordered grid or an extended one gives the same rows."""
+    alone = run_experiment(toy_replicate, [{"mu": 1.0, "kind": "b"}], 5, 3, tmp_path / "a", n_jobs=1, progress=False)
+    grid = run_experiment(toy_replicate, expand_grid({"kind": ["a", "b"], "mu": [5.0, 1.0, 0.0]}), 5, 3,
+                          tmp_path / "g", n_jobs=1, progress=False)
+    c = [i for i, cond in enumerate(grid.conditions) if cond == {"kind": "b", "mu": 1.0}][0]
+    rows = grid.replicates[grid.replicates["condition"] == c].drop(columns="condition").reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows, alone.replicates.drop(columns="condition").reset_index(drop=True))
+
+
 def test_default_chunk_size():
     assert default_chunk_size(1000, 2) == 125
     assert default_chunk_size(100000, 8) == 250
@@ -103,7 +127,7 @@ def _expected_table(conditions, reps, seed):
     frames = []
     for c, cond in enumerate(conditions):
         for r in range(reps):
-            df = toy_replicate(cond, replicate_rng(seed, c, r))
+            df = toy_replicate(cond, replicate_rng(seed, condition_stream(cond), r))
             df.insert(0, "rep", r)
             df.insert(0, "condition", c)
             frames.append(df)
@@ -213,7 +237,7 @@ def test_failures_recorded_and_run_continues(tmp_path, n_jobs):
     exp_fail, exp_ok = [], []
     for c in range(2):
         for r in range(20):
-            u = replicate_rng(9, c, r).uniform()
+            u = replicate_rng(9, condition_stream(conds[c]), r).uniform()
             if u < 0.3:
                 exp_fail.append((c, r, f"ReplicateFailure: no matches found (u={u:.3f})"))
             elif u > 0.85:

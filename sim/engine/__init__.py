@@ -2,7 +2,7 @@
 
 from .grid import conditions_frame, expand_grid
 from .runner import ChunkOutput, ReplicateFailure, RunResult, default_chunk_size, per_replicate, run_chunks, run_experiment
-from .seeds import replicate_rng
+from .seeds import condition_stream, replicate_rng
 from .lock import RunLock, RunLockedError
 from .store import ChunkCorruptError, ManifestMismatchError
 
@@ -10,6 +10,7 @@ __all__ = [
     "expand_grid",
     "conditions_frame",
     "replicate_rng",
+    "condition_stream",
     "run_experiment",
     "run_chunks",
     "per_replicate",

@@ -1,6 +1,7 @@
 """Run replicates of every condition, in parallel chunks, with checkpoint/resume.
 
-Determinism: replicate r of condition c always uses ``replicate_rng(seed, c, r)``
+Determinism: replicate r of condition c always uses ``replicate_rng(seed, streams[c], r)``, the
+stream a digest of what the condition is (``condition_stream``),
 so the replicates table is identical to the bit whatever ``n_jobs``,
 ``chunk_size`` or how many times the run was interrupted and resumed.
 See ``sim.engine.store`` for the on-disk layout and the resume rule.
@@ -9,6 +10,7 @@ See ``sim.engine.store`` for the on-disk layout and the resume rule.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import numbers
 import sys
@@ -23,7 +25,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from .seeds import replicate_rng
+from .seeds import condition_stream, replicate_rng
 from .store import prepare_chunk_dir, build_manifest, read_chunk, scan_chunks, write_chunk
 
 __all__ = ["ChunkOutput", "ReplicateFailure", "RunResult", "per_replicate", "run_chunks", "run_experiment",
@@ -130,10 +132,11 @@ def _each_replicate(replicate_fn: ReplicateFn, plan: Any, rngs: Sequence[np.rand
     return ChunkOutput(rows, failures)
 
 
-def _run_chunk(simulate: ChunkFn, plan: Any, c: int, first: int, last: int, seed: int, chunks_dir: str) -> dict:
+def _run_chunk(simulate: ChunkFn, plan: Any, c: int, stream: tuple[int, ...], first: int, last: int, seed: int,
+               chunks_dir: str) -> dict:
     """Compute reps first..last of condition c in one chunk-level call and write the chunk file
     (runs in a worker). A chunk whose whole call fails records every replicate as failed."""
-    rngs = [replicate_rng(seed, c, r) for r in range(first, last + 1)]
+    rngs = [replicate_rng(seed, stream, r) for r in range(first, last + 1)]
     try:
         out = simulate(plan, rngs)
         if not isinstance(out, ChunkOutput):
@@ -272,12 +275,15 @@ def _check_conditions(conditions: Any) -> None:
 
 def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Mapping[str, Any]], reps: int,
                seed: int, out_dir: Path, n_jobs: int = -1, chunk_size: int | None = None,
-               progress: bool | None = None, fingerprint: str = "", name: str = "") -> RunResult:
+               progress: bool | None = None, fingerprint: str = "", name: str = "",
+               streams: Sequence[tuple[int, ...]] | None = None) -> RunResult:
     """Run ``reps`` replicates of every condition; checkpoint chunks to ``out_dir/chunks``.
 
     ``simulate(plan, rngs) -> ChunkOutput`` computes a chunk of replicates of one condition from
     its plan (``plans[c]``, handed to the worker directly) and the replicates' generators
-    (``replicate_rng(seed, c, r)``), so a job may batch them. ``conditions[c]`` (plain values)
+    (``replicate_rng(seed, streams[c], r)``; by default ``streams[c] = condition_stream(conditions[c])``;
+    streams that leave out shared factors give common random numbers), so a job may batch them.
+    ``conditions[c]`` (plain values)
     identifies condition c in the manifest. Re-running with the same seed, reps and conditions
     in the same out_dir resumes: finished chunks are loaded, only missing reps are computed.
     n_jobs follows joblib (-1 = all cores, 1 = in-process without joblib). progress=None shows
@@ -289,6 +295,9 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
     _check_conditions(conditions)
     if len(plans) != len(conditions):
         raise ValueError(f"one plan per condition: got {len(plans)} plans for {len(conditions)} conditions")
+    streams = [condition_stream(c) for c in conditions] if streams is None else [tuple(s) for s in streams]
+    if len(streams) != len(conditions):
+        raise ValueError(f"one stream per condition: got {len(streams)} for {len(conditions)} conditions")
     reps = _check_int(reps, "reps", 1)
     seed = _check_int(seed, "seed", 0)
     if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
@@ -307,7 +316,8 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
     if chunk_size is None:
         chunk_size = default_chunk_size(reps, workers)
 
-    manifest = build_manifest(seed, reps, conds, name or _fn_name(simulate), fingerprint)
+    streams_key = hashlib.sha256(repr(streams).encode()).hexdigest()[:16]
+    manifest = build_manifest(seed, reps, conds, name or _fn_name(simulate), f"{fingerprint}:{streams_key}")
     chunks_dir = prepare_chunk_dir(Path(out_dir), manifest)
 
     if progress is None:
@@ -334,10 +344,10 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
     cdir = str(chunks_dir)
     if tasks:
         if n_jobs == 1:
-            results = (_run_chunk(simulate, plans[c], c, f, l, seed, cdir) for c, f, l in tasks)
+            results = (_run_chunk(simulate, plans[c], c, streams[c], f, l, seed, cdir) for c, f, l in tasks)
         else:
             parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
-            results = parallel(joblib.delayed(_run_chunk)(simulate, plans[c], c, f, l, seed, cdir)
+            results = parallel(joblib.delayed(_run_chunk)(simulate, plans[c], c, streams[c], f, l, seed, cdir)
                                for c, f, l in tasks)
         for payload in results:
             payloads.append(payload)
