@@ -58,7 +58,7 @@ BAD = [
     Bad("n_jobs", ("experiment=caliper_sweep", "n_jobs=0"), ("n_jobs",)),
     Bad("order", ("experiment=caliper_sweep", "method.matching.order=sideways"),
         ("method.matching.order", "sideways", "largest", "smallest", "random", "data", "closest")),
-    Bad("confounding", ("experiment=caliper_sweep", "cohort.confounding=-1"), ("cohort.confounding", ">= 0")),
+    Bad("confounding", ("experiment=caliper_sweep", "cohort.confounding=-1"), ("cohort.confounding", "[0, 10]")),
     Bad("unknown_key", ("experiment=caliper_sweep", "foo=1"), ("foo", "'+'")),
     Bad("unknown_experiment", ("experiment=nope",), ("experiment", "no such experiment", *EXPERIMENTS)),
     Bad("run_dir_is_a_file", ("experiment=caliper_sweep", f"hydra.run.dir={__file__}"),
