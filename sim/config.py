@@ -178,9 +178,11 @@ def check_method(method: Mapping[str, Any], prefix: str = "method") -> None:
         if a in PAIRED_ONLY and (m.get("ratio") != 1 or m.get("replace")):
             raise ConfigError(f"{prefix}.outcomes.analyses: {a!r} needs 1:1 pairs (method.matching.ratio=1, "
                               "method.matching.replace=false)")
-    for key in ("analyses", "names", "times"):
-        if not _names(outs.get(key), f"{prefix}.outcomes.{key}"):
-            raise ConfigError(f"{prefix}.outcomes.{key}: needs at least one entry")
+    if not _names(outs.get("analyses"), f"{prefix}.outcomes.analyses"):
+        raise ConfigError(f"{prefix}.outcomes.analyses: needs at least one entry")
+    for key in ("names", "times"):  # null: all of the study's outcomes / follow-up visits
+        if outs.get(key) is not None and not _names(outs.get(key), f"{prefix}.outcomes.{key}"):
+            raise ConfigError(f"{prefix}.outcomes.{key}: needs at least one entry (or null: all of the study's)")
     alpha = outs.get("alpha", 0.05)
     if not _is_num(alpha) or not 0 < alpha < 1:
         raise ConfigError(f"{prefix}.outcomes.alpha: must be in (0, 1), got {alpha!r}")

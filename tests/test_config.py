@@ -107,3 +107,23 @@ def test_names_checked_against_a_cohort(field, value, needle):
     spec.check_columns(columns, potential)  # the good spec passes
     with pytest.raises(ValueError, match=needle):
         dataclasses.replace(spec, **{field: value}).check_columns(columns, potential)
+
+
+def test_null_outcomes_and_times_mean_all_of_the_studys():
+    """A new study is a data change: with method.outcomes.names/times null the analysis covers every
+    outcome and follow-up visit the study file declares, for the matched and the randomised jobs."""
+    import sim
+    from sim.experiment import prepare
+
+    one = "experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[0.0]}"
+    _, _, plans = prepare(sim.compose("caliper_sweep", [one, "method.outcomes.names=null",
+                                                         "method.outcomes.times=null"]))
+    design, spec = plans[0]
+    assert spec.outcomes == tuple(o.name for o in design.model.outcomes) == ("barthel", "eq5d", "vas", "face")
+    assert spec.times == design.model.follow_up == ("m1", "m6")
+    _, _, plans = prepare(sim.compose("rct_planning", ["method.outcomes.times=null",
+                                                        "experiment.grid={experiment.n_per_arm:[20],cohort.effect_mcid:[0.0]}"]))
+    assert plans[0][1].times == ("m1", "m6")
+    with pytest.raises(ConfigError, match="method.outcomes.times: unknown 'm3'"):
+        prepare(sim.compose("rct_planning", ["method.outcomes.times=[m3]",
+                                             "experiment.grid={experiment.n_per_arm:[20],cohort.effect_mcid:[0.0]}"]))

@@ -68,9 +68,7 @@ class PsmJob(Job):
 
     def plan(self, cond: Condition) -> tuple[Design, MethodSpec]:
         design = design_of(study_of(cond.cfg), cond.cfg["cohort"])
-        spec = MethodSpec.from_config(cond.cfg["method"])
-        spec = dataclasses.replace(spec, mcid=tuple((o.name, float(design.model.mcid.get(o.name, float("nan"))))
-                                                   for o in design.model.outcomes))
+        spec = MethodSpec.from_config(cond.cfg["method"]).for_model(design.model)
         probe = generate(dataclasses.replace(design, n=min(design.n, 50)), np.random.default_rng(0))
         try:
             spec.check_columns(probe.columns, probe.potential_deltas)

@@ -75,7 +75,8 @@ def spec_of(cfg: Mapping[str, Any]) -> TrialSpec:
     if bad:
         raise ConfigError(f"experiment.analyses: unknown {bad}; allowed: {list(ANALYSES)}")
     out = cfg["method"]["outcomes"]
-    return TrialSpec(npa, tuple(out["names"]), tuple(out["times"]), analyses, strategy, float(out.get("alpha", 0.05)))
+    return TrialSpec(npa, tuple(out.get("names") or ()), tuple(out.get("times") or ()), analyses, strategy,
+                     float(out.get("alpha", 0.05)))
 
 
 def rct_replicate(plan: tuple[Design, TrialSpec], rng: np.random.Generator) -> pd.DataFrame:
@@ -147,6 +148,14 @@ class RctJob(Job):
         key = condition_key({k: v for k, v in cohort.items() if k != "n"})
         if key not in self._solved:
             self._solved[key] = design_of(study_of(cond.cfg), cohort)
+        model = self._solved[key].model
+        spec = dataclasses.replace(spec, outcomes=spec.outcomes or tuple(o.name for o in model.outcomes),
+                                   times=spec.times or tuple(model.follow_up))
+        for key_name, names, allowed in (("method.outcomes.names", spec.outcomes, [o.name for o in model.outcomes]),
+                                         ("method.outcomes.times", spec.times, list(model.follow_up))):
+            bad = [x for x in names if x not in allowed]
+            if bad:
+                raise ConfigError(f"{key_name}: unknown {bad[0]!r}; allowed: {allowed}")
         return dataclasses.replace(self._solved[key], n=2 * spec.n_per_arm), spec
 
     def summarise(self, run: RunResult, conds: list[Condition]) -> pd.DataFrame:

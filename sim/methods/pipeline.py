@@ -17,7 +17,7 @@ is not counted once per control; a control reused by several sets still appears 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -50,8 +50,8 @@ class MethodSpec:
     exact: tuple[str, ...] = ()
     balance_covariates: tuple[str, ...] = ()
     balance_denominator: str = "pooled"
-    outcomes: tuple[str, ...] = ("barthel", "eq5d", "vas", "face")
-    times: tuple[str, ...] = ("m1", "m6")
+    outcomes: tuple[str, ...] = ()  # empty: every outcome of the study (see for_model)
+    times: tuple[str, ...] = ()  # empty: every follow-up visit of the study
     analyses: tuple[str, ...] = ("wilcoxon", "signed_rank", "paired_t", "diff_means")
     crude: bool = False
     alpha: float = 0.05
@@ -69,9 +69,17 @@ class MethodSpec:
             ratio=int(m["ratio"]), replace=bool(m["replace"]), exact=tuple(m.get("exact") or ()),
             balance_covariates=tuple(bal.get("covariates") or method["propensity"]["covariates"]),
             balance_denominator=bal.get("denominator", "pooled"),
-            outcomes=tuple(out["names"]), times=tuple(out["times"]), analyses=tuple(out["analyses"]),
+            outcomes=tuple(out.get("names") or ()), times=tuple(out.get("times") or ()),
+            analyses=tuple(out["analyses"]),
             crude=bool(out.get("crude", False)), alpha=float(out.get("alpha", 0.05)),
         )
+
+    def for_model(self, model: Any) -> "MethodSpec":
+        """The spec completed from the study's cohort model: outcomes and visits left empty become
+        all of the study's, and each outcome's MCID is the margin of the sensitivity analyses."""
+        return replace(self, outcomes=self.outcomes or tuple(o.name for o in model.outcomes),
+                       times=self.times or tuple(model.follow_up),
+                       mcid=tuple((o.name, float(model.mcid.get(o.name, float("nan")))) for o in model.outcomes))
 
     def check_columns(self, columns: Mapping[str, np.ndarray],
                       potential: Mapping[tuple[str, str], Any]) -> None:
@@ -143,8 +151,8 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
     }
     by_sets = spec.ratio > 1 or spec.replace
     rows = []
-    for name in spec.outcomes:
-        for t in spec.times:
+    for name in spec.outcomes or tuple(dict.fromkeys(o for o, _ in potential)):
+        for t in spec.times or tuple(dict.fromkeys(t for _, t in potential)):
             d0, d1 = potential[(name, t)]
             observed = np.where(treated, d1, d0)
             indiv = d1 - d0

@@ -115,8 +115,8 @@ class TrialSpec:
     """What to analyse in each randomised cohort."""
 
     n_per_arm: int
-    outcomes: tuple[str, ...] = ("barthel", "eq5d", "vas", "face")
-    times: tuple[str, ...] = ("m1", "m6")
+    outcomes: tuple[str, ...] = ()  # empty: every outcome of the study
+    times: tuple[str, ...] = ()  # empty: every follow-up visit of the study
     analyses: tuple[str, ...] = tuple(ANALYSES)
     death_strategy: str = "complete_case"
     alpha: float = 0.05
@@ -139,9 +139,9 @@ def analyse_trial(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[st
     z = np.asarray(treated, dtype=bool)
     extra = ("truth", "truth_pop", "n_deaths", "sd_change")
     cols: dict[str, list] = {k: [] for k in ("outcome", "timepoint", "analysis", *ROW_FIELDS, *extra)}
-    for name in spec.outcomes:
+    for name in spec.outcomes or tuple(dict.fromkeys(o for o, _ in potential)):
         pre = np.asarray(columns[f"{name}_pre"], dtype=float)
-        for t in spec.times:
+        for t in spec.times or tuple(dict.fromkeys(t for _, t in potential)):
             d0, d1 = potential[(name, t)]
             visit = Visit(np.where(z, d1, d0), pre, z, directions[name], spec.death_strategy)
             alive = ~np.isnan(visit.change)
