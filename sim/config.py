@@ -178,13 +178,21 @@ def check_method(method: Mapping[str, Any], prefix: str = "method") -> None:
         if a in PAIRED_ONLY and (m.get("ratio") != 1 or m.get("replace")):
             raise ConfigError(f"{prefix}.outcomes.analyses: {a!r} needs 1:1 pairs (method.matching.ratio=1, "
                               "method.matching.replace=false)")
-    if not _names(outs.get("analyses"), f"{prefix}.outcomes.analyses"):
+    analyses = _names(outs.get("analyses"), f"{prefix}.outcomes.analyses")
+    if not analyses:
         raise ConfigError(f"{prefix}.outcomes.analyses: needs at least one entry")
+    twice = sorted({a for a in analyses if analyses.count(a) > 1})
+    if twice:
+        raise ConfigError(f"{prefix}.outcomes.analyses: {twice[0]!r} is listed twice (its MCSEs would be wrong)")
     for key in ("names", "times"):  # null: all of the study's outcomes / follow-up visits
         if outs.get(key) is not None and not _names(outs.get(key), f"{prefix}.outcomes.{key}"):
             raise ConfigError(f"{prefix}.outcomes.{key}: needs at least one entry (or null: all of the study's)")
     alpha = outs.get("alpha", 0.05)
     if not _is_num(alpha) or not 0 < alpha < 1:
         raise ConfigError(f"{prefix}.outcomes.alpha: must be in (0, 1), got {alpha!r}")
+    sens = [a for a in analyses if a in SENSITIVITY_ANALYSES]
+    if sens and not alpha < 0.5:
+        raise ConfigError(f"{prefix}.outcomes.alpha: must be below 0.5 with the sensitivity analyses {sens} "
+                          f"(one-sided bounds and TOST), got {alpha!r}")
     if not isinstance(outs.get("crude", False), bool):
         raise ConfigError(f"{prefix}.outcomes.crude: must be true or false, got {outs.get('crude')!r}")

@@ -25,7 +25,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sim.config import ConfigError
 from sim.engine import ChunkOutput, RunResult, condition_stream, conditions_frame, run_chunks
@@ -96,6 +96,9 @@ def common_random_numbers(cfg: DictConfig) -> tuple[str, ...]:
     keys = list(node) if not isinstance(node, str) else None
     if keys is None or not all(isinstance(k, str) for k in keys):
         raise ConfigError(f"experiment.common_random_numbers: must be a list of dotted config keys, got {node!r}")
+    missing = [k for k in keys if OmegaConf.select(cfg, k, default="__missing__") == "__missing__"]
+    if missing:
+        raise ConfigError(f"experiment.common_random_numbers: {missing[0]!r} is not a config key")
     return tuple(keys)
 
 

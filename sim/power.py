@@ -167,7 +167,7 @@ def reference_quantities(design: Design, n: int, rng: np.random.Generator, outco
     dirs = {o.name: o.direction() for o in design.model.outcomes}
     rows = []
     for name in outcomes:
-        pre = np.asarray(cohort.columns[f"{name}_pre"], dtype=float)
+        pre = np.asarray(cohort.columns[f"{name}_{design.model.baseline}"], dtype=float)
         for t in times:
             d0, d1 = cohort.potential_deltas[(name, t)]
             alive = ~np.isnan(d0)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import sim
+import sim.app
 from sim.cohort.generate import generate
 from sim.experiment import prepare
 from sim.jobs.psm import PsmJob, summary_table
@@ -149,3 +150,48 @@ def test_without_u_effects_unmeasured_confounding_reproduces_caliper_sweep():
     a = uc.summary[uc.summary["analysis"].isin(["wilcoxon", "diff_means"])][cols].reset_index(drop=True)
     b = cs.summary[cs.summary["analysis"].isin(["wilcoxon", "diff_means"])][cols].reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["method.outcomes.alpha=0.6"], "method.outcomes.alpha: must be below 0.5"),
+    (["method.outcomes.analyses=[wilcoxon,wilcoxon]"], "listed twice"),
+    (["+experiment.common_random_numbers=[cohort.effect_mcd]"], "experiment.common_random_numbers"),
+    (["method.matching.exact=[u]"], "method.matching.exact: 'u' is the unmeasured confounder"),
+    (["+experiment.heatmaps=[{file: a.png, title: t, analysis: wilcoxon, measure: rejection, x: log_or, y: caliper}]"],
+     "experiment.heatmaps[0].x"),
+    (["+experiment.key_table={where: {nosuch: 1}}"], "experiment.key_table.where.nosuch"),
+])
+def test_settings_that_would_fail_later_are_refused_before_the_run(overrides, needle):
+    cfg = sim.compose("caliper_sweep", [SENS, ONE, *overrides])
+    with pytest.raises(sim.ConfigError, match=needle.replace("[", r"\[").replace("]", r"\]")):
+        sim.app.validate(cfg, [])
+        prepare(cfg)
+
+
+def test_rejections_are_split_by_the_direction_they_favour():
+    """rejection = rejection_benefit + rejection_harm for the tests with a direction; with a masking
+    confounder and no effect the matched Wilcoxon test's rejections favour no decompression."""
+    res = sim.run("unmeasured_confounding", ["reps=40", "n_jobs=1",
+                  "experiment.grid={cohort.unmeasured.treatment_log_or:[1.6094379124],"
+                  "cohort.unmeasured.outcome_effect:[-1.0],cohort.effect_mcid:[0.0]}"])
+    s = res.summary.set_index(["outcome", "timepoint", "analysis", "measure"])["value"]
+    for o, t in (("barthel", "m6"), ("vas", "m1")):
+        for a in ("wilcoxon", "diff_means"):
+            total = s[(o, t, a, "rejection")]
+            assert total == pytest.approx(s[(o, t, a, "rejection_benefit")] + s[(o, t, a, "rejection_harm")])
+    harm = s.xs(("wilcoxon", "rejection_harm"), level=("analysis", "measure"))
+    benefit = s.xs(("wilcoxon", "rejection_benefit"), level=("analysis", "measure"))
+    assert harm.sum() > 0 and (benefit <= harm).all()
+
+
+def test_list_valued_grid_factors_run_and_report(tmp_path):
+    res = sim.run("caliper_sweep", ["reps=2", "n_jobs=1", "~experiment.grid",
+                                    "+experiment.grid={method.propensity.covariates:[[age,male],[age,male,escc]]}"],
+                  out_dir=tmp_path)
+    assert (tmp_path / "key_table.csv").is_file() and res.summary["covariates"].nunique() == 2
+
+
+def test_reproduce_checks_its_covariates_before_running():
+    cfg = sim.compose("reproduce_paper", ["method.propensity.covariates=[age,agee]"])
+    with pytest.raises(sim.ConfigError, match="method.propensity.covariates: unknown column 'agee'"):
+        prepare(cfg)

@@ -133,11 +133,11 @@ def _check_outcome_effect(value: Any, key: str, outcomes: Sequence[str] | None,
 
 
 def guard_ps_covariates(names: Sequence[str], prefix: str = "method.propensity.covariates") -> None:
-    """U is unmeasured: a PS model listing the `u` column would adjust for it (an oracle analysis,
-    not the paper's). Call on the PS covariates when U must stay hidden."""
+    """U is unmeasured: a PS model or exact matching on the `u` column would adjust for it (an
+    oracle analysis, not the paper's); balance on it is a fair diagnostic."""
     if U_COLUMN in names:
         raise ValueError(f"{prefix}: {U_COLUMN!r} is the unmeasured confounder (cohort.unmeasured); "
-                         "the analysis must not see it")
+                         "no analysis may adjust for it")
 
 
 # ------------------------------------------------------------------ settings

@@ -1,14 +1,14 @@
 """Expansion of a parameter grid into a list of simulation conditions.
 
 A grid maps dotted config paths (``"method.matching.caliper"``) to the list
-of values to try.  The expansion order is part of the public contract because
-the *condition index* (position in the returned list) feeds the random seeds:
-reordering the grid would silently change every replicate.
+of values to try. The conditions come out in a fixed order, which the tables follow; the random
+streams do not depend on it: they are keyed by each condition's factor values (sim.engine.seeds).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,13 +51,18 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
+def _cell(value: Any) -> Any:
+    """A list or mapping factor value as its JSON text, so that tables can group and index by it."""
+    return json.dumps(value, sort_keys=True, default=str) if isinstance(value, (list, tuple, Mapping)) else value
+
+
 def conditions_frame(conditions: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per condition (column ``condition`` = index) for joining onto results.
 
     The runner tags rows with the integer condition index only; this table
     lets reports merge back the grid parameters by that index.
     """
-    rows = [{"condition": i, **dict(c)} for i, c in enumerate(conditions)]
+    rows = [{"condition": i, **{k: _cell(v) for k, v in dict(c).items()}} for i, c in enumerate(conditions)]
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame({"condition": pd.Series([], dtype="int64")})

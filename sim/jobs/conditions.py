@@ -27,12 +27,15 @@ class Condition:
 
 
 RUN_ONLY_KEYS = ("n_jobs", "chunk_size", "progress", "reps", "seed")
+#: experiment keys that only shape the report: fixing one resumes the finished replicates
+REPORT_ONLY_KEYS = ("description", "figures", "heatmaps", "key_table")
 
 
 def fingerprint(conds: list["Condition"]) -> str:
     """Digest of every condition's full settings and of the package's code: the resume key, so
     that a run directory never mixes results of different settings or code."""
-    cfgs = [{k: v for k, v in c.cfg.items() if k not in RUN_ONLY_KEYS} for c in conds]
+    cfgs = [{k: (v if k != "experiment" else {e: x for e, x in v.items() if e not in REPORT_ONLY_KEYS})
+             for k, v in c.cfg.items() if k not in RUN_ONLY_KEYS} for c in conds]
     h = hashlib.sha256(json.dumps(cfgs, sort_keys=True, default=str).encode())
     for path in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
         h.update(path.read_bytes())

@@ -14,8 +14,8 @@ from sim.cohort.generate import Design, generate
 from sim.config import ConfigError
 from sim.engine import ReplicateFailure, RunResult, per_replicate
 from sim.experiment import ExperimentResult, Job
-from sim.jobs.conditions import Condition, design_of, study_of, where
-from sim.jobs.tidy import BY, failure_rows, mean_rows, quantile_rows, tidy
+from sim.jobs.conditions import Condition, design_of, short_names, study_of, where
+from sim.jobs.tidy import BY, directional_rows, failure_rows, mean_rows, quantile_rows, tidy
 from sim.methods.pipeline import ESTIMANDS, MethodSpec, analyse
 from sim.methods.sensitivity import QUANTILE_COLUMNS, SENSITIVITY_ANALYSES
 from sim.performance import summarise
@@ -53,7 +53,8 @@ def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[
             others.append(o.assign(measure=o["measure"] + f"_{name}"))
     truths = mean_rows(replicates, {col: col.replace("truth_", "true_") for col in ESTIMANDS.values()})
     quantiles = quantile_rows(replicates, QUANTILE_COLUMNS)
-    return tidy([main, *others, *truths, *quantiles, failure_rows(failures, conds, reps)], conds)
+    directed = directional_rows(replicates, alpha)
+    return tidy([main, *directed, *others, *truths, *quantiles, failure_rows(failures, conds, reps)], conds)
 
 
 class PsmJob(Job):
@@ -63,8 +64,12 @@ class PsmJob(Job):
     simulate = per_replicate(psm_replicate)
 
     def check(self, conds: list[Condition]) -> None:
+        from sim.report.montecarlo import check_report_settings
+
         if self.estimand not in ESTIMANDS:
             raise ConfigError(f"experiment.estimand: got {self.estimand!r}; allowed: {list(ESTIMANDS)}")
+        names = short_names(list(conds[0].factors))
+        check_report_settings(self.cfg, [names[f] for f in conds[0].factors])
 
     def plan(self, cond: Condition) -> tuple[Design, MethodSpec]:
         design = design_of(study_of(cond.cfg), cond.cfg["cohort"])

@@ -49,7 +49,7 @@ import pandas as pd
 from sim import power as PW
 from sim.cohort.generate import Design, generate
 from sim.config import ConfigError, _is_int, _is_num
-from sim.engine import RunResult, per_replicate
+from sim.engine import RunResult, condition_stream, per_replicate, replicate_rng
 from sim.experiment import ExperimentResult, Job
 from sim.jobs.conditions import Condition, condition_key, design_of, study_of, where
 from sim.jobs.tidy import BY, failure_rows, mean_rows, tidy
@@ -58,7 +58,7 @@ from sim.performance import summarise
 
 GRID_KEYS = ("experiment.n_per_arm", "cohort.effect_mcid")
 DEFAULT_TARGETS = (0.8, 0.9)
-REFERENCE_SEED = 7_774_411  # the reference cohorts' stream: rng([seed, REFERENCE_SEED, effect x 1000])
+REFERENCE_SEED = 7_774_411  # the reference cohorts' stream: (REFERENCE_SEED, digest of the effect)
 
 
 def spec_of(cfg: Mapping[str, Any]) -> TrialSpec:
@@ -150,7 +150,7 @@ class RctJob(Job):
             self._solved[key] = design_of(study_of(cond.cfg), cohort)
         model = self._solved[key].model
         spec = dataclasses.replace(spec, outcomes=spec.outcomes or tuple(o.name for o in model.outcomes),
-                                   times=spec.times or tuple(model.follow_up))
+                                   times=spec.times or tuple(model.follow_up), baseline=model.baseline)
         for key_name, names, allowed in (("method.outcomes.names", spec.outcomes, [o.name for o in model.outcomes]),
                                          ("method.outcomes.times", spec.times, list(model.follow_up))):
             bad = [x for x in names if x not in allowed]
@@ -170,7 +170,7 @@ class RctJob(Job):
             if eff == 0 or eff in out:
                 continue
             design, spec = self.plan(c)
-            rng = np.random.default_rng([int(self.cfg.seed), REFERENCE_SEED, int(round(eff * 1000))])
+            rng = replicate_rng(int(self.cfg.seed), (REFERENCE_SEED, *condition_stream({"effect_mcid": eff})), 0)
             out[eff] = PW.reference_quantities(design, self.reference_n, rng, spec.outcomes, spec.times)
         return out
 

@@ -186,7 +186,14 @@ class ReproduceJob(Job):
     def plan(self, cond: Condition) -> tuple[Design, MethodSpec]:
         """The cohort design at `cohort.n` (every cohort setting honoured) and the method."""
         if self._plan is None:
-            self._plan = design_of(study_of(cond.cfg), cond.cfg["cohort"]), MethodSpec.from_config(cond.cfg["method"])
+            design = design_of(study_of(cond.cfg), cond.cfg["cohort"])
+            spec = MethodSpec.from_config(cond.cfg["method"]).for_model(design.model)
+            probe = generate(dataclasses.replace(design, n=min(design.n, 50)), np.random.default_rng(0))
+            try:
+                spec.check_columns(probe.columns, probe.potential_deltas)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+            self._plan = design, spec
         return self._plan
 
     def summarise(self, run: RunResult, conds: list[Condition]) -> pd.DataFrame:

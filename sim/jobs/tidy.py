@@ -24,6 +24,27 @@ def mean_rows(replicates: pd.DataFrame, columns: Mapping[str, str]) -> list[pd.D
     return out
 
 
+def directional_rows(replicates: pd.DataFrame, alpha: float) -> list[pd.DataFrame]:
+    """`rejection_benefit` / `rejection_harm`: share of replicates whose two-sided test rejects in
+    favour of decompression / of no decompression (column `favours`), MCSE sqrt(r(1 - r)/n). Power
+    to detect a benefit is rejection_benefit: a significant result in the harm direction is not
+    a detected benefit."""
+    if "favours" not in replicates.columns:
+        return []
+    d = replicates[replicates["p_value"].notna() & replicates["favours"].notna()]
+    if d.empty:
+        return []
+    reject = d["p_value"].to_numpy(dtype=float) < alpha
+    fav = d["favours"].to_numpy(dtype=float)
+    out = []
+    for measure, hit in (("rejection_benefit", reject & (fav > 0)), ("rejection_harm", reject & (fav < 0))):
+        g = pd.Series(hit.astype(float), index=d.index).groupby([d[b] for b in BY], dropna=False)
+        t = pd.DataFrame({"value": g.mean(), "n": g.count()}).reset_index()
+        t["mcse"] = np.sqrt(t["value"] * (1 - t["value"]) / t["n"])
+        out.append(t.assign(measure=measure))
+    return out
+
+
 def quantile_rows(replicates: pd.DataFrame, columns: Sequence[str],
                   probs: Mapping[str, float] = {"q25": 0.25, "median": 0.5, "q75": 0.75}) -> list[pd.DataFrame]:
     """Quantiles (with order-statistic MCSEs) of per-replicate columns, as `<name>_<column>`

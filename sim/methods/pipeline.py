@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from sim.cohort.unmeasured import guard_ps_covariates
 from sim.methods import outcomes as O
 from sim.methods.balance import smd
 from sim.methods.matching import MatchResult, match
@@ -29,7 +30,6 @@ from sim.methods.propensity import PropensityFit, fit_propensity
 from sim.methods.sensitivity import SENSITIVITY_ANALYSES, sensitivity_fields
 
 RANK_TESTS = ("wilcoxon", "signed_rank")
-UNMEASURED = "u"  # the cohort column of the unmeasured confounder (recorded for the truth only)
 #: estimand name -> per-replicate truth column (bias, MSE and coverage are measured against one)
 ESTIMANDS = {"att": "truth_att", "ate": "truth_ate", "matched": "truth_matched"}
 CRUDE_ANALYSES = {"crude_diff_means": O.diff_means, "crude_wilcoxon": O.wilcoxon_ranksum}
@@ -85,9 +85,8 @@ class MethodSpec:
                       potential: Mapping[tuple[str, str], Any]) -> None:
         """Every name the analysis uses exists in a cohort: ValueError naming the config key."""
         allowed = sorted(k for k in columns if not k.endswith(("_y0", "_y1")))
-        if UNMEASURED in self.ps_covariates:
-            raise ValueError(f"method.propensity.covariates: {UNMEASURED!r} is the unmeasured confounder; "
-                             "no analysis may use it")
+        guard_ps_covariates(self.ps_covariates, "method.propensity.covariates")
+        guard_ps_covariates(self.exact, "method.matching.exact")
         for key, names in (("method.propensity.covariates", self.ps_covariates),
                            ("method.balance.covariates", self.balance_covariates),
                            ("method.matching.exact", self.exact)):
@@ -203,12 +202,17 @@ def _nanmean(x: np.ndarray) -> float:
 def _result_fields(r: O.TestResult, analysis: str) -> dict:
     rank = analysis in RANK_TESTS or analysis == "crude_wilcoxon"
     nan = float("nan")
+    # which group the result favours (+1 decompression, -1 no decompression): the sign of the
+    # estimate; for the rank-sum test of P(treated > control) - 1/2
+    centre = 0.5 if analysis in ("wilcoxon", "crude_wilcoxon") else 0.0
+    favours = float(np.sign(r.estimate - centre)) if np.isfinite(r.estimate) else nan
     return {
         "estimate": nan if rank else r.estimate,
         "se": nan if rank else r.se,
         "ci_low": nan if rank else r.ci_low,
         "ci_high": nan if rank else r.ci_high,
         "p_value": r.p_value,
+        "favours": favours,
         "n_used_treated": r.n_treated,
         "n_used_control": r.n_control,
         "note": r.reason,

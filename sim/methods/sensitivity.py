@@ -27,7 +27,7 @@ GAMMAS = (1.0, 1.5, 2.0)
 SENSITIVITY_ANALYSES = {
     "rosenbaum": ("gamma_star", "gamma_mcid", *(f"mcid_excluded_at_{g:g}" for g in GAMMAS)),
     "evalue": ("evalue_estimate", "evalue_ci", "evalue_mcid"),
-    "tost": ("equivalent",),
+    "tost": (),  # its rejection rate is the probability of showing equivalence
 }
 #: analyses that need 1:1 pairs (ratio 1, no replacement)
 PAIRED_ONLY = ("rosenbaum",)
@@ -55,13 +55,13 @@ def sensitivity_fields(name: str, y_treated: np.ndarray, y_control: np.ndarray, 
 
 def quantile_with_mcse(x: np.ndarray, p: float, z: float = 1.96) -> tuple[float, float]:
     """The p-quantile of x and its Monte Carlo SE from the distribution-free order-statistic
-    interval (ranks n p ± z sqrt(n p (1 - p))): half its width over z."""
+    interval (1-based ranks n p ± z sqrt(n p (1 - p))): half its width over z."""
     x = np.sort(x[~np.isnan(x)])
     n = x.size
     if n == 0:
         return NAN, NAN
     q = float(np.quantile(x, p))
     half = z * math.sqrt(n * p * (1 - p))
-    lo = min(max(int(math.floor(n * p - half)), 0), n - 1)
-    hi = min(max(int(math.ceil(n * p + half)), 0), n - 1)
+    lo = min(max(int(math.floor(n * p - half)) - 1, 0), n - 1)  # 1-based rank -> 0-based index
+    hi = min(max(int(math.ceil(n * p + half)) - 1, 0), n - 1)
     return q, float((x[hi] - x[lo]) / (2 * z))

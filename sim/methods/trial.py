@@ -120,6 +120,7 @@ class TrialSpec:
     analyses: tuple[str, ...] = tuple(ANALYSES)
     death_strategy: str = "complete_case"
     alpha: float = 0.05
+    baseline: str = "pre"  # the study's baseline visit (the cohort column <outcome>_<baseline>)
 
 
 def pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
@@ -140,7 +141,7 @@ def analyse_trial(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[st
     extra = ("truth", "truth_pop", "n_deaths", "sd_change")
     cols: dict[str, list] = {k: [] for k in ("outcome", "timepoint", "analysis", *ROW_FIELDS, *extra)}
     for name in spec.outcomes or tuple(dict.fromkeys(o for o, _ in potential)):
-        pre = np.asarray(columns[f"{name}_pre"], dtype=float)
+        pre = np.asarray(columns[f"{name}_{spec.baseline}"], dtype=float)
         for t in spec.times or tuple(dict.fromkeys(t for _, t in potential)):
             d0, d1 = potential[(name, t)]
             visit = Visit(np.where(z, d1, d0), pre, z, directions[name], spec.death_strategy)

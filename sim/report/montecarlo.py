@@ -95,7 +95,9 @@ def _report(cfg: DictConfig, result: "ExperimentResult", estimand: str, figures:
         "",
         "## Key results",
         "Values with their Monte Carlo SE in brackets. Rejection of the paper's Wilcoxon rank-sum test is the "
-        "type-I error when the true effect is 0 and the power otherwise.",
+        "type-I error when the true effect is 0 and the power otherwise; `rejection_benefit` (summary.csv) "
+        "counts only the rejections in favour of decompression (the power to detect a benefit), "
+        "`rejection_harm` those against it.",
         "",
         markdown(table) if not table.empty else "(no rows)",
         "## Figures",
@@ -112,6 +114,38 @@ def _report(cfg: DictConfig, result: "ExperimentResult", estimand: str, figures:
         "",
     ]
     return "\n".join(lines)
+
+
+HEATMAP_KEYS = {"file", "title", "analysis", "measure", "x", "y", "where", "complement"}
+ROW_KEYS = ("outcome", "timepoint", "analysis")
+
+
+def check_report_settings(cfg: DictConfig, factors: list[str]) -> None:
+    """experiment.figures / heatmaps / key_table name grid factors (by their column names) and
+    analyses: check them before the run, not after it (ConfigError naming the key)."""
+    from sim.config import ConfigError
+
+    def need(ok: bool, key: str, msg: str) -> None:
+        if not ok:
+            raise ConfigError(f"experiment.{key}: {msg}")
+
+    for i, h in enumerate(_plain(cfg.experiment.get("heatmaps"), [])):
+        need(isinstance(h, dict), f"heatmaps[{i}]", f"must be a mapping with keys {sorted(HEATMAP_KEYS)}")
+        need(HEATMAP_KEYS - {"where", "complement"} <= set(h) and set(h) <= HEATMAP_KEYS, f"heatmaps[{i}]",
+             f"keys {sorted(HEATMAP_KEYS - {'where', 'complement'})} are required, {sorted(HEATMAP_KEYS)} allowed; "
+             f"got {sorted(h)}")
+        for k in ("x", "y"):
+            need(h[k] in factors, f"heatmaps[{i}].{k}", f"got {h[k]!r}; allowed (grid factors): {factors}")
+        for k in h.get("where") or {}:
+            need(k in factors, f"heatmaps[{i}].where.{k}", f"not a grid factor; allowed: {factors}")
+    key_cfg = _plain(cfg.experiment.get("key_table"), {})
+    need(isinstance(key_cfg, dict), "key_table", "must be a mapping (where, columns, exp_factors)")
+    for k in key_cfg.get("where") or {}:
+        need(k in factors or k in ROW_KEYS, f"key_table.where.{k}", f"allowed: {factors + list(ROW_KEYS)}")
+    for c in key_cfg.get("columns") or []:
+        need(isinstance(c, list) and len(c) == 2, "key_table.columns", f"entries are [analysis, measure], got {c!r}")
+    for k in key_cfg.get("exp_factors") or {}:
+        need(k in factors, f"key_table.exp_factors.{k}", f"not a grid factor; allowed: {factors}")
 
 
 def _plain(node: Any, default: Any) -> Any:
