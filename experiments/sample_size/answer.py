@@ -14,14 +14,20 @@ KEY_FIGURE = "rejection.png"
 def answer(summary: pd.DataFrame, run_dir: Path) -> str:
     s = summary
     col = "cohort.n"
-    power = pick(s, analysis="wilcoxon", measure="rejection", effect_mcid=1.0)
+    power = pick(s, analysis="wilcoxon", measure="rejection_benefit", effect_mcid=1.0)
     small, big = power[power[col] == power[col].min()], power[power[col] == power[col].max()]
     null = pick(s, analysis="wilcoxon", measure="rejection", effect_mcid=0.0)
     null_big = null[null[col] == null[col].max()]
     inflated = null_big[null_big["value"] - 0.05 > 3 * null_big["mcse"]]
-    tail = (f"Larger cohorts do not fix residual confounding: at N = {int(null_big[col].iloc[0])} the type-I error "
-            f"exceeds 5 % by more than 3 MCSE for {by_outcome(inflated)}, so a bigger registry is no "
-            f"substitute for a randomised trial." if len(inflated) else
+    cover = pick(s, analysis="diff_means", measure="coverage", effect_mcid=0.0)
+    cover = cover[cover[col] == cover[col].max()]
+    low = cover[0.95 - cover["value"] > 3 * cover["mcse"]]
+    cover_txt = (f" and the 95 % CI of the difference in mean change covers the truth in only {by_outcome(low)}"
+                 if len(low) else "")
+    tail = (f"Larger cohorts do not fix residual confounding (Frankel D vs E is not in the paper's PS): at "
+            f"N = {int(null_big[col].iloc[0])} the type-I error exceeds 5 % by more than 3 MCSE for "
+            f"{by_outcome(inflated)}{cover_txt}, so a bigger registry is no substitute for a randomised trial."
+            if len(inflated) else
             f"The type-I error at N = {int(null_big[col].iloc[0])} is {value_range(null_big)}, none more than "
             f"3 MCSE above 5 %.")
     return (f"At the paper's size (N = {int(small[col].iloc[0])}) the matched design detects a one-MCID effect "

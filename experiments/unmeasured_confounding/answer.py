@@ -48,10 +48,10 @@ def answer(summary: pd.DataFrame, run_dir: Path) -> str:
     null = pick(s, effect_mcid=0.0, analysis="wilcoxon", measure="rejection_harm", timepoint=TIME)
     strong = null[np.isclose(null["treatment_log_or"], null["treatment_log_or"].max())
                   & np.isclose(null["outcome_effect"], null["outcome_effect"].min())]
-    return (f"At 6 months, hiding a true benefit of one MCID from the paper's matched Wilcoxon test (no "
-            f"significant benefit) in half of the studies like this one takes: " + "; ".join(parts) + ". "
-            f"The reverse question is as sobering: with no effect and no hidden confounder, the matched pairs "
-            f"exclude a one-MCID benefit (Rosenbaum, Γ = 1) in only "
+    return ("At 6 months, hiding a true benefit of one MCID from the paper's matched Wilcoxon test (no "
+            "significant benefit) in half of the studies like this one takes: " + "; ".join(parts) + ". "
+            "The reverse question is as sobering: with no effect and no hidden confounder, the matched pairs "
+            "exclude a one-MCID benefit (Rosenbaum, Γ = 1) in only "
             + ", ".join(f"{r.outcome} {r.value:.2f} ({r.mcse:.2f})" for r in excl.itertuples())
             + " of studies and show equivalence within one MCID (TOST) in "
             + ", ".join(f"{r.outcome} {r.value:.2f} ({r.mcse:.2f})" for r in equiv.itertuples())
