@@ -26,9 +26,9 @@ METHOD_KEYS = {"propensity": ("covariates",),
                             "exact"),
                "balance": ("denominator", "covariates"),
                "outcomes": ("names", "times", "analyses", "alpha", "crude")}
-COHORT_KEYS = ("n", "confounding", "effect_mcid", "effect", "effect_heterogeneity", "omitted_confounders",
-               "unmeasured", "prognosis", "refine", "outcome_partial_corr_m1_m6", "visit_days", "calibration_n",
-               "calibration_seed")
+COHORT_KEYS = ("n", "confounding", "effect_mcid", "effect_sd", "effect", "effect_heterogeneity",
+               "omitted_confounders", "unmeasured", "prognosis", "refine", "outcome_partial_corr_m1_m6", "visit_days",
+               "calibration_n", "calibration_seed")
 PROGRESS = (None, True, False)
 MAX_N = 10_000_000  # patients per cohort
 MAX_CONFOUNDING = 10.0  # times the published log odds ratios
@@ -91,7 +91,7 @@ def check_cohort(cohort: Mapping[str, Any], prefix: str = "cohort") -> None:
     if not _is_num(conf) or not 0 <= conf <= MAX_CONFOUNDING:
         raise ConfigError(f"{prefix}.confounding: must be a number in [0, {MAX_CONFOUNDING:g}] (1 = as published), "
                           f"got {conf!r}")
-    for key in ("effect_mcid", "effect_heterogeneity"):
+    for key in ("effect_mcid", "effect_sd", "effect_heterogeneity"):
         if not _is_num(cohort.get(key, 0.0)):
             raise ConfigError(f"{prefix}.{key}: must be a finite number, got {cohort.get(key)!r}")
     for key, lo, hi in (("outcome_partial_corr_m1_m6", -1.0, 1.0),):

@@ -31,7 +31,7 @@ from sim.config import ConfigError
 from sim.engine import ChunkOutput, RunResult, condition_stream, conditions_frame, run_chunks
 from sim.jobs.conditions import Condition, conditions, fingerprint, short_names
 
-CRN_DEFAULT = ("cohort.effect_mcid", "cohort.effect")
+CRN_DEFAULT = ("cohort.effect_mcid", "cohort.effect_sd", "cohort.effect")
 
 JOBS = {
     "psm": "sim.jobs.psm:PsmJob",

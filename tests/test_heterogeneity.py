@@ -145,3 +145,29 @@ def test_any_finite_heterogeneity_solves_or_names_the_setting(model, h, effect):
     diff = (d1 - d0)[~np.isnan(d0)]
     se = diff.std(ddof=1) * np.sqrt(1 / diff.size + 1 / (_REFERENCE_N * diff.size / c.n))
     assert abs(diff.mean() - target) < Z * se + 1e-12, (h, diff.mean(), target, se)
+
+
+def test_effect_in_sd_units_of_the_change(model):
+    """cohort.effect_sd: the requested effect is effect_sd x the SD of the change in the reference
+    population (an independent recomputation here), added to effect_mcid x MCID, and a large
+    cohort's true ATE hits it within its MCSE."""
+    from sim.cohort.generate import reference_change_sd, reference_latents
+
+    lat = reference_latents(model)
+    cols, L = M.covariates(model, lat)
+    P = M.prognosis(model, cols)
+    death, _ = M.death_and_followup(model.survival, L, lat.death, lat.cens_u)
+    sds = reference_change_sd(model)
+    for o_idx, out in enumerate(model.outcomes):
+        ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
+        for t in model.follow_up:
+            alive = death > model.visit_days[t]
+            change = (out.observe(ylat[t][alive]) - out.observe(ylat[model.baseline][alive])) * out.direction()
+            assert sds[(out.name, t)] == pytest.approx(change.std(), rel=1e-12)
+    design = make_design(model, 100_000, 1.0, effect_mcid=0.5, effect_sd=0.2)
+    cohort = generate(design, np.random.default_rng(4))
+    for (name, t), (d0, d1) in cohort.potential_deltas.items():
+        target = 0.5 * model.mcid[name] + 0.2 * sds[(name, t)]
+        assert design.effect[(name, t)] == pytest.approx(target)
+        ite = (d1 - d0)[~np.isnan(d0)]
+        assert abs(ite.mean() - target) <= 4 * ite.std(ddof=1) / np.sqrt(ite.size) + 1e-3 * abs(target), (name, t)

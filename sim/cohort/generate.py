@@ -100,10 +100,15 @@ def reference_latents(model: M.CohortModel) -> M.Latents:
 
 
 def requested_effects(model: M.CohortModel, effect_mcid: float = 0.0,
-                      effect: Mapping[str, Mapping[str, float]] | None = None) -> dict[tuple[str, str], float]:
-    """effect_mcid x MCID for every outcome and follow-up visit, plus explicit per-outcome entries."""
+                      effect: Mapping[str, Mapping[str, float]] | None = None,
+                      effect_sd: float = 0.0) -> dict[tuple[str, str], float]:
+    """effect_mcid x MCID plus effect_sd x the SD of the change (reference_change_sd) for every
+    outcome and follow-up visit, plus explicit per-outcome entries (outcome units)."""
     names = [o.name for o in model.outcomes]
     out = {(k, t): float(effect_mcid) * model.mcid.get(k, 0.0) for k in names for t in model.follow_up}
+    if effect_sd:
+        for key, sd in reference_change_sd(model).items():
+            out[key] += float(effect_sd) * sd
     for k, times in (effect or {}).items():
         if k not in names:
             raise ValueError(f"cohort.effect: unknown outcome {k!r}; allowed: {names}")
@@ -119,7 +124,7 @@ def requested_effects(model: M.CohortModel, effect_mcid: float = 0.0,
 
 def make_design(model: M.CohortModel, n: int, confounding: float = 1.0, effect_mcid: float = 0.0,
                 effect: Mapping[str, Mapping[str, float]] | None = None,
-                heterogeneity: float = 0.0, unmeasured: Mapping | None = None) -> Design:
+                heterogeneity: float = 0.0, unmeasured: Mapping | None = None, effect_sd: float = 0.0) -> Design:
     """Solve a design on the reference latents: the treatment intercept, the latent shifts of the
     treatment effect and, with `unmeasured` (the raw `cohort.unmeasured` settings), U's latent
     shifts. ValueError (naming the setting) for anything that cannot be built."""
@@ -130,7 +135,7 @@ def make_design(model: M.CohortModel, n: int, confounding: float = 1.0, effect_m
     if not np.isfinite(heterogeneity):
         raise ValueError(f"cohort.effect_heterogeneity must be a finite number, got {heterogeneity!r}")
     uset = U.parse_unmeasured(unmeasured, [o.name for o in model.outcomes], model.follow_up)
-    requested = requested_effects(model, effect_mcid, effect)
+    requested = requested_effects(model, effect_mcid, effect, effect_sd)
     lat = reference_latents(model)
     any_effect = any(v != 0.0 for v in requested.values())
     if uset is not None or any_effect:
@@ -221,6 +226,29 @@ def _solve_shift(out: M.OutcomeModel, t: str, y: np.ndarray, P: np.ndarray, hete
 
 
 _U_CACHE: dict[tuple, tuple[M.CohortModel, U.UnmeasuredDesign]] = {}
+_SD_CACHE: dict[int, tuple[M.CohortModel, dict[tuple[str, str], float]]] = {}
+
+
+def reference_change_sd(model: M.CohortModel) -> dict[tuple[str, str], float]:
+    """SD of each outcome's change from baseline (improvement scale, no treatment, no U) among the
+    reference patients alive at the visit: the unit of `cohort.effect_sd` and of U's outcome effect."""
+    hit = _SD_CACHE.get(id(model))
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    lat = reference_latents(model)
+    cols, L, P = _tree(model, lat)
+    death, _ = M.death_and_followup(model.survival, L, lat.death, lat.cens_u)
+    sds = {}
+    for o_idx, out in enumerate(model.outcomes):
+        ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
+        for t in model.follow_up:
+            alive = death > model.visit_days[t]
+            change = (out.observe(ylat[t][alive]) - out.observe(ylat[model.baseline][alive])) * out.direction()
+            sds[(out.name, t)] = float(change.std())
+    if len(_SD_CACHE) > 8:
+        _SD_CACHE.clear()
+    _SD_CACHE[id(model)] = (model, sds)
+    return sds
 
 
 def _unmeasured_design(model: M.CohortModel, uset: U.UnmeasuredSettings, lat: M.Latents, P: np.ndarray,
@@ -234,14 +262,14 @@ def _unmeasured_design(model: M.CohortModel, uset: U.UnmeasuredSettings, lat: M.
     if hit is not None and hit[0] is model:
         return U.UnmeasuredDesign(uset, hit[1].latent_shift, hit[1].change_sd)
     noise = U.reference_noise(lat.n)
-    gamma, sds = {}, {}
+    sds = reference_change_sd(model)
+    gamma = {}
     for o_idx, out in enumerate(model.outcomes):
         ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
         for t in model.follow_up:
             alive = death > model.visit_days[t]
             y = ylat[t][alive]
-            change = (out.observe(y) - out.observe(ylat[model.baseline][alive])) * out.direction()
-            sds[(out.name, t)] = sd = float(change.std())
+            sd = sds[(out.name, t)]
             gamma[(out.name, t)] = U.solve_outcome_shift(
                 uset.kind, uset.prevalence, out.observe, out.direction(), out.upper - out.lower, y,
                 uset.outcome_effect[(out.name, t)], sd, noise[alive],

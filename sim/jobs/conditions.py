@@ -94,6 +94,8 @@ def design_of(study: Study, cohort: Mapping[str, Any]) -> Design:
     try:
         model = calibrated(study, cohort)
         extra = {"unmeasured": cohort["unmeasured"]} if cohort.get("unmeasured") else {}
+        if cohort.get("effect_sd"):
+            extra["effect_sd"] = cohort["effect_sd"]
         return make_design(model, cohort["n"], cohort["confounding"], cohort.get("effect_mcid", 0.0),
                            cohort.get("effect") or {}, cohort.get("effect_heterogeneity", 0.0), **extra)
     except ValueError as e:
