@@ -7,15 +7,18 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
+
+import numpy as np
 
 from omegaconf import DictConfig, OmegaConf
 
 from sim.cohort.calibrate import calibrated
-from sim.cohort.generate import Design, make_design
+from sim.cohort.generate import Design, generate, make_design
 from sim.config import ConfigError, check_cohort, check_method
 from sim.engine import expand_grid
+from sim.methods.pipeline import MethodSpec
 from sim.study import Study, load_study
 
 
@@ -112,3 +115,16 @@ def short_names(keys: list[str]) -> dict[str, str]:
     column of the results (e.g. `cohort.n` stays `cohort.n`, not `n`)."""
     last = [k.split(".")[-1] for k in keys]
     return {k: (s if last.count(s) == 1 and s not in RESERVED_COLUMNS else k) for k, s in zip(keys, last)}
+
+
+def matched_plan(cond: Condition) -> tuple[Design, MethodSpec]:
+    """The solved design and the analysis settings of a matched-design condition, completed from the
+    study and checked against a small cohort's columns (ConfigError naming the key)."""
+    design = design_of(study_of(cond.cfg), cond.cfg["cohort"])
+    spec = MethodSpec.from_config(cond.cfg["method"]).for_model(design.model)
+    probe = generate(replace(design, n=min(design.n, 50)), np.random.default_rng(0))
+    try:
+        spec.check_columns(probe.columns, probe.potential_deltas)
+    except ValueError as e:
+        raise ConfigError(f"{e}{where(cond)}") from None
+    return design, spec

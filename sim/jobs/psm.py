@@ -3,7 +3,6 @@ generate a cohort, run the paper's analysis, summarise performance with MCSEs.""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 
@@ -14,7 +13,7 @@ from sim.cohort.generate import Design, generate
 from sim.config import ConfigError
 from sim.engine import ReplicateFailure, RunResult, per_replicate
 from sim.experiment import ExperimentResult, Job
-from sim.jobs.conditions import Condition, design_of, short_names, study_of, where
+from sim.jobs.conditions import Condition, matched_plan, short_names
 from sim.jobs.tidy import BY, directional_rows, failure_rows, mean_rows, quantile_rows, tidy
 from sim.methods.pipeline import ESTIMANDS, MethodSpec, analyse
 from sim.methods.sensitivity import QUANTILE_COLUMNS, SENSITIVITY_ANALYSES
@@ -72,14 +71,7 @@ class PsmJob(Job):
         check_report_settings(self.cfg, [names[f] for f in conds[0].factors])
 
     def plan(self, cond: Condition) -> tuple[Design, MethodSpec]:
-        design = design_of(study_of(cond.cfg), cond.cfg["cohort"])
-        spec = MethodSpec.from_config(cond.cfg["method"]).for_model(design.model)
-        probe = generate(dataclasses.replace(design, n=min(design.n, 50)), np.random.default_rng(0))
-        try:
-            spec.check_columns(probe.columns, probe.potential_deltas)
-        except ValueError as e:
-            raise ConfigError(f"{e}{where(cond)}") from None
-        return design, spec
+        return matched_plan(cond)
 
     @property
     def estimand(self) -> str:

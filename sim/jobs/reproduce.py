@@ -39,7 +39,7 @@ from sim.cohort.model import CohortModel, numeric_column  # noqa: E402
 from sim.config import ConfigError, _is_int  # noqa: E402
 from sim.engine import RunResult, per_replicate  # noqa: E402
 from sim.experiment import ExperimentResult, Job  # noqa: E402
-from sim.jobs.conditions import Condition, design_of, study_of  # noqa: E402
+from sim.jobs.conditions import Condition, matched_plan, study_of  # noqa: E402
 from sim.jobs.tidy import failure_rows, mean_rows, tidy  # noqa: E402
 from sim.methods.balance import smd  # noqa: E402
 from sim.methods.matching import MatchResult  # noqa: E402
@@ -186,14 +186,7 @@ class ReproduceJob(Job):
     def plan(self, cond: Condition) -> tuple[Design, MethodSpec]:
         """The cohort design at `cohort.n` (every cohort setting honoured) and the method."""
         if self._plan is None:
-            design = design_of(study_of(cond.cfg), cond.cfg["cohort"])
-            spec = MethodSpec.from_config(cond.cfg["method"]).for_model(design.model)
-            probe = generate(dataclasses.replace(design, n=min(design.n, 50)), np.random.default_rng(0))
-            try:
-                spec.check_columns(probe.columns, probe.potential_deltas)
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
-            self._plan = design, spec
+            self._plan = matched_plan(cond)
         return self._plan
 
     def summarise(self, run: RunResult, conds: list[Condition]) -> pd.DataFrame:
