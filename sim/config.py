@@ -11,9 +11,13 @@ from typing import Any, Mapping
 from sim.methods import matching as MATCHING
 from sim.methods.balance import DENOMINATORS
 from sim.methods.outcomes import ANALYSES as TEST_ANALYSES
-from sim.methods.sensitivity import PAIRED_ONLY, SENSITIVITY_ANALYSES
+from sim.methods.sensitivity import PAIRED_ONLY as SENSITIVITY_PAIRED_ONLY, SENSITIVITY_ANALYSES
+from sim.methods.truncation import TRUNCATION_ANALYSES
 
-ANALYSES = (*TEST_ANALYSES, *SENSITIVITY_ANALYSES)
+ANALYSES = (*TEST_ANALYSES, *SENSITIVITY_ANALYSES, *TRUNCATION_ANALYSES)
+#: analyses of 1:1 pairs only (ratio 1, no replacement): Rosenbaum bounds, and those that need each
+#: unit's own death day
+PAIRED_ONLY = (*SENSITIVITY_PAIRED_ONLY, *TRUNCATION_ANALYSES)
 
 MATCHING_CHOICES = {
     "algorithm": MATCHING.ALGORITHMS,
@@ -27,7 +31,7 @@ METHOD_KEYS = {"propensity": ("covariates",),
                "balance": ("denominator", "covariates"),
                "outcomes": ("names", "times", "analyses", "alpha", "crude")}
 COHORT_KEYS = ("n", "confounding", "effect_mcid", "effect_sd", "effect", "effect_heterogeneity",
-               "omitted_confounders", "unmeasured", "prognosis", "refine", "outcome_partial_corr_m1_m6", "visit_days",
+               "survival_effect", "attrition_effect", "attrition", "omitted_confounders", "unmeasured", "prognosis", "refine", "outcome_partial_corr_m1_m6", "visit_days",
                "calibration_n", "calibration_seed")
 PROGRESS = (None, True, False)
 MAX_N = 10_000_000  # patients per cohort
@@ -94,6 +98,18 @@ def check_cohort(cohort: Mapping[str, Any], prefix: str = "cohort") -> None:
     for key in ("effect_mcid", "effect_sd", "effect_heterogeneity"):
         if not _is_num(cohort.get(key, 0.0)):
             raise ConfigError(f"{prefix}.{key}: must be a finite number, got {cohort.get(key)!r}")
+    for key in ("survival_effect", "attrition_effect"):
+        v = cohort.get(key, 1.0)
+        if not _is_num(v) or not 0.1 <= v <= 10.0:
+            raise ConfigError(f"{prefix}.{key}: must be a ratio in [0.1, 10] (1 = no effect), got {v!r}")
+    attrition = cohort.get("attrition") or {}
+    if not isinstance(attrition, Mapping):
+        raise ConfigError(f"{prefix}.attrition: must be a mapping with keys health, missed_visit, health_scale, "
+                          f"got {attrition!r}")
+    scale = attrition.get("health_scale", 1.0)
+    if not _is_num(scale) or not 0 <= scale <= 5:
+        raise ConfigError(f"{prefix}.attrition.health_scale: must be a number in [0, 5] (1 = as calibrated), "
+                          f"got {scale!r}")
     for key, lo, hi in (("outcome_partial_corr_m1_m6", -1.0, 1.0),):
         v = cohort.get(key, 0.0)
         if not _is_num(v) or not lo < v < hi:

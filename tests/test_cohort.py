@@ -208,7 +208,7 @@ def test_covariate_bounds_and_codes(cohort):
     assert np.all(c["survival_days"] >= 0)
 
 
-def test_nan_only_at_post_op_visits_after_death(cohort, model):
+def test_nan_only_at_post_op_visits_not_seen(cohort, model):
     c = cohort.columns
     with_nan = {k for k, v in c.items() if np.issubdtype(v.dtype, np.floating) and np.isnan(v).any()}
     post_cols = {f"{o}_{t}{s}" for o in OUTCOMES for t in POST for s in ("", "_y0", "_y1")} | \
@@ -221,20 +221,26 @@ def test_nan_only_at_post_op_visits_after_death(cohort, model):
     visit = model.visit_days
     for t in POST:
         missing = np.isnan(c[f"barthel_{t}"])
-        assert missing.any()
-        # every outcome column of the visit shares the same missingness: death, not item non-response
+        dead = c[f"dead_{t}"] == 1
+        # not seen = dead before the visit, or alive and missed it (both happen)
+        np.testing.assert_array_equal(missing, c[f"seen_{t}"] == 0)
+        assert dead.any() and (missing & ~dead).any()
+        assert np.all(missing[dead])
+        # every outcome column of the visit shares the same missingness: not item non-response
         for o in OUTCOMES:
-            for s in ("", "_y0", "_y1"):
-                np.testing.assert_array_equal(np.isnan(c[f"{o}_{t}{s}"]), missing)
+            np.testing.assert_array_equal(np.isnan(c[f"{o}_{t}"]), missing)
             np.testing.assert_array_equal(np.isnan(c[f"{o}_delta_{t}"]), missing)
+            # potential outcomes exist for the living (no treatment effect on survival here)
+            for s in ("_y0", "_y1"):
+                np.testing.assert_array_equal(np.isnan(c[f"{o}_{t}{s}"]), dead)
             d0, d1 = cohort.potential_deltas[(o, t)]
-            np.testing.assert_array_equal(np.isnan(d0), missing)
-            np.testing.assert_array_equal(np.isnan(d1), missing)
-        # missing <=> died before the visit (survival_days is the death day rounded to whole days)
-        assert np.all(died[missing]) and np.all(days[missing] <= visit[t])
-        assert np.all(~died[~missing] | (days[~missing] >= visit[t]))
-    # a patient missing at 1 month is missing at 6 months too
-    assert np.all(np.isnan(c["vas_m6"])[np.isnan(c["vas_m1"])])
+            np.testing.assert_array_equal(np.isnan(d0), dead)
+            np.testing.assert_array_equal(np.isnan(d1), dead)
+        # dead <=> died before the visit (survival_days is the death day rounded to whole days)
+        assert np.all(died[dead]) and np.all(days[dead] <= visit[t])
+        assert np.all(~died[~dead] | (days[~dead] >= visit[t]))
+    # a patient dead at 1 month is dead at 6 months too
+    assert np.all((c["dead_m6"] == 1)[c["dead_m1"] == 1])
 
 
 def test_observed_columns_follow_treatment_and_potential_outcomes(cohort):
@@ -243,11 +249,13 @@ def test_observed_columns_follow_treatment_and_potential_outcomes(cohort):
     for o in OUTCOMES:
         direction = -1.0 if o in ("vas", "face") else 1.0
         for time in POST:
-            np.testing.assert_array_equal(c[f"{o}_{time}"], np.where(t, c[f"{o}_{time}_y1"], c[f"{o}_{time}_y0"]))
+            seen = c[f"seen_{time}"] == 1
+            np.testing.assert_array_equal(c[f"{o}_{time}"],
+                                          np.where(seen, np.where(t, c[f"{o}_{time}_y1"], c[f"{o}_{time}_y0"]), np.nan))
             d0, d1 = cohort.potential_deltas[(o, time)]
             np.testing.assert_allclose(d0, (c[f"{o}_{time}_y0"] - c[f"{o}_pre"]) * direction)
             np.testing.assert_allclose(d1, (c[f"{o}_{time}_y1"] - c[f"{o}_pre"]) * direction)
-            np.testing.assert_array_equal(c[f"{o}_delta_{time}"], np.where(t, d1, d0))
+            np.testing.assert_array_equal(c[f"{o}_delta_{time}"], np.where(seen, np.where(t, d1, d0), np.nan))
 
 
 # ------------------------------------------------------------------ reproducibility
@@ -458,13 +466,19 @@ def _drop_follow_up(raw: dict, name: str) -> dict:
     return raw
 
 
+def _with_missed(settings, missed):
+    """Cohort settings whose missed-visit shares fit another study's visits."""
+    return {**settings, "attrition": {**settings["attrition"], "missed_visit": missed}}
+
+
 def test_visit_names_come_from_the_study(study, study_raw, cohort_settings):
     """Renaming the study's visits renames every column, effect key and calibration row, and
     changes no number: nothing in the generator knows the names pre/m1/m6."""
     names = {"pre": "base", "m1": "w4", "m6": "w26"}
     other = load_study(_rename_visits(study_raw, names))
     a = calibrate(study, cohort_settings, n=SMALL_CALIBRATION_N)
-    b = calibrate(other, cohort_settings, n=SMALL_CALIBRATION_N)
+    missed = {names[t]: x for t, x in cohort_settings["attrition"]["missed_visit"].items()}
+    b = calibrate(other, _with_missed(cohort_settings, missed), n=SMALL_CALIBRATION_N)
     assert (a.baseline, a.follow_up, a.times) == ("pre", ("m1", "m6"), ("pre", "m1", "m6"))
     assert (b.baseline, b.follow_up, dict(b.visit_days)) == ("base", ("w4", "w26"), {"w4": 30.0, "w26": 182.0})
     for oa, ob in zip(a.outcomes, b.outcomes):
@@ -472,7 +486,7 @@ def test_visit_names_come_from_the_study(study, study_raw, cohort_settings):
             assert {names[t]: x for t, x in getattr(oa, field).items()} == dict(getattr(ob, field)), (oa.name, field)
     ca = generate(make_design(a, 3_000, effect={"barthel": {"m6": 5.0}}), np.random.default_rng(7))
     cb = generate(make_design(b, 3_000, effect={"barthel": {"w26": 5.0}}), np.random.default_rng(7))
-    pattern = re.compile(rf"^({'|'.join(OUTCOMES)})_(delta_)?(pre|m1|m6)(_y[01])?$")
+    pattern = re.compile(rf"^({'|'.join(OUTCOMES)}|seen|dead)_(delta_)?(pre|m1|m6)(_y[01])?$")
 
     def rename(col: str) -> str:
         m = pattern.match(col)
@@ -499,7 +513,7 @@ def test_a_third_follow_up_visit(study_raw, cohort_settings):
     generated and calibrated at each visit, missing after death before its day, and censoring
     starts after the last visit."""
     study = load_study(_add_follow_up(study_raw, "m12", 365, like="m6"))
-    model = calibrate(study, cohort_settings, n=SMALL_CALIBRATION_N)
+    model = calibrate(study, _with_missed(cohort_settings, {"m1": 0.05, "m6": 0.1, "m12": 0.1}), n=SMALL_CALIBRATION_N)
     assert model.follow_up == ("m1", "m6", "m12") and model.visit_days["m12"] == 365.0
     assert model.survival.cens_lo >= 365.0
     assert all(set(o.rho) == {"m1", "m6", "m12"} for o in model.outcomes)
@@ -508,11 +522,13 @@ def test_a_third_follow_up_visit(study_raw, cohort_settings):
     c = generate(design, np.random.default_rng(11))
     cols = c.columns
     died, days = cols["died"] == 1, cols["survival_days"]
+    dead = cols["dead_m12"] == 1
+    assert np.all(died[dead]) and np.all(days[dead] <= 365)
+    assert np.all(~died[~dead] | (days[~dead] >= 365))
+    assert np.all(dead[cols["dead_m6"] == 1])  # dead at 6 months: dead at 12 too
     for o in OUTCOMES:
         missing = np.isnan(cols[f"{o}_m12"])
-        assert np.all(died[missing]) and np.all(days[missing] <= 365)
-        assert np.all(~died[~missing] | (days[~missing] >= 365))
-        assert np.all(missing[np.isnan(cols[f"{o}_m6"])])  # missing at 6 months: missing at 12 too
+        assert np.array_equal(missing, cols["seen_m12"] == 0) and np.all(missing[dead])
         assert np.array_equal(np.isnan(cols[f"{o}_delta_m12"]), missing)
     assert set(c.true_effects()) == {(o, t) for o in OUTCOMES for t in ("m1", "m6", "m12")}
     assert c.true_effects()[("vas", "m12")] < 0 and c.true_effects()[("vas", "m6")] == 0.0
@@ -522,13 +538,13 @@ def test_a_third_follow_up_visit(study_raw, cohort_settings):
     null = generate(make_design(model, 20_000), np.random.default_rng(12))
     table = calibration_table(study, model, null)
     rows = table[table["quantity"].str.contains(r"\bm12\b") & table["required"]]
-    assert len(rows) == len(OUTCOMES) * 2 * 3  # outcome x group x (mean, SD, delta SD)
+    assert len(rows) == len(OUTCOMES) * 2 * 4  # outcome x group x (mean, SD, delta mean, delta SD)
     assert (rows["error"].abs() < 0.25).all(), rows[["quantity", "group", "target", "synthetic", "error"]]
 
 
 def test_a_single_follow_up_visit(study_raw, cohort_settings):
     study = load_study(_drop_follow_up(study_raw, "m6"))
-    model = calibrate(study, cohort_settings, n=SMALL_CALIBRATION_N)
+    model = calibrate(study, _with_missed(cohort_settings, 0.05), n=SMALL_CALIBRATION_N)
     assert model.times == ("pre", "m1")
     c = generate(make_design(model, 2_000, effect_mcid=1.0), np.random.default_rng(3))
     assert not any(k.endswith("m6") or "_m6_" in k for k in c.columns)

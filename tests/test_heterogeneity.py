@@ -156,7 +156,7 @@ def test_effect_in_sd_units_of_the_change(model):
     lat = reference_latents(model)
     cols, L = M.covariates(model, lat)
     P = M.prognosis(model, cols)
-    death, _ = M.death_and_followup(model.survival, L, lat.death, lat.cens_u)
+    death, _ = M.death_days(model, L, M.health(model, P, lat), lat)
     sds = reference_change_sd(model)
     for o_idx, out in enumerate(model.outcomes):
         ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])

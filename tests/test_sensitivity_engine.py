@@ -43,7 +43,7 @@ def test_rows_equal_the_methods_on_the_matched_pairs(plan):
     mcid = dict(spec.mcid)
     assert mcid["barthel"] == pytest.approx(9.25) and mcid["face"] > 0
     for (name, tp), (d0, d1) in cohort.potential_deltas.items():
-        y = np.where(t, d1, d0)
+        y = cohort.columns[f"{name}_delta_{tp}"]  # what the analysis sees: NaN where not seen
         yt, yc = y[res.treated_idx], y[res.control_idx]
         got = rows[(rows["outcome"] == name) & (rows["timepoint"] == tp)].set_index("analysis")
         ros = rosenbaum_summary(yt, yc, mcid=mcid[name], alpha=0.05)

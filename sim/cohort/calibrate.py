@@ -22,13 +22,15 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import optimize
 
+from sim.cohort import attrition as A
 from sim.cohort import model as M
 from sim.engine.atomic import atomic_write_bytes
 from sim.cohort.skeleton import skeleton, treatment_terms
 from sim.numerics import INTERCEPT_BRACKET, expit, fit_logit_fractional, intercept_for_share
+from sim.cohort.checks import MEAN_TOL_SD as MEAN_TOL, PROP_TOL, SD_TOL_REL as SD_TOL
 from sim.study import GROUPS, Study
 
-CALIBRATION_VERSION = "1"
+CALIBRATION_VERSION = "2"
 
 
 # ------------------------------------------------------------------ small helpers
@@ -180,79 +182,103 @@ def _prognosis_constants(model: M.CohortModel, cols: Mapping[str, np.ndarray]) -
     return _replace(m, prognosis_sd=sd or 1.0)
 
 
-def _survival_fit(study: Study, model: M.CohortModel, lat: M.Latents, L: np.ndarray,
-                  w: dict[str, np.ndarray]) -> M.SurvivalModel:
+def completers_baseline(study: Study, model: M.CohortModel) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(outcome, visit, group) -> (mean baseline of the patients with a change at the visit, the
+    change's SD): Fig. 1 at the visit minus the Table 2 change (improvement direction)."""
+    out = {}
+    for o in model.outcomes:
+        fig1, tab2 = study.outcomes[o.name]["fig1"], study.outcomes[o.name]["table2"]
+        for t in model.follow_up:
+            for g in GROUPS:
+                change, sd = tab2[g][t]
+                out[(o.name, t, g)] = (fig1[g][t][0] - o.direction() * change, sd)
+    return out
+
+
+def _attrition_fit(study: Study, model: M.CohortModel, lat: M.Latents, L: np.ndarray, H: np.ndarray,
+                   pre: Mapping[str, np.ndarray], w: dict[str, np.ndarray]) -> M.CohortModel:
+    """Death (location, scale, loadings on L and H, censoring) and the missed visits' loading on H,
+    together, so that deaths and survival days by group (Table 1) and the baselines of the
+    patients seen at each visit (Fig. 1 minus Table 2) are reproduced. Residuals are in units of
+    their acceptance tolerance; the probability of being seen is smooth in the parameters."""
     days = study.raw["survival"]["survival_days"]
-    sd0 = days["total"]["sd"]
     t_died = np.array([study.proportions("died", g)[0] for g in GROUPS])
     t_mean = np.array([days[g]["mean"] for g in GROUPS])
     t_sd = np.array([days[g]["sd"] for g in GROUPS])
     last_visit = model.visit_days[model.follow_up[-1]]
+    targets = completers_baseline(study, model)
+    am0 = _replace(model.attrition, corr_lh=float(np.corrcoef(L, H)[0, 1]))
 
-    def unpack(p: np.ndarray) -> M.SurvivalModel:
+    def unpack(p: np.ndarray) -> tuple[M.SurvivalModel, A.AttritionModel]:
         lo = last_visit + abs(p[3])  # administrative censoring only after the last visit
-        return M.SurvivalModel(p[0], abs(p[1]), float(np.clip(p[2], -0.95, 0.95)), lo, lo + abs(p[4]))
+        sm = M.SurvivalModel(p[0], abs(p[1]), float(np.clip(p[2], -0.95, 0.95)), lo, lo + abs(p[4]), float(p[5]))
+        am = _replace(am0, missed_health=float(p[6]),
+                      missed_intercept=A.solve_intercepts(am0.missed_share, float(p[6]), H))
+        return sm, am
 
     def resid(p: np.ndarray) -> np.ndarray:
-        sm = unpack(p)
-        death, fu = M.death_and_followup(sm, L, lat.death, lat.cens_u)
+        sm, am = unpack(p)
+        death, _ = A.death_days(sm, am, L, H, lat.death)
+        fu = M.followup_days(sm, lat.cens_u)
         d = (death <= fu).astype(float)
         obs = np.minimum(death, fu)
         out = []
         for i, g in enumerate(GROUPS):
             mean, sd = wstats(obs, w[g])
-            out += [(wstats(d, w[g])[0] - t_died[i]) * 3, (mean - t_mean[i]) / sd0, (sd - t_sd[i]) / sd0]
+            out += [(wstats(d, w[g])[0] - t_died[i]) / PROP_TOL, (mean - t_mean[i]) / (MEAN_TOL * t_sd[i]),
+                    (sd / t_sd[i] - 1) / SD_TOL]
+        for t in model.follow_up:
+            seen = A.p_alive(sm, am, L, H, model.visit_days[t]) * (1 - A.p_missed(am, H, t))
+            for o in model.outcomes:
+                for g in GROUPS:
+                    target, sd = targets[(o.name, t, g)]
+                    got = np.sum(w[g] * seen * pre[o.name]) / np.sum(w[g] * seen)
+                    out.append((got - target) / (MEAN_TOL * sd))
         return np.array(out)
 
-    x0 = np.array([np.log(500.0), 1.0, 0.0, 50.0, 500.0])
-    sol = optimize.least_squares(resid, x0, diff_step=1e-3, x_scale=[1, 1, 0.3, 100, 300])
-    return unpack(sol.x)
+    x0 = np.array([np.log(500.0), 1.0, 0.0, 50.0, 500.0, 0.3, -0.5])
+    sol = optimize.least_squares(resid, x0, diff_step=1e-3, x_scale=[1, 1, 0.3, 100, 300, 0.3, 0.3],
+                                 bounds=([-np.inf, -np.inf, -0.95, -np.inf, -np.inf, -3.0, -4.0],
+                                         [np.inf, np.inf, 0.95, np.inf, np.inf, 3.0, 4.0]))
+    sm, am = unpack(sol.x)
+    return _replace(model, survival=sm, attrition=am)
 
 
-def _outcome_fit(study: Study, model: M.CohortModel, out: M.OutcomeModel, P: np.ndarray,
-                 v: np.ndarray, alive: dict[str, np.ndarray], w: dict[str, np.ndarray]) -> M.OutcomeModel:
-    fig1 = study.outcomes[out.name]["fig1"]
-    tab2 = study.outcomes[out.name]["table2"]
-    loc, scale, loading = {}, {}, {}
-    for t in model.times:
-        tm = np.array([fig1[g][t][0] for g in GROUPS])
-        ts = np.array([fig1[g][t][1] for g in GROUPS])
-        pooled_sd = float(np.mean(ts))
-        keep = alive[t]
-        base = v[:, 0]
-        wt = {g: w[g][keep] for g in GROUPS}
-        Pk, bk = P[keep], base[keep]
+def _visit_fit(out: M.OutcomeModel, P: np.ndarray, v: np.ndarray, w: dict[str, np.ndarray],
+               fig1: Mapping[str, tuple[float, float]], change: Mapping[str, tuple[float, float]] | None = None,
+               base: np.ndarray | None = None, u: np.ndarray | None = None) -> tuple[float, float, float, float]:
+    """Location, scale and loading on P of the latent outcome at one visit (and, at a follow-up,
+    its correlation with the baseline latent), so that the visit's values (Fig. 1) and, at a
+    follow-up, the changes from baseline (Table 2) of the patients seen have their published means
+    and SDs by group. `v` is the latent noise at the baseline; at a follow-up the visit's noise is
+    rho v + sqrt(1 - rho^2) u and `base` the observed baseline values. Residuals in tolerance units."""
+    tm = np.array([fig1[g][0] for g in GROUPS])
+    ts = np.array([fig1[g][1] for g in GROUPS])
+    pooled_sd = float(np.mean(ts))
 
-        def resid(p: np.ndarray) -> np.ndarray:
-            lam = np.tanh(p[2])
-            y = out.observe(p[0] + abs(p[1]) * (lam * Pk + np.sqrt(1 - lam**2) * bk))
-            r = []
-            for i, g in enumerate(GROUPS):
-                m, s = wstats(y, wt[g])
-                r += [(m - tm[i]) / pooled_sd, (s - ts[i]) / pooled_sd]
-            return np.array(r)
+    def values(p: np.ndarray) -> np.ndarray:
+        lam = np.tanh(p[2])
+        noise = v if change is None else np.tanh(p[3]) * v + np.sqrt(1 - np.tanh(p[3]) ** 2) * u
+        return out.observe(p[0] + abs(p[1]) * (lam * P + np.sqrt(1 - lam**2) * noise))
 
-        # lambda = 0 is a stationary point of the spread; start on both sides, keep the better
-        sols = [optimize.least_squares(resid, np.array([float(np.mean(tm)), pooled_sd, s0]), diff_step=1e-3,
-                                       x_scale=[pooled_sd, pooled_sd, 0.3]) for s0 in (-0.3, 0.3)]
-        sol = min(sols, key=lambda s: s.cost)
-        loc[t], scale[t], loading[t] = float(sol.x[0]), float(abs(sol.x[1])), float(np.tanh(sol.x[2]))
-    out = _replace(out, loc=loc, scale=scale, loading=loading)
+    def resid(p: np.ndarray) -> np.ndarray:
+        y = values(p)
+        r = []
+        for i, g in enumerate(GROUPS):
+            m, s = wstats(y, w[g])
+            r += [(m - tm[i]) / (MEAN_TOL * ts[i]), (s / ts[i] - 1) / SD_TOL]
+            if change is not None:
+                cm, cs = wstats((y - base) * out.direction(), w[g])
+                r += [(cm - change[g][0]) / (MEAN_TOL * change[g][1]), (cs / change[g][1] - 1) / SD_TOL]
+        r = np.array(r)
+        return r * np.abs(r)  # the sum of 4th powers: close to the worst error, as acceptance is judged
 
-    rho = dict(out.rho)
-    for t in model.follow_up:
-        ts = np.array([tab2[g][t][1] for g in GROUPS])
-
-        def resid_rho(p: np.ndarray) -> np.ndarray:
-            o = _replace(out, rho={**rho, t: float(np.tanh(p[0]))})
-            ylat = M.outcome_latents(model, o, P, v)
-            d = (o.observe(ylat[t]) - o.observe(ylat[model.baseline])) * o.direction()
-            d = np.where(alive[t], d, np.nan)
-            return np.array([(wstats(d, w[g])[1] - ts[i]) / np.mean(ts) for i, g in enumerate(GROUPS)])
-
-        sol = optimize.least_squares(resid_rho, np.array([0.5]), diff_step=1e-3, bounds=(-2.5, 2.5))
-        rho[t] = float(np.tanh(sol.x[0]))
-    return _replace(out, rho=rho)
+    # lambda = 0 is a stationary point of the spread; start on both sides, keep the better
+    extra = [] if change is None else [0.5]
+    sols = [optimize.least_squares(resid, np.array([float(np.mean(tm)), pooled_sd, s0, *extra]), diff_step=1e-3,
+                                   x_scale=[pooled_sd, pooled_sd, 0.3, *([0.3] * len(extra))]) for s0 in (-0.3, 0.3)]
+    x = min(sols, key=lambda s: s.cost).x
+    return float(x[0]), float(abs(x[1])), float(np.tanh(x[2])), (float(np.tanh(x[3])) if change is not None else 0.0)
 
 
 def calibrate(study: Study, settings: Mapping[str, Any], n: int | None = None, seed: int | None = None) -> M.CohortModel:
@@ -274,25 +300,48 @@ def calibrate(study: Study, settings: Mapping[str, Any], n: int | None = None, s
     w = group_weights(_true_ps(model, cols))
     model = _prognosis_constants(model, cols)
     P = M.prognosis(model, cols)
-    model = _replace(model, survival=_survival_fit(study, model, lat, L, w))
-    death, _ = M.death_and_followup(model.survival, L, lat.death, lat.cens_u)
-    alive = {model.baseline: np.ones(n, bool), **{t: death > model.visit_days[t] for t in model.follow_up}}
-    outcomes = tuple(_outcome_fit(study, model, o, P, lat.outcome[:, i, :], alive, w)
-                     for i, o in enumerate(model.outcomes))
-    return _replace(model, outcomes=outcomes)
+    v = lat.outcome
+    outcomes = []
+    for k, o in enumerate(model.outcomes):  # baselines: everyone is seen
+        fig1 = study.outcomes[o.name]["fig1"]
+        loc, scale, lam, _ = _visit_fit(o, P, v[:, k, 0], w, {g: fig1[g][model.baseline] for g in GROUPS})
+        outcomes.append(_replace(o, loc={**o.loc, model.baseline: loc}, scale={**o.scale, model.baseline: scale},
+                                 loading={**o.loading, model.baseline: lam}))
+    model = _replace(model, outcomes=tuple(outcomes))
+    H = M.health(model, P, lat)
+    pre = {o.name: o.observe(M.outcome_latents(model, o, P, v[:, k, :])[model.baseline])
+           for k, o in enumerate(model.outcomes)}
+    model = _attrition_fit(study, model, lat, L, H, pre, w)
+    death, _ = M.death_days(model, L, H, lat)
+    outcomes = []
+    for k, o in enumerate(model.outcomes):  # follow-ups: the patients seen at the visit
+        fig1, tab2 = study.outcomes[o.name]["fig1"], study.outcomes[o.name]["table2"]
+        u = M.innovations(model, v[:, k, :])
+        for j, t in enumerate(model.follow_up):
+            seen = (death > model.visit_days[t]) & ~(lat.missed_u[:, j] < A.p_missed(model.attrition, H, t))
+            loc, scale, lam, rho = _visit_fit(
+                o, P[seen], v[seen, k, 0], {g: w[g][seen] for g in GROUPS}, {g: fig1[g][t] for g in GROUPS},
+                change={g: tab2[g][t] for g in GROUPS}, base=pre[o.name][seen], u=u[t][seen])
+            o = _replace(o, loc={**o.loc, t: loc}, scale={**o.scale, t: scale}, loading={**o.loading, t: lam},
+                         rho={**o.rho, t: rho})
+        outcomes.append(o)
+    return _replace(model, outcomes=tuple(outcomes))
 
 
 # ------------------------------------------------------------------ caching
 _MEMO: dict[str, M.CohortModel] = {}
+DESIGN_ONLY_ATTRITION_KEYS = ("health_scale",)  # applied when a design is made, not calibrated
 MODEL_KEYS = ("prognosis", "refine", "outcome_partial_corr_m1_m6", "visit_days", "omitted_confounders",
               "calibration_n", "calibration_seed")
 
 
 def cache_key(study: Study, settings: Mapping[str, Any]) -> str:
     relevant = {k: settings.get(k) for k in MODEL_KEYS}
+    relevant["attrition"] = {k: v for k, v in dict(settings.get("attrition") or {}).items()
+                             if k not in DESIGN_ONLY_ATTRITION_KEYS}
     blob = json.dumps([CALIBRATION_VERSION, study.raw, relevant], sort_keys=True, default=str)
     src = Path(__file__).parent
-    files = [src / f for f in ("calibrate.py", "skeleton.py", "model.py", "scales.py")] + [src.parent / "numerics.py"]
+    files = [src / f for f in ("calibrate.py", "skeleton.py", "model.py", "scales.py", "attrition.py", "checks.py")] + [src.parent / "numerics.py"]
     code = "".join(f.read_text() for f in files)
     return hashlib.sha256((blob + code).encode()).hexdigest()[:16]
 

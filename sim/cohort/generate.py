@@ -5,6 +5,10 @@ baseline are known per replicate. Effects are given on the observed scale (outco
 improvement); because of floors and ceilings they are applied as a latent shift solved so that the
 population ATE on the observed scale equals the requested effect. An optional unmeasured confounder
 U (`cohort.unmeasured`, sim.cohort.unmeasured) shifts treatment and both potential outcomes alike.
+Both potential death days are generated (`cohort.survival_effect`) and both potential missed visits
+(`cohort.attrition_effect`; sim.cohort.attrition), so each patient's principal stratum is known:
+a potential outcome exists when the patient is alive at the visit under that arm, and it is
+observed when the patient is also seen (did not miss the visit).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
+from sim.cohort import attrition as A
 from sim.cohort import model as M
 from sim.cohort import unmeasured as U
 from sim.cohort.unmeasured import check_unmeasured  # noqa: F401  (re-exported for the config check)
@@ -37,6 +42,9 @@ class Design:
     latent_shift: Mapping[tuple[str, str], float]
     heterogeneity: float = 0.0
     unmeasured: U.UnmeasuredDesign | None = None  # None: no U (kind none)
+    survival_effect: float = 1.0  # hazard ratio of decompression on death, given (L, H)
+    attrition_effect: float = 1.0  # odds ratio of decompression on missing a visit while alive
+    health_scale: float = 1.0  # multiplies the calibrated dependence of death and missed visits on H
 
 
 @dataclass
@@ -44,8 +52,12 @@ class Cohort:
     """One synthetic cohort: `columns` (arrays, one row per patient) and true effects."""
 
     columns: dict[str, np.ndarray]
-    # delta[(outcome, time)] = (delta under control, delta under treatment), improvement scale
+    # delta[(outcome, time)] = (delta under control, delta under treatment), improvement scale; NaN
+    # where the patient is dead at the visit under that arm
     potential_deltas: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # per follow-up visit: (alive under control, alive under treatment), (seen ..., seen ...)
+    alive: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    seen: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -53,7 +65,7 @@ class Cohort:
 
     def true_effects(self, mask: np.ndarray | None = None) -> dict[tuple[str, str], float]:
         """Mean individual effect on the change from baseline among `mask` (default: everyone),
-        over patients alive at the visit."""
+        over patients alive at the visit under both arms (the survivor average causal effect)."""
         out = {}
         for key, (d0, d1) in self.potential_deltas.items():
             diff = d1 - d0
@@ -76,6 +88,12 @@ def _tree(model: M.CohortModel, lat: M.Latents) -> tuple[dict, np.ndarray, np.nd
     cols, L = M.covariates(model, lat)
     P = M.prognosis(model, cols)
     return cols, L, P
+
+
+def _reference_death(model: M.CohortModel, lat: M.Latents, L: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Death days without decompression, attrition as calibrated: effects, U's shifts and the SD
+    unit are defined among the reference patients alive at the visit."""
+    return M.death_days(model, L, M.health(model, P, lat), lat)[0]
 
 
 def solve_intercept(model: M.CohortModel, confounding: float, lat: M.Latents | None = None) -> float:
@@ -124,23 +142,30 @@ def requested_effects(model: M.CohortModel, effect_mcid: float = 0.0,
 
 def make_design(model: M.CohortModel, n: int, confounding: float = 1.0, effect_mcid: float = 0.0,
                 effect: Mapping[str, Mapping[str, float]] | None = None,
-                heterogeneity: float = 0.0, unmeasured: Mapping | None = None, effect_sd: float = 0.0) -> Design:
+                heterogeneity: float = 0.0, unmeasured: Mapping | None = None, effect_sd: float = 0.0,
+                survival_effect: float = 1.0, attrition_effect: float = 1.0, health_scale: float = 1.0) -> Design:
     """Solve a design on the reference latents: the treatment intercept, the latent shifts of the
-    treatment effect and, with `unmeasured` (the raw `cohort.unmeasured` settings), U's latent
-    shifts. ValueError (naming the setting) for anything that cannot be built."""
+    treatment effect (among the patients alive at the visit without decompression) and, with
+    `unmeasured` (the raw `cohort.unmeasured` settings), U's latent shifts. ValueError (naming the
+    setting) for anything that cannot be built."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer, float)) or not np.isfinite(n) or int(n) != n or n < 2:
         raise ValueError(f"cohort.n must be a whole number >= 2, got {n!r}")
     if not np.isfinite(confounding) or confounding < 0:
         raise ValueError(f"cohort.confounding must be a number >= 0, got {confounding!r}")
     if not np.isfinite(heterogeneity):
         raise ValueError(f"cohort.effect_heterogeneity must be a finite number, got {heterogeneity!r}")
+    survival_effect = A.check_effect(survival_effect, "cohort.survival_effect")
+    attrition_effect = A.check_effect(attrition_effect, "cohort.attrition_effect")
+    if isinstance(health_scale, bool) or not np.isfinite(health_scale) or not 0 <= health_scale <= 5:
+        raise ValueError(f"cohort.attrition.health_scale: must be a number in [0, 5] (1 = as calibrated), "
+                         f"got {health_scale!r}")
     uset = U.parse_unmeasured(unmeasured, [o.name for o in model.outcomes], model.follow_up)
     requested = requested_effects(model, effect_mcid, effect, effect_sd)
     lat = reference_latents(model)
     any_effect = any(v != 0.0 for v in requested.values())
     if uset is not None or any_effect:
         cols, L, P = _tree(model, lat)
-        death, _ = M.death_and_followup(model.survival, L, lat.death, lat.cens_u)
+        death = _reference_death(model, lat, L, P)
     udesign, u_ref = None, None
     if uset is None:
         intercept = solve_intercept(model, confounding, lat)
@@ -165,7 +190,8 @@ def make_design(model: M.CohortModel, n: int, confounding: float = 1.0, effect_m
                     if term is not None:
                         y = y + out.direction() * term
                 shifts[(out.name, t)] = _solve_shift(out, t, y, P[alive], heterogeneity, target)
-    return Design(model, int(n), float(confounding), intercept, requested, shifts, float(heterogeneity), udesign)
+    return Design(model, int(n), float(confounding), intercept, requested, shifts, float(heterogeneity), udesign,
+                  survival_effect, attrition_effect, float(health_scale))
 
 
 def _solve_shift(out: M.OutcomeModel, t: str, y: np.ndarray, P: np.ndarray, heterogeneity: float,
@@ -237,7 +263,7 @@ def reference_change_sd(model: M.CohortModel) -> dict[tuple[str, str], float]:
         return hit[1]
     lat = reference_latents(model)
     cols, L, P = _tree(model, lat)
-    death, _ = M.death_and_followup(model.survival, L, lat.death, lat.cens_u)
+    death = _reference_death(model, lat, L, P)
     sds = {}
     for o_idx, out in enumerate(model.outcomes):
         ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
@@ -303,7 +329,11 @@ def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | No
         eta = eta + ud.treatment_log_or * u
     ps_true = expit(eta)
     treated = (lat.treat_u < ps_true).astype(np.int8)
-    death, followup = M.death_and_followup(model.survival, L, lat.death, lat.cens_u)
+    is_treated = treated == 1
+    H = M.health(model, P, lat)
+    t0, t1 = M.death_days(model, L, H, lat, design.health_scale, design.survival_effect)
+    death = np.where(is_treated, t1, t0)
+    followup = M.followup_days(model.survival, lat.cens_u)
 
     columns: dict[str, np.ndarray] = {"treated": treated, "ps_true": ps_true}
     columns.update(cols)
@@ -313,10 +343,19 @@ def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | No
 
     for j, (name, (m0, m1)) in enumerate(model.surgery.continuous.items()):
         z = lat.surgery[:, j]
-        columns[name] = np.where(treated == 1, m1(z), m0(z))
+        columns[name] = np.where(is_treated, m1(z), m0(z))
     for j, (name, (p0, p1)) in enumerate(model.surgery.binary.items()):
-        p = np.where(treated == 1, p1, p0)
+        p = np.where(is_treated, p1, p0)
         columns[name] = (lat.surgery_u[:, j] < p).astype(np.int8)
+
+    alive, seen = {}, {}
+    for j, t in enumerate(model.follow_up):
+        day = model.visit_days[t]
+        alive[t] = (t0 > day, t1 > day)
+        m0, m1 = A.missed(model.attrition, H, lat.missed_u[:, j], t, design.health_scale, design.attrition_effect)
+        seen[t] = (alive[t][0] & ~m0, alive[t][1] & ~m1)
+        columns[f"seen_{t}"] = np.where(is_treated, seen[t][1], seen[t][0]).astype(np.int8)
+        columns[f"dead_{t}"] = (death <= day).astype(np.int8)
 
     potential: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     mult = 1.0 + design.heterogeneity * P
@@ -325,7 +364,7 @@ def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | No
         pre = out.observe(ylat[model.baseline])
         columns[f"{out.name}_{model.baseline}"] = pre
         for t in model.follow_up:
-            alive = death > model.visit_days[t]
+            alive0, alive1 = alive[t]
             yt = ylat[t]
             term = ud.outcome_term((out.name, t), u) if ud is not None else None
             if term is not None:  # U shifts both potential outcomes alike
@@ -333,15 +372,15 @@ def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | No
             y0 = out.observe(yt)
             shift = design.latent_shift.get((out.name, t), 0.0)
             y1 = out.observe(yt + out.direction() * shift * mult) if shift else y0
-            y0 = np.where(alive, y0, np.nan)
-            y1 = np.where(alive, y1, np.nan)
-            columns[f"{out.name}_{t}"] = np.where(treated == 1, y1, y0)
+            y0 = np.where(alive0, y0, np.nan)
+            y1 = np.where(alive1, y1, np.nan)
+            seen_t = columns[f"seen_{t}"] == 1
+            columns[f"{out.name}_{t}"] = np.where(seen_t, np.where(is_treated, y1, y0), np.nan)
             columns[f"{out.name}_{t}_y0"] = y0
             columns[f"{out.name}_{t}_y1"] = y1
             d = out.direction()
             potential[(out.name, t)] = ((y0 - pre) * d, (y1 - pre) * d)
-            columns[f"{out.name}_delta_{t}"] = np.where(treated == 1, potential[(out.name, t)][1],
-                                                        potential[(out.name, t)][0])
+            columns[f"{out.name}_delta_{t}"] = (columns[f"{out.name}_{t}"] - pre) * d
     if u is not None:
         columns[U.U_COLUMN] = u  # recorded for diagnostics; never a PS covariate (see sim.cohort.unmeasured)
-    return Cohort(columns, potential)
+    return Cohort(columns, potential, alive, seen)

@@ -10,7 +10,8 @@ Structure (docs in conf/cohort/tominaga2025.yaml and the README):
 - outcomes: latent W = lambda*P + sqrt(1-lambda^2)*V, P a prognostic score of observed covariates,
   V correlated over time; then bounded and stepped on the real scale, at the study's visits (one
   baseline, any number of follow-ups: `CohortModel.baseline`, `.follow_up`);
-- death: lognormal time loading on L, administrative censoring; visits after death are missing.
+- death: lognormal time loading on L and on baseline health H, administrative censoring; a patient
+  alive at a visit may still miss it (sim.cohort.attrition); an unseen visit is missing.
 The functions here are pure; calibration (sim.cohort.calibrate) solves the parameters.
 """
 
@@ -22,6 +23,7 @@ from typing import Mapping
 import numpy as np
 from scipy import special
 
+from sim.cohort import attrition as A
 from sim.cohort.scales import Continuous, Ordinal
 
 
@@ -95,13 +97,15 @@ class OutcomeModel:
 
 @dataclass(frozen=True)
 class SurvivalModel:
-    """log(death day) = loc - scale*Z_d, Z_d = a*L + sqrt(1-a^2)*E; censoring ~ U(c_lo, c_hi)."""
+    """log(death day) = loc - scale*Z_d, Z_d = (a*L + b*H + sqrt(1-a^2)*E) / s (sim.cohort.attrition);
+    censoring ~ U(c_lo, c_hi)."""
 
     loc: float
     scale: float
     loading: float
     cens_lo: float
     cens_hi: float
+    health_loading: float = 0.0  # b
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class CohortModel:
     visit_days: Mapping[str, float]  # follow-up visit -> day after the operation
     survival: SurvivalModel
     surgery: SurgeryModel
+    attrition: A.AttritionModel
     mcid: Mapping[str, float] = field(default_factory=dict)
 
     @property
@@ -168,6 +173,7 @@ class Latents:
     outcome: np.ndarray  # (n, n_outcomes, n_visits) iid N(0,1): V_baseline, then one per follow-up
     surgery: np.ndarray  # (n, n_surgery_cont) N(0,1)
     surgery_u: np.ndarray  # (n, n_surgery_bin) U(0,1)
+    missed_u: np.ndarray  # (n, n_follow_up) U(0,1): missing a visit while alive
 
     @property
     def n(self) -> int:
@@ -185,6 +191,7 @@ def draw_latents(model: CohortModel, n: int, rng: np.random.Generator) -> Latent
         outcome=rng.standard_normal((n, len(model.outcomes), len(model.times))),
         surgery=rng.standard_normal((n, len(model.surgery.continuous))),
         surgery_u=rng.random((n, len(model.surgery.binary))),
+        missed_u=rng.random((n, len(model.follow_up))),
     )
 
 
@@ -281,6 +288,17 @@ def prognosis(model: CohortModel, cols: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ outcomes and survival
+def innovations(model: CohortModel, v: np.ndarray) -> dict[str, np.ndarray]:
+    """The follow-ups' innovations U_t (see outcome_latents) from v = (n, n_visits) iid normals."""
+    c = model.partial_corr_m1_m6
+    res, u = {}, v[:, 1]
+    for k, t in enumerate(model.follow_up, start=1):
+        if k > 1:
+            u = c * u + np.sqrt(1 - c**2) * v[:, k]
+        res[t] = u
+    return res
+
+
 def outcome_latents(model: CohortModel, out: OutcomeModel, P: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
     """Latent outcome at each visit of `model`; v = (n, n_visits) iid normals.
 
@@ -288,13 +306,9 @@ def outcome_latents(model: CohortModel, out: OutcomeModel, P: np.ndarray, v: np.
     U_1 = v_1 and U_k = c * U_{k-1} + sqrt(1 - c^2) * v_k (c = partial_corr_m1_m6): the follow-ups'
     innovations form a chain, so c is the partial correlation of consecutive follow-ups given the
     baseline (Tominaga: the one pair, 1 and 6 months; the setting keeps that name)."""
-    c = model.partial_corr_m1_m6
     base = v[:, 0]
     res = {model.baseline: base}
-    u = v[:, 1]
-    for k, t in enumerate(model.follow_up, start=1):
-        if k > 1:
-            u = c * u + np.sqrt(1 - c**2) * v[:, k]
+    for t, u in innovations(model, v).items():
         r = out.rho[t]
         res[t] = r * base + np.sqrt(1 - r**2) * u
     for t, vt in res.items():
@@ -303,8 +317,17 @@ def outcome_latents(model: CohortModel, out: OutcomeModel, P: np.ndarray, v: np.
     return res
 
 
-def death_and_followup(sm: SurvivalModel, L: np.ndarray, e: np.ndarray, cens_u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    zd = other_latent(sm.loading, L, e)
-    death_day = np.exp(sm.loc - sm.scale * zd)
-    followup = sm.cens_lo + (sm.cens_hi - sm.cens_lo) * cens_u
-    return death_day, followup
+def health(model: CohortModel, P: np.ndarray, lat: Latents) -> np.ndarray:
+    """Baseline health H (standardised; higher = healthier), what death and missed visits load on."""
+    return A.health(model.outcomes, model.baseline, model.attrition.health_weights, P, lat.outcome[:, :, 0])
+
+
+def death_days(model: CohortModel, L: np.ndarray, H: np.ndarray, lat: Latents, health_scale: float = 1.0,
+               hazard_ratio: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Death day without and with decompression (sim.cohort.attrition.death_days)."""
+    return A.death_days(model.survival, model.attrition, L, H, lat.death, health_scale, hazard_ratio)
+
+
+def followup_days(sm: SurvivalModel, cens_u: np.ndarray) -> np.ndarray:
+    """Administrative censoring day (after the last visit)."""
+    return sm.cens_lo + (sm.cens_hi - sm.cens_lo) * cens_u

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from sim.cohort import attrition as A
 from sim.cohort import model as M
 from sim.cohort.scales import Continuous, binary_threshold, fit_continuous, fit_ordinal
 from sim.study import Study
@@ -198,5 +199,15 @@ def skeleton(study: Study, settings: Mapping[str, Any]) -> M.CohortModel:
         visit_days=visit_days(study, settings),
         survival=M.SurvivalModel(np.log(400.0), 1.0, 0.0, 200.0, 800.0),
         surgery=M.SurgeryModel(surg_cont, surg_bin),
+        attrition=attrition_skeleton(study, settings),
         mcid={k: float(o["mcid"]["value"]) for k, o in study.outcomes.items()},
     )
+
+
+def attrition_skeleton(study: Study, settings: Mapping[str, Any]) -> A.AttritionModel:
+    """The attrition settings (`cohort.attrition`; default: H = the first outcome's baseline, no
+    missed visits), with the parameters calibration solves set to zero."""
+    outcomes = tuple(study.outcomes)
+    raw = settings.get("attrition") or {"health": {outcomes[0]: 1.0}}
+    weights, missed = A.settings(raw, outcomes, study.follow_up)
+    return A.AttritionModel(weights, missed, {t: 0.0 for t in study.follow_up})

@@ -100,7 +100,10 @@ def design_of(study: Study, cohort: Mapping[str, Any]) -> Design:
         if cohort.get("effect_sd"):
             extra["effect_sd"] = cohort["effect_sd"]
         return make_design(model, cohort["n"], cohort["confounding"], cohort.get("effect_mcid", 0.0),
-                           cohort.get("effect") or {}, cohort.get("effect_heterogeneity", 0.0), **extra)
+                           cohort.get("effect") or {}, cohort.get("effect_heterogeneity", 0.0),
+                           survival_effect=cohort.get("survival_effect", 1.0),
+                           attrition_effect=cohort.get("attrition_effect", 1.0),
+                           health_scale=(cohort.get("attrition") or {}).get("health_scale", 1.0), **extra)
     except ValueError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith("cohort") else f"cohort: {msg}") from None

@@ -17,18 +17,20 @@ from sim.jobs.conditions import Condition, matched_plan, short_names
 from sim.jobs.tidy import BY, directional_rows, failure_rows, mean_rows, quantile_rows, tidy
 from sim.methods.pipeline import ESTIMANDS, MethodSpec, analyse
 from sim.methods.sensitivity import QUANTILE_COLUMNS, SENSITIVITY_ANALYSES
+from sim.methods.truncation import TRUNCATION_ANALYSES
 from sim.performance import summarise
 
 
 EXTRA_MEANS = ("n_pairs", "share_treated_matched", "max_abs_smd", "mean_abs_smd",
-               *(c for cols in SENSITIVITY_ANALYSES.values() for c in cols))
+               *(c for cols in SENSITIVITY_ANALYSES.values() for c in cols),
+               *(c for cols in TRUNCATION_ANALYSES.values() for c in cols))
 
 
 def psm_replicate(plan: tuple[Design, MethodSpec], rng: np.random.Generator) -> pd.DataFrame:
     design, spec = plan
     cohort = generate(design, rng)
     try:
-        rows = analyse(cohort.columns, cohort.potential_deltas, spec, rng)
+        rows = analyse(cohort.columns, cohort.potential_deltas, spec, rng, cohort.seen)
     except ValueError as e:
         raise ReplicateFailure(str(e)) from None
     if rows and rows[0]["n_pairs"] == 0:

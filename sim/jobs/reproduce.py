@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sim.cohort.checks import calibration_table, failed_required, matched_pairs_row  # noqa: E402
+from sim.cohort.checks import calibration_table, completers_table, failed_required, matched_pairs_row  # noqa: E402
 from sim.cohort.generate import Design, generate  # noqa: E402
 from sim.cohort.model import CohortModel, numeric_column  # noqa: E402
 from sim.config import ConfigError, _is_int  # noqa: E402
@@ -216,7 +216,8 @@ class ReproduceJob(Job):
             calibration=table, cohort=small.to_frame(model), table1=table1(study, big.columns, label=label),
             fig1=outcome_table(study, big.columns, "fig1", label=label), table3=table3(study, small.columns),
             table4=table4(study, model, small.columns, res, spec.balance_denominator),
-            table5=table5(study, small.columns, res), published=published_sensitivity(study))
+            table5=table5(study, small.columns, res), published=published_sensitivity(study),
+            completers=completers_table(study, model, big))
         result.exit_code = int(len(failed_required(table)) > 0)
 
     def report(self, result: ExperimentResult, out_dir: Path) -> int:
@@ -229,12 +230,18 @@ class ReproduceJob(Job):
         calibration_figure(table, out_dir / "calibration.png")
         atomic_csv(t["cohort"], out_dir / "cohort.csv")
         atomic_csv(t["published"], out_dir / "published_sensitivity.csv")
+        atomic_csv(t["completers"], out_dir / "completers.csv")
         texts = {
             "table1.md": "# Table 1 and Fig. 1: published vs synthetic\n\n" + markdown(t["table1"]) + "\n"
                          + markdown(t["fig1"]),
             "table3.md": f"# Table 3 (multivariable logistic), synthetic cohort n = {n}\n\n" + markdown(t["table3"]),
             "table4.md": f"# Table 4 (after matching), synthetic cohort n = {n}\n\n" + markdown(t["table4"]),
             "table5.md": f"# Table 5 (matched deltas), synthetic cohort n = {n}\n\n" + markdown(t["table5"]),
+            "completers.md": "# Who has a change: the baseline of the patients seen at each visit\n\n"
+                             "Published: the baseline of all patients (Fig. 1) and of those with a change at the "
+                             "visit (Fig. 1 at the visit minus the Table 2 change); synthetic: the same on the "
+                             f"calibration cohort (n = {int(self.cfg.experiment.check_n)}), "
+                             "with the shares seen and dead at the visit.\n\n" + markdown(t["completers"]),
             "published_sensitivity.md": published_sensitivity_markdown(t["published"]),
         }
         for name, text in texts.items():

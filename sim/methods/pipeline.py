@@ -2,13 +2,21 @@
 tests on the change from baseline. Returns tidy rows (one per outcome x time x analysis) with the
 true effects beside the estimates, so performance can be measured against a named estimand.
 
-Estimands (per outcome and time, over patients alive at the visit):
+Estimands (per outcome and time). An individual effect exists for a patient alive at the visit
+under both arms, so the first three are survivor average causal effects (SACE):
   truth_ate     mean individual effect in the whole cohort;
   truth_att     ... among the treated;
   truth_matched ... among the matched treated, weighted as the estimator weights them (once per
                 link): what a matched treated-minus-control comparison estimates. It differs from the
                 ATT when treated go unmatched (189 treated vs 74 controls: at most 74 can be) and
                 the effect varies (floors and ceilings make it vary).
+  truth_while_alive   mean change of the cohort's patients alive under decompression minus that of
+                those alive without it: what a randomised complete-case comparison estimates; it
+                equals the SACE when decompression does not change who survives;
+  truth_always_seen   mean individual effect among the patients seen at the visit under both arms:
+                what trimming bounds (lee_bounds) bound.
+The analyses see only the data: the change where the patient was seen at the visit, NaN where they
+had died or missed it.
 Rank tests (wilcoxon, signed_rank) carry a p-value but no effect estimate (NaN), so they enter
 rejection rates only. With ratio k or replacement the unit of analysis is the matched set: each
 matched treated unit against the mean of its controls (alive at the visit), so that a treated unit
@@ -28,10 +36,12 @@ from sim.methods.balance import smd
 from sim.methods.matching import MatchResult, match
 from sim.methods.propensity import PropensityFit, fit_propensity
 from sim.methods.sensitivity import SENSITIVITY_ANALYSES, sensitivity_fields
+from sim.methods.truncation import TRUNCATION_ANALYSES, truncation_fields
 
 RANK_TESTS = ("wilcoxon", "signed_rank")
 #: estimand name -> per-replicate truth column (bias, MSE and coverage are measured against one)
-ESTIMANDS = {"att": "truth_att", "ate": "truth_ate", "matched": "truth_matched"}
+ESTIMANDS = {"att": "truth_att", "ate": "truth_ate", "matched": "truth_matched",
+             "while_alive": "truth_while_alive", "always_seen": "truth_always_seen"}
 CRUDE_ANALYSES = {"crude_diff_means": O.diff_means, "crude_wilcoxon": O.wilcoxon_ranksum}
 
 
@@ -132,8 +142,10 @@ def fit_and_match(columns: Mapping[str, np.ndarray], spec: MethodSpec,
 
 
 def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]],
-            spec: MethodSpec, rng: np.random.Generator) -> list[dict]:
-    """Rows of estimates for one cohort. Raises ValueError when no analysis is possible."""
+            spec: MethodSpec, rng: np.random.Generator,
+            seen: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> list[dict]:
+    """Rows of estimates for one cohort; `seen` (per visit: seen under each arm) for the
+    always-seen estimand. Raises ValueError when no analysis is possible."""
     fit, res = fit_and_match(columns, spec, rng)
     treated = np.asarray(columns["treated"]).astype(bool)
     ti, ci = res.treated_idx, res.control_idx
@@ -153,12 +165,15 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
     for name in spec.outcomes or tuple(dict.fromkeys(o for o, _ in potential)):
         for t in spec.times or tuple(dict.fromkeys(t for _, t in potential)):
             d0, d1 = potential[(name, t)]
-            observed = np.where(treated, d1, d0)
+            observed = np.asarray(columns.get(f"{name}_delta_{t}", np.where(treated, d1, d0)), dtype=float)
             indiv = d1 - d0
             truths = {
                 "truth_ate": _nanmean(indiv),
                 "truth_att": _nanmean(indiv[treated]),
                 "truth_matched": _nanmean(indiv[ti]),
+                "truth_while_alive": _nanmean(d1) - _nanmean(d0),
+                "truth_always_seen": (_nanmean(indiv[seen[t][0] & seen[t][1]]) if seen is not None
+                                      else _nanmean(indiv)),
             }
             if by_sets:
                 sets, y_t, y_c = matched_sets(ti, ci, observed)
@@ -167,10 +182,17 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
                 y_t, y_c = observed[ti], observed[ci]
             base = {"outcome": name, "timepoint": t, **common, **truths}
             if res.n_pairs:
-                results = O.analyse_deltas(y_t, y_c, [a for a in spec.analyses if a not in SENSITIVITY_ANALYSES])
+                results = O.analyse_deltas(y_t, y_c, [a for a in spec.analyses if a in O.ANALYSES])
                 for a in spec.analyses:
-                    fields = (sensitivity_fields(a, y_t, y_c, dict(spec.mcid)[name], spec.alpha)
-                              if a in SENSITIVITY_ANALYSES else _result_fields(results[a], a))
+                    if a in SENSITIVITY_ANALYSES:
+                        fields = sensitivity_fields(a, y_t, y_c, dict(spec.mcid)[name], spec.alpha)
+                    elif a in TRUNCATION_ANALYSES and by_sets:
+                        fields = _result_fields(O.TestResult(a, reason="needs 1:1 pairs"), a)
+                    elif a in TRUNCATION_ANALYSES:
+                        dead = _death_days(columns, t)
+                        fields = truncation_fields(a, y_t, dead[ti], y_c, dead[ci], spec.alpha)
+                    else:
+                        fields = _result_fields(results[a], a)
                     rows.append({**base, "analysis": a, **fields})
             else:
                 for a in spec.analyses:
@@ -180,6 +202,12 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
                     r = fn(observed[treated], observed[~treated])
                     rows.append({**base, "analysis": a, **_result_fields(r, a)})
     return rows
+
+
+def _death_days(columns: Mapping[str, np.ndarray], t: str) -> np.ndarray:
+    """Day of death of the patients dead at visit t, inf for the living (the composite's order)."""
+    dead = np.asarray(columns[f"dead_{t}"]).astype(bool)
+    return np.where(dead, np.asarray(columns["survival_days"], dtype=float), np.inf)
 
 
 def matched_sets(ti: np.ndarray, ci: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

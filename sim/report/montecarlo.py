@@ -29,9 +29,14 @@ def atomic_text(text: str, path: Path) -> None:
 
 
 ESTIMAND_TEXT = {
-    "matched": "the effect among the matched treated, what the matched comparison estimates",
-    "att": "the effect among all treated",
-    "ate": "the effect in the whole cohort",
+    "matched": "the effect among the matched treated alive at the visit under both arms, what the matched "
+               "comparison estimates",
+    "att": "the effect among all treated alive at the visit under both arms",
+    "ate": "the effect in the whole cohort among those alive at the visit under both arms (the survivor "
+           "average causal effect)",
+    "while_alive": "the mean change of the cohort alive with decompression minus that of the cohort alive "
+                   "without it",
+    "always_seen": "the effect among the patients who would be seen at the visit under both arms",
 }
 
 
