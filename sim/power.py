@@ -25,9 +25,16 @@ Deaths: an outcome is measured only in patients alive at the visit. With surviva
 every ``power_*`` takes the number randomised and ``survival`` and works on the expected number
 analysable (n x survival).
 
+Informative loss: the patients seen at a visit (alive, and not missing it) started healthier, so
+their change has another SD, and the effect among them another size, than among all survivors.
+``closed_ttest_informative`` plans the complete-case t-test with the quantities of the patients
+seen (SD of the change among them, the difference of the two arms' mean change among them) and
+inflates by the share seen, instead of the share alive.
+
 Planning with a simulation (experiment rct_planning): ``reference_quantities`` estimates the
-inputs of the closed forms (SD of the change among survivors, follow-up SD, pre-post correlation,
-survival) from one large cohort of the generator; ``crossing`` reads the smallest n reaching a
+inputs of the closed forms (SD of the change among survivors and among the patients seen,
+follow-up SD, pre-post correlation, survival and the share seen) from one large cohort of the
+generator; ``crossing`` reads the smallest n reaching a
 target off a simulated power curve; ``sample_size_table`` sets the two side by side.
 """
 
@@ -159,10 +166,12 @@ def n_per_arm_ancova(delta: float, sd_post: float, rho: float, alpha: float = 0.
 # --------------------------------------------------------------------------- planning with a simulation
 def reference_quantities(design: Design, n: int, rng: np.random.Generator, outcomes: Sequence[str],
                          times: Sequence[str]) -> pd.DataFrame:
-    """From one large cohort (the design at n patients, every patient seen under both arms):
-    per outcome x time the survival to the visit, the SD of the change among survivors (pooled
-    over arms: sqrt of the mean of the two potential-outcome variances), the SD of the follow-up
-    value and the pooled within-arm pre-post correlation, and the effect."""
+    """From one large cohort (the design at n patients, every patient under both arms): per
+    outcome x time the survival to the visit, the SD of the change among survivors (pooled over
+    arms: sqrt of the mean of the two potential-outcome variances), the SD of the follow-up value
+    and the pooled within-arm pre-post correlation, the effect; and, for the complete case, the
+    share seen at the visit (mean of the arms), the SD of the change among the patients seen and
+    the difference of the arms' mean change among them (`effect_seen`)."""
     cohort = generate(dataclasses.replace(design, n=int(n)), rng)
     dirs = {o.name: o.direction() for o in design.model.outcomes}
     rows = []
@@ -170,16 +179,20 @@ def reference_quantities(design: Design, n: int, rng: np.random.Generator, outco
         pre = np.asarray(cohort.columns[f"{name}_{design.model.baseline}"], dtype=float)
         for t in times:
             d0, d1 = cohort.potential_deltas[(name, t)]
-            alive = ~np.isnan(d0)
+            alive = ~np.isnan(d0) & ~np.isnan(d1)  # alive under both arms
             x = pre[alive]
             posts = [x + dirs[name] * d0[alive], x + dirs[name] * d1[alive]]
             var_change = (d0[alive].var(ddof=1) + d1[alive].var(ddof=1)) / 2
             var_post = (posts[0].var(ddof=1) + posts[1].var(ddof=1)) / 2
             cov = (np.cov(x, posts[0])[0, 1] + np.cov(x, posts[1])[0, 1]) / 2
+            s0, s1 = cohort.seen[t]
             rows.append({"outcome": name, "timepoint": t, "delta": float(design.effect.get((name, t), NAN)),
-                         "ate_reference": float(np.mean(d1[alive] - d0[alive])),
+                         "ate_reference": float(np.nanmean(d1 - d0)),
                          "survival": float(alive.mean()), "sd_change": math.sqrt(var_change),
-                         "sd_post": math.sqrt(var_post), "rho": float(cov / math.sqrt(x.var(ddof=1) * var_post))})
+                         "sd_post": math.sqrt(var_post), "rho": float(cov / math.sqrt(x.var(ddof=1) * var_post)),
+                         "seen": float((s0.mean() + s1.mean()) / 2),
+                         "sd_change_seen": math.sqrt((d0[s0].var(ddof=1) + d1[s1].var(ddof=1)) / 2),
+                         "effect_seen": float(d1[s1].mean() - d0[s0].mean())})
     return pd.DataFrame(rows)
 
 
@@ -236,10 +249,14 @@ def sample_size_table(summary: pd.DataFrame, refs: Mapping[float, pd.DataFrame],
                 row["closed_ttest_nct"] = math.ceil(n_per_arm_ttest(r.delta, r.sd_change, exact=True, **kw))
                 row["closed_ancova"] = math.ceil(n_per_arm_ancova(r.delta, r.sd_post, r.rho, **kw))
                 row["closed_ancova_nct"] = math.ceil(n_per_arm_ancova(r.delta, r.sd_post, r.rho, exact=True, **kw))
+                row["closed_ttest_informative"] = (
+                    math.ceil(n_per_arm_ttest(r.effect_seen, r.sd_change_seen, alpha=alpha, power=target,
+                                              survival=r.seen)) if r.effect_seen != 0 else NAN)
                 sd2 = _table2_sd(study_outcomes, r.outcome, r.timepoint)
                 row["closed_ttest_table2sd"] = (math.ceil(n_per_arm_ttest(r.delta, sd2, **kw))
                                                 if math.isfinite(sd2) else NAN)
                 row.update(sd_change=r.sd_change, sd_change_table2=sd2, sd_post=r.sd_post, rho=r.rho,
-                           survival=r.survival, notes="; ".join(notes))
+                           survival=r.survival, seen=r.seen, sd_change_seen=r.sd_change_seen,
+                           effect_seen=r.effect_seen, notes="; ".join(notes))
                 rows.append(row)
     return pd.DataFrame(rows)

@@ -166,8 +166,9 @@ def test_randomisation_gives_exactly_n_per_arm(model):
     out = rct.rct_replicate((design, spec), np.random.default_rng(3))
     w = out[out["analysis"] == "wilcoxon"]
     assert (w["n_used_treated"] == 30).all() and (w["n_used_control"] == 30).all()
-    t = out[out["analysis"] == "ttest"]  # complete case: survivors only
-    assert ((t["n_used_treated"] + t["n_used_control"]) == 60 - t["n_deaths"]).all()
+    t = out[out["analysis"] == "ttest"]  # complete case: the patients seen (alive, not missed) only
+    assert ((t["n_used_treated"] + t["n_used_control"]) == 60 - t["n_unseen"]).all()
+    assert (t["n_unseen"] >= t["n_deaths"]).all()
     assert (t.loc[t["timepoint"] == "m6", "n_deaths"] > 0).any()
 
 
@@ -183,14 +184,11 @@ def _simulate(model, n_per_arm, effect_mcid, outcome, time, reps, seed):
     big = generate(_design(model, m * reps, effect_mcid), rng)
     spec = trial.TrialSpec(n_per_arm=n_per_arm, outcomes=(outcome,), times=(time,), analyses=("ttest",))
     dirs = {o.name: o.direction() for o in model.outcomes}
-    pre = big.columns[f"{outcome}_pre"]
-    d0, d1 = big.potential_deltas[(outcome, time)]
     cols: dict[str, list] = {}
     for r in range(reps):
         s = slice(r * m, (r + 1) * m)
         z = trial.randomise(m, n_per_arm, rng)
-        res = trial.analyse_trial({f"{outcome}_pre": pre[s]}, {(outcome, time): (d0[s], d1[s])}, z, spec, dirs,
-                                design.effect)
+        res = trial.analyse_trial(big.take(s), z, spec, dirs, model.visit_days, design.effect)
         for k, v in res.items():
             cols.setdefault(k, []).extend(v)
     return pd.DataFrame(cols), design
@@ -266,7 +264,7 @@ def test_rct_planning_end_to_end(tmp_path):
     assert (at1["closed_ttest"] > 0).all() and (at1["closed_ancova"] <= at1["closed_ttest"]).all()
     report = (out / "report.md").read_text()
     assert "## Sample size per arm" in report and "closed form t (normal)" in report
-    assert "while alive" in report
+    assert "patients seen at it" in report and "informative loss" in report
 
 
 def test_bad_settings_are_config_errors():

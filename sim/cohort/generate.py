@@ -58,10 +58,19 @@ class Cohort:
     # per follow-up visit: (alive under control, alive under treatment), (seen ..., seen ...)
     alive: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     seen: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    death_days: tuple[np.ndarray, np.ndarray] | None = None  # (without, with decompression)
 
     @property
     def n(self) -> int:
         return len(self.columns["treated"])
+
+    def take(self, rows) -> "Cohort":
+        """The patients `rows` (an index, slice or mask) as a cohort of their own."""
+        pair = lambda p: (p[0][rows], p[1][rows])  # noqa: E731
+        return Cohort({k: v[rows] for k, v in self.columns.items()},
+                      {k: pair(v) for k, v in self.potential_deltas.items()},
+                      {k: pair(v) for k, v in self.alive.items()}, {k: pair(v) for k, v in self.seen.items()},
+                      pair(self.death_days) if self.death_days is not None else None)
 
     def true_effects(self, mask: np.ndarray | None = None) -> dict[tuple[str, str], float]:
         """Mean individual effect on the change from baseline among `mask` (default: everyone),
@@ -383,4 +392,4 @@ def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | No
             columns[f"{out.name}_delta_{t}"] = (columns[f"{out.name}_{t}"] - pre) * d
     if u is not None:
         columns[U.U_COLUMN] = u  # recorded for diagnostics; never a PS covariate (see sim.cohort.unmeasured)
-    return Cohort(columns, potential, alive, seen)
+    return Cohort(columns, potential, alive, seen, (t0, t1))

@@ -85,8 +85,7 @@ def rct_replicate(plan: tuple[Design, TrialSpec], rng: np.random.Generator) -> p
     cohort = generate(design, rng)
     treated = randomise(cohort.n, spec.n_per_arm, rng)
     directions = {o.name: o.direction() for o in design.model.outcomes}
-    return pd.DataFrame(analyse_trial(cohort.columns, cohort.potential_deltas, treated, spec, directions,
-                                      design.effect))
+    return pd.DataFrame(analyse_trial(cohort, treated, spec, directions, design.model.visit_days, design.effect))
 
 
 def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[Condition], alpha: float,
@@ -95,7 +94,7 @@ def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[
     measure, value, mcse, n. Bias/MSE/coverage are against the cohort's ATE (`truth`);
     `rejection` is the type-I error at effect 0 and the power otherwise."""
     main = summarise(replicates, BY, truth="truth", alpha=alpha,
-                     extra_means=("n_used_treated", "n_used_control", "n_deaths", "sd_change"))
+                     extra_means=("n_used_treated", "n_used_control", "n_deaths", "n_unseen", "sd_change"))
     truths = mean_rows(replicates, {"truth": "true_ate", "truth_pop": "true_ate_population"})
     return tidy([main, *truths, failure_rows(failures, conds, reps)], conds)
 

@@ -8,21 +8,29 @@ Estimates are on the improvement scale, treated minus control, as `sim.methods.o
   ancova    OLS of the follow-up value on treatment + baseline value; estimate = direction x the
             treatment coefficient, its SE, CI and p from the t distribution (df = n - 3).
   wilcoxon  rank-sum test of the change (p only: its estimate P(T > C) is not on the effect scale).
+  composite rank-sum test of a composite in which death before the visit ranks below every
+            survivor, earlier deaths lower (sim.methods.truncation.composite_rank); patients alive
+            who missed the visit are left out. An alternative primary endpoint: survival and
+            function together.
 
-Deaths before a visit leave the change missing (NaN). `DEATH_STRATEGIES`: complete_case analyses
-the patients alive at the visit; worst_rank gives, for the rank test only, a dead patient the worst
-observed change minus 1 (`worst_rank`), so that every randomised patient counts.
+Deaths before a visit and missed visits leave the change missing (NaN). `DEATH_STRATEGIES`:
+complete_case analyses the patients seen at the visit; worst_rank gives, for the wilcoxon test
+only, every patient without a change the worst observed change minus 1 (`worst_rank`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
 from sim.methods import outcomes as O
+from sim.methods.truncation import composite_rank
+
+if TYPE_CHECKING:
+    from sim.cohort.generate import Cohort
 
 NAN = float("nan")
 DEATH_STRATEGIES = ("complete_case", "worst_rank")
@@ -35,11 +43,12 @@ ROW_FIELDS = {"estimate": "estimate", "se": "se", "ci_low": "ci_low", "ci_high":
 class Visit:
     """One outcome at one visit of a randomised cohort."""
 
-    change: np.ndarray  # observed change from baseline (NaN: dead before the visit)
+    change: np.ndarray  # observed change from baseline (NaN: dead before the visit or missed it)
     pre: np.ndarray  # baseline value
     treated: np.ndarray  # bool, the randomised arm
     direction: float  # +1 if higher is better, -1 otherwise (follow-up = pre + direction x change)
     death_strategy: str = "complete_case"
+    death_day: np.ndarray | None = None  # day of death if dead at the visit, inf otherwise
 
 
 def randomise(n_total: int, n_treated: int, rng: np.random.Generator) -> np.ndarray:
@@ -107,6 +116,9 @@ ANALYSES: dict[str, Callable[[Visit], O.TestResult]] = {
     "welch": lambda v: welch_t(v.change[v.treated], v.change[~v.treated]),
     "ancova": lambda v: ancova(v.pre + v.direction * v.change, v.pre, v.treated, v.direction),
     "wilcoxon": _rank_sum,
+    "composite": lambda v: dataclasses.replace(
+        composite_rank(v.change[v.treated], v.death_day[v.treated], v.change[~v.treated], v.death_day[~v.treated]),
+        estimate=NAN),
 }
 
 
@@ -131,24 +143,31 @@ def pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
     return math.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2))
 
 
-def analyse_trial(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]],
-                  treated: np.ndarray, spec: TrialSpec, directions: Mapping[str, float],
-                  effects: Mapping[tuple[str, str], float] | None = None) -> dict[str, list]:
+def analyse_trial(cohort: Cohort, treated: np.ndarray, spec: TrialSpec, directions: Mapping[str, float],
+                  visit_days: Mapping[str, float], effects: Mapping[tuple[str, str], float] | None = None
+                  ) -> dict[str, list]:
     """Columns of a tidy table (one row per outcome x time x analysis) for one randomised cohort:
-    the analyses' fields, the cohort's ATE among survivors to the visit (`truth`, from the
-    potential outcomes), the population effect (`truth_pop`), deaths and the pooled SD of the change."""
+    the analyses' fields, the cohort's survivor effect at the visit (`truth`: the mean individual
+    effect among patients alive under both arms, from the potential outcomes), the population
+    effect (`truth_pop`), deaths, patients not seen and the pooled SD of the observed change."""
+    columns, potential = cohort.columns, cohort.potential_deltas
     z = np.asarray(treated, dtype=bool)
-    extra = ("truth", "truth_pop", "n_deaths", "sd_change")
+    t0, t1 = cohort.death_days
+    death = np.where(z, t1, t0)
+    extra = ("truth", "truth_pop", "n_deaths", "n_unseen", "sd_change")
     cols: dict[str, list] = {k: [] for k in ("outcome", "timepoint", "analysis", *ROW_FIELDS, *extra)}
     for name in spec.outcomes or tuple(dict.fromkeys(o for o, _ in potential)):
         pre = np.asarray(columns[f"{name}_{spec.baseline}"], dtype=float)
         for t in spec.times or tuple(dict.fromkeys(t for _, t in potential)):
             d0, d1 = potential[(name, t)]
-            visit = Visit(np.where(z, d1, d0), pre, z, directions[name], spec.death_strategy)
-            alive = ~np.isnan(visit.change)
-            indiv = (d1 - d0)[alive]
+            s0, s1 = cohort.seen[t]
+            change = np.where(z, np.where(s1, d1, NAN), np.where(s0, d0, NAN))
+            dead = death <= visit_days[t]
+            visit = Visit(change, pre, z, directions[name], spec.death_strategy, np.where(dead, death, np.inf))
+            indiv = d1 - d0
+            indiv = indiv[~np.isnan(indiv)]
             base = (float(indiv.mean()) if indiv.size else NAN, float((effects or {}).get((name, t), NAN)),
-                    int((~alive).sum()), pooled_sd(visit.change[z], visit.change[~z]))
+                    int(dead.sum()), int(np.isnan(change).sum()), pooled_sd(change[z], change[~z]))
             for an in spec.analyses:
                 r = ANALYSES[an](visit)
                 cols["outcome"].append(name)

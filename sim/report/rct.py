@@ -21,12 +21,11 @@ if TYPE_CHECKING:
     from sim.experiment import ExperimentResult
 
 DEATH_TEXT = {
-    "complete_case": "complete case: each visit is analysed among the patients alive at it (a 'while alive' "
-                     "estimand: the mean individual effect on the change among survivors to the visit). In this "
-                     "model death does not depend on the arm, so survivors remain a randomised comparison.",
-    "worst_rank": "worst rank for the Wilcoxon test: a patient dead before the visit is given the worst observed "
-                  "change at that visit minus 1 (a composite of death and change; every randomised patient "
-                  "counts); the t-tests and ANCOVA stay complete case (while-alive estimand).",
+    "complete_case": "complete case: each visit is analysed among the patients seen at it (alive and not missing "
+                     "it); those started healthier than everyone (attrition depends on baseline health).",
+    "worst_rank": "worst rank for the Wilcoxon test: a patient without a change at the visit (dead or missed) is "
+                  "given the worst observed change at that visit minus 1; the t-tests and ANCOVA stay complete "
+                  "case.",
 }
 
 
@@ -133,9 +132,11 @@ def _sample_size_md(ss: pd.DataFrame, analyses: Sequence[str]) -> pd.DataFrame:
     out["closed form t (nct)"] = ss["closed_ttest_nct"]
     out["closed form ANCOVA"] = ss["closed_ancova"]
     out["closed form t, Table 2 SD"] = ss["closed_ttest_table2sd"]
+    out["closed form t, informative loss"] = ss["closed_ttest_informative"]
     out["SD change"] = [f"{v:.3g}" for v in ss["sd_change"]]
     out["rho"] = [f"{v:.2f}" for v in ss["rho"]]
     out["survival"] = [f"{v:.3f}" for v in ss["survival"]]
+    out["seen"] = [f"{v:.3f}" for v in ss["seen"]]
     return out
 
 
@@ -144,7 +145,7 @@ def sample_size_text(ss: pd.DataFrame, analyses: Sequence[str]) -> str:
 
 
 def _bias_coverage(summary: pd.DataFrame, analyses: Sequence[str]) -> pd.DataFrame:
-    est = [a for a in analyses if a != "wilcoxon"]
+    est = [a for a in analyses if a not in ("wilcoxon", "composite")]
     b = summary[summary["analysis"].isin(est) & summary["measure"].isin(["bias", "coverage"])]
     rows = []
     for (an, o, t), g in b.groupby(["analysis", "outcome", "timepoint"], sort=False):
@@ -174,9 +175,11 @@ def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, re
         f"- deaths before the visit (`experiment.death_strategy: {spec.death_strategy}`): "
         f"{DEATH_TEXT[spec.death_strategy]}",
         "- analyses: `ttest` Student t-test of the change score, `welch` Welch t-test of the change score, "
-        "`ancova` OLS of the follow-up value on arm + baseline, `wilcoxon` rank-sum test of the change (p only)",
-        f"- alpha = {spec.alpha:g}, two-sided; bias, MSE and coverage are against the cohort's true ATE on the change "
-        "among survivors to the visit (potential outcomes)",
+        "`ancova` OLS of the follow-up value on arm + baseline, `wilcoxon` rank-sum test of the change (p only), "
+        "`composite` rank-sum test of death before the visit (worst, earlier deaths lower) and the change of the "
+        "patients seen (an alternative primary endpoint: survival and function together; p only)",
+        f"- alpha = {spec.alpha:g}, two-sided; bias, MSE and coverage are against the cohort's survivor effect on the "
+        "change (the mean individual effect among patients alive at the visit under both arms)",
         "",
         "## Sample size per arm",
         "Smallest simulated n per arm whose rejection rate reaches the target power (linear interpolation "
@@ -191,7 +194,10 @@ def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, re
         "the SD of the follow-up value and rho the within-arm pre-post correlation among survivors (reference "
         "cohort), normal approximation, divided by S;",
         "- closed form t, Table 2 SD: as the first with sigma = the pooled SD of the change in the paper's Table 2 "
-        "(observational, before matching), for comparison.",
+        "(observational, before matching), for comparison;",
+        "- closed form t, informative loss: as the first, but planned on the patients seen at the visit: sigma the "
+        "SD of their change, delta the difference of the arms' mean change among them, divided by the share seen "
+        "(death and missed visits) rather than the share alive.",
         "",
         sample_size_text(ss, spec.analyses),
     ]
