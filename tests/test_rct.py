@@ -293,3 +293,58 @@ def test_bad_settings_are_config_errors():
         assert "\n" not in str(err.value)
         if key == "experiment.analyses":
             assert str(list(trial.ANALYSES)) in str(err.value)
+
+
+def _trials(model, n_per_arm, reps, seed, analyses, **design_kw):
+    """`reps` trials of 2 x n_per_arm cut from one large cohort (patients are i.i.d.)."""
+    from sim.cohort.generate import generate, make_design
+
+    m = 2 * n_per_arm
+    rng = np.random.default_rng(seed)
+    big = generate(make_design(model, m * reps, confounding=0.0, **design_kw), rng)
+    spec = trial.TrialSpec(n_per_arm=n_per_arm, outcomes=("barthel",), times=("m6",), analyses=analyses)
+    dirs = {o.name: o.direction() for o in model.outcomes}
+    cols: dict[str, list] = {}
+    for r in range(reps):
+        z = trial.randomise(m, n_per_arm, rng)
+        for k, v in trial.analyse_trial(big.take(slice(r * m, (r + 1) * m)), z, spec, dirs, model.visit_days).items():
+            cols.setdefault(k, []).extend(v)
+    return pd.DataFrame(cols)
+
+
+@pytest.mark.slow
+def test_composite_detects_a_survival_benefit_and_keeps_its_level_without_one(model):
+    """The death-ranks-worst composite: at its level when decompression changes nothing, and
+    powered against a survival benefit alone (hazard ratio 0.5, no effect on the change), which
+    the complete-case t-test is not built to see."""
+    reps = 600
+    null = _trials(model, 120, reps, 31, ("composite",))
+    rate = float((null["p_value"] < 0.05).mean())
+    assert abs(rate - 0.05) < 3 * math.sqrt(0.05 * 0.95 / reps), rate
+    saved = _trials(model, 120, reps, 32, ("composite", "ttest"), survival_effect=0.5)
+    comp = saved[saved["analysis"] == "composite"]
+    power = float((comp["p_value"] < 0.05).mean())
+    assert power > 0.05 + 6 * math.sqrt(0.05 * 0.95 / reps), power
+    # and every randomised patient not lost to a missed visit is analysed
+    assert (comp["n_used_treated"] + comp["n_used_control"] == 240 - (comp["n_unseen"] - comp["n_deaths"])).all()
+
+
+def test_informative_loss_quantities_are_those_of_the_patients_seen(model):
+    """reference_quantities: the share seen, the SD of the change and the effect among the
+    patients seen, recomputed here from the cohort's potential outcomes and seen masks."""
+    from sim.cohort.generate import generate, make_design
+
+    design = make_design(model, 20_000, confounding=0.0, effect_mcid=1.0)
+    ref = PW.reference_quantities(design, 20_000, np.random.default_rng(9), ["barthel"], ["m6"]).iloc[0]
+    c = generate(design, np.random.default_rng(9))
+    d0, d1 = c.potential_deltas[("barthel", "m6")]
+    s0, s1 = c.seen["m6"]
+    assert ref["seen"] == pytest.approx((s0.mean() + s1.mean()) / 2)
+    assert ref["seen"] < ref["survival"]  # missed visits on top of deaths
+    assert ref["effect_seen"] == pytest.approx(np.mean(d1[s1]) - np.mean(d0[s0]))
+    assert ref["sd_change_seen"] == pytest.approx(math.sqrt((np.var(d0[s0], ddof=1) + np.var(d1[s1], ddof=1)) / 2))
+    # the planned n: the closed form on those quantities, inflated by the share seen
+    n = PW.n_per_arm_ttest(ref["effect_seen"], ref["sd_change_seen"], alpha=0.05, power=0.8, survival=ref["seen"])
+    z = stats.norm.ppf
+    assert n == pytest.approx(2 * (z(0.975) + z(0.8)) ** 2 * ref["sd_change_seen"] ** 2
+                              / ref["effect_seen"] ** 2 / ref["seen"])

@@ -15,13 +15,13 @@ effect is monotone (HR < 1: no one dies sooner under decompression).
 
 Missed visit t (alive): P = expit(alpha_t + k g H + log(OR) * arm), one uniform per visit shared by
 both arms (`cohort.attrition_effect` = OR). The average P over the reference cohort is
-`cohort.attrition.missed_visit[t]` (the paper gives no counts: an assumption); g is calibrated
-with b, to the completers' baselines.
+`cohort.attrition.missed_visit[t]` (the paper gives no counts: an assumption) whatever k (alpha_t
+is re-solved, `rescaled`); g is calibrated with b, to the completers' baselines.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -115,7 +115,9 @@ def death_days(sm, am: AttritionModel, L: np.ndarray, H: np.ndarray, e: np.ndarr
     t0 = np.exp(sm.loc - sm.scale * (sys + c * e) / s)
     if hazard_ratio == 1.0:
         return t0, t0
-    e1 = special.ndtri(np.exp(special.log_ndtr(e) / hazard_ratio))
+    log_s = special.log_ndtr(e) / hazard_ratio  # log of Phi(E1) = Phi(E)^(1 / HR)
+    with np.errstate(invalid="ignore"):  # each branch is evaluated where it is accurate
+        e1 = np.where(e > 0, -special.ndtri(-np.expm1(log_s)), special.ndtri(np.exp(log_s)))
     return t0, np.exp(sm.loc - sm.scale * (sys + c * e1) / s)
 
 
@@ -137,6 +139,13 @@ def missed(am: AttritionModel, H: np.ndarray, u: np.ndarray, t: str, kappa: floa
     if odds_ratio == 1.0:
         return m0, m0
     return m0, u < p_missed(am, H, t, kappa, float(np.log(odds_ratio)))
+
+
+def rescaled(am: AttritionModel, kappa: float, H_reference: np.ndarray) -> AttritionModel:
+    """The missed-visit model with its loading on H times kappa and the intercepts re-solved on the
+    reference cohort's H, so the average share missing each visit stays the setting."""
+    g = kappa * am.missed_health
+    return replace(am, missed_health=g, missed_intercept=solve_intercepts(am.missed_share, g, H_reference))
 
 
 def solve_intercepts(missed_share: Mapping[str, float], g: float, H: np.ndarray) -> dict[str, float]:

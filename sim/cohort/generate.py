@@ -45,6 +45,7 @@ class Design:
     survival_effect: float = 1.0  # hazard ratio of decompression on death, given (L, H)
     attrition_effect: float = 1.0  # odds ratio of decompression on missing a visit while alive
     health_scale: float = 1.0  # multiplies the calibrated dependence of death and missed visits on H
+    attrition: A.AttritionModel | None = None  # missed visits at this health_scale (None: as calibrated)
 
 
 @dataclass
@@ -199,8 +200,12 @@ def make_design(model: M.CohortModel, n: int, confounding: float = 1.0, effect_m
                     if term is not None:
                         y = y + out.direction() * term
                 shifts[(out.name, t)] = _solve_shift(out, t, y, P[alive], heterogeneity, target)
+    attrition = None
+    if health_scale != 1.0:
+        ref_cols, ref_L, ref_P = _tree(model, lat)
+        attrition = A.rescaled(model.attrition, float(health_scale), M.health(model, ref_P, lat))
     return Design(model, int(n), float(confounding), intercept, requested, shifts, float(heterogeneity), udesign,
-                  survival_effect, attrition_effect, float(health_scale))
+                  survival_effect, attrition_effect, float(health_scale), attrition)
 
 
 def _solve_shift(out: M.OutcomeModel, t: str, y: np.ndarray, P: np.ndarray, heterogeneity: float,
@@ -361,7 +366,8 @@ def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | No
     for j, t in enumerate(model.follow_up):
         day = model.visit_days[t]
         alive[t] = (t0 > day, t1 > day)
-        m0, m1 = A.missed(model.attrition, H, lat.missed_u[:, j], t, design.health_scale, design.attrition_effect)
+        m0, m1 = A.missed(design.attrition or model.attrition, H, lat.missed_u[:, j], t,
+                          odds_ratio=design.attrition_effect)
         seen[t] = (alive[t][0] & ~m0, alive[t][1] & ~m1)
         columns[f"seen_{t}"] = np.where(is_treated, seen[t][1], seen[t][0]).astype(np.int8)
         columns[f"dead_{t}"] = (death <= day).astype(np.int8)
