@@ -27,7 +27,7 @@ Z = 3.5  # two-sided ~5e-4 per comparison
 OUTCOMES = ("barthel", "eq5d", "vas", "face")
 TIMES = ("pre", "m1", "m6")  # conf/study/tominaga2025.yaml: visits (baseline, then follow_up)
 POST = TIMES[1:]
-MCID = {"barthel": 9.25, "eq5d": 0.063, "vas": 10.0, "face": 2.0}
+MCID = {"barthel": 9.25, "eq5d": 0.063, "vas": 15.0, "face": 2.0}
 SCALES = {  # lower, upper, step (conf/study/tominaga2025.yaml: outcomes.*.scale)
     "barthel": (0.0, 100.0, 5.0),
     "eq5d": (-0.025, 1.0, 0.001),
@@ -382,8 +382,8 @@ def test_explicit_effect_changes_only_its_outcome_and_time(model):
 
 def test_explicit_effect_adds_to_effect_mcid(model):
     design = make_design(model, 100, effect_mcid=1.0, effect={"vas": {"m1": -3.0}})
-    assert design.effect[("vas", "m1")] == pytest.approx(10.0 - 3.0)
-    assert design.effect[("vas", "m6")] == pytest.approx(10.0)
+    assert design.effect[("vas", "m1")] == pytest.approx(15.0 - 3.0)
+    assert design.effect[("vas", "m6")] == pytest.approx(15.0)
 
 
 # ------------------------------------------------------------------ bad parameters

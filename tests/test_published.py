@@ -110,9 +110,10 @@ def test_real_values_spot_check(table):
     vas = _row(table, "vas", "m6")
     assert vas["diff"] == pytest.approx(12.6) and vas["diff_raw"] == pytest.approx(-12.6)
     assert vas["d"] == pytest.approx(12.6 / math.sqrt((27.2**2 + 37.2**2) / 2))
-    # face scale: both visits shown equivalent within 2 points; nothing else
+    # face scale: both visits shown equivalent within 2 points; VAS at 1 month (28.0 vs 28.0, SE
+    # sqrt(29.5^2/51 + 38.6^2/51) = 6.8, 90 % CI +-11.3) within 15 mm; nothing else
     eq = table[table["equivalent"]]
-    assert sorted(zip(eq["outcome"], eq["time"])) == [("face", "m1"), ("face", "m6")]
+    assert sorted(zip(eq["outcome"], eq["time"])) == [("face", "m1"), ("face", "m6"), ("vas", "m1")]
 
 
 def test_signs_follow_improvement_direction(table, study_raw):
@@ -166,7 +167,7 @@ def test_readings(table, study):
     # with 2000 per arm the Barthel 1-month difference (-2.3, MCID 9.25) is significant and equivalent
     big = published_sensitivity(study, n={"treated": 2000, "control": 2000})
     assert _row(big, "barthel", "m1")["reading"] == READINGS["sig_equivalent"]
-    assert _row(big, "vas", "m6")["reading"] == READINGS["sig_t"]   # 12.6 > MCID 10
+    assert _row(big, "vas", "m6")["reading"] == READINGS["sig_equivalent"]   # 12.6 < MCID 15: within it
 
 
 def test_sizes_and_errors(study_raw):
@@ -184,7 +185,7 @@ def test_sizes_and_errors(study_raw):
 def test_markdown_sentences_computed_from_table(table):
     md = published_sensitivity_markdown(table)
     k = int(table["equivalent"].sum())
-    assert f"{k} of 8 comparisons are shown equivalent within one MCID" in md and k == 2
+    assert f"{k} of 8 comparisons are shown equivalent within one MCID" in md and k == 3
     inconclusive = int((table["reading"] == READINGS["inconclusive"]).sum())
     assert f"{inconclusive} of 8 show no significant difference without being shown equivalent" in md
     top = table.loc[table["evalue_mcid"].idxmax()]
