@@ -52,8 +52,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> i
         start = time.perf_counter()
         with RunLock(out_dir):
             result = experiment.run(cfg, out_dir, prepared=prepared)
-        print(f"{cfg.experiment.name}: done in {time.perf_counter() - start:.1f} s; outputs in {out_dir}",
-              file=sys.stderr)
+        print(_summary(cfg, result, out_dir, time.perf_counter() - start), file=sys.stderr)
         return result.exit_code
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
@@ -66,6 +65,18 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> i
         msg = " ".join(str(e).split())[:300]
         print(f"error: unexpected {type(e).__name__}: {msg} (traceback in {log})", file=sys.stderr)
         return 1
+
+
+def _summary(cfg: DictConfig, result: experiment.ExperimentResult, out_dir: Path, seconds: float) -> str:
+    """The end of a run on the terminal: what ran and where the files are (not the key table); the
+    first line is always `NAME: done in ... s; outputs in DIR`."""
+    first = f"{cfg.experiment.name}: done in {seconds:.1f} s; outputs in {out_dir}"
+    try:
+        from sim.report.montecarlo import terminal_summary
+
+        return terminal_summary(cfg, result, out_dir, seconds)
+    except Exception:  # noqa: BLE001 - a finished run is never reported as failed for its summary
+        return first
 
 
 def _error_log(out_dir: Path) -> Path:

@@ -10,11 +10,21 @@ The baseline skips the balance step, so its time is a lower bound and the ratio 
 Then the engine's throughput for the pipeline at N = 263 (sim.engine.run_chunks into a temp
 dir), single process and n_jobs=2, including chunk writing and result collection.
 
+Last, the matcher alone at scale, on true propensity scores of Austin's (2011) design (10 N(0, 1)
+confounders, his odds ratios, 25 % treated; no PS fit): greedy 1:1 nearest-neighbour caliper
+matching (the paper's: logit PS, caliper 0.2 x pooled SD, largest PS first, without replacement) of
+1,000,000 rows, and optimal 1:1 matching with the same caliper of 10,000 rows; beside each, match()
+with the reference cores it replaced (the plain-Python greedy loop, the dense linear_sum_assignment),
+and the one-off cost of numba's compilation of the greedy cores.
+
 Designs come from the Hydra config (conf/, experiment=caliper_sweep) through sim.jobs.conditions and
-sim.jobs.psm, so no setting is duplicated here. Timing: time.perf_counter after a warm-up, over a
-fixed number of reps (--reps) or for a fixed time per measurement (--seconds, default 8; the whole
-bench then takes about 1.5 minutes, plus the one-off calibration on a new machine). The baseline is
-a yardstick, not part of the product.
+sim.jobs.psm, so no setting is duplicated here (the matching sections' data: AUSTIN_OR). Timing:
+time.perf_counter after a warm-up, over a fixed number of reps (--reps) or for a fixed time per
+measurement (--seconds, default 8; the whole bench then takes about 2 minutes, plus the one-off
+calibration on a new machine). The matching sections take the median of MATCH_RUNS calls after a
+warm-up call, so numba's compilation (or its loading from numba's on-disk cache) is left out; it is
+timed on its own, in fresh processes. The baseline and the reference cores are yardsticks, not
+part of the product.
 """
 
 from __future__ import annotations
@@ -179,6 +189,111 @@ def agreement(plan, reps: int) -> tuple[int, int]:
     return same, reps
 
 
+# ----------------------------------------------------------------------------- matching at scale
+
+GREEDY_N, OPTIMAL_N = 1_000_000, 10_000
+MATCH_RUNS = 5  #: timed calls per matching measurement (median), after one warm-up call
+REFERENCE_RUNS = {"greedy": 3, "optimal": 1}  #: the reference cores are slow: fewer calls
+
+
+#: the matching sections' data: 10 independent N(0, 1) confounders with the treatment odds ratios
+#: of Austin (Pharm Stat 2011), the design of experiment=austin2011, 25 % treated
+AUSTIN_OR = (1.1, 1.1, 1.1, 1.25, 1.25, 1.25, 1.5, 1.5, 1.5, 2.0)
+AUSTIN_SHARE = 0.25
+
+
+def austin_scores(n: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(true PS, treated) of n units: logit PS = a + sum log(OR_k) x_k, a solved on the sample so that
+    the mean PS is AUSTIN_SHARE. The true PS, not a fitted one: only the matcher is timed."""
+    from scipy.optimize import brentq
+    from scipy.special import expit
+
+    rng = np.random.default_rng(seed)
+    lp = rng.standard_normal((n, len(AUSTIN_OR))) @ np.log(AUSTIN_OR)
+    a = brentq(lambda a: float(expit(a + lp).mean()) - AUSTIN_SHARE, -20.0, 20.0)
+    ps = expit(a + lp)
+    return ps, (rng.random(n) < ps).astype(np.int8)
+
+
+class reference_cores:
+    """Context: sim.methods.matching.match runs the cores the fast ones replaced (kept as references)."""
+
+    def __enter__(self):
+        import sim.methods.matching as MM
+        import sim.methods.matching_cores as MC
+
+        self.saved = MM._greedy_ordered, MM._greedy_closest, MM._optimal
+        MM._greedy_ordered, MM._greedy_closest, MM._optimal = (MC._greedy_ordered_py, MC._greedy_closest_py,
+                                                               MC._optimal_dense)
+        return self
+
+    def __exit__(self, *exc):
+        import sim.methods.matching as MM
+
+        MM._greedy_ordered, MM._greedy_closest, MM._optimal = self.saved
+
+
+def median_seconds(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
+    """(median wall time of `runs` calls, last result)."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), out
+
+
+JIT_PROBE = """
+import time
+import numpy as np
+import sim.methods.matching_cores as MC
+from sim.methods.matching import match
+MC.COMPILED_MIN_UNITS = 0  # the compiled kernels even for this tiny input
+t0 = time.perf_counter()
+for order in ("largest", "closest"):
+    match(np.array([0.2, 0.3, 0.4]), np.array([1, 0, 0]), order=order)
+print(time.perf_counter() - t0)
+"""
+
+
+def jit_seconds(cold: bool) -> float:
+    """First greedy matches (ordered and closest) in a fresh process: numba's import plus the
+    compilation of the kernels (cold: an empty numba cache) or their loading from the cache."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="sim-bench-numba-") as tmp:
+        env = dict(os.environ)
+        if cold:
+            env["NUMBA_CACHE_DIR"] = tmp
+        out = subprocess.run([sys.executable, "-c", JIT_PROBE], env=env, check=True, capture_output=True, text=True)
+    return float(out.stdout.split()[-1])
+
+
+def matching_rows() -> list[tuple]:
+    """(name, rows, fast s, reference s, agreement) for the two matching-at-scale sections."""
+    from sim.methods.matching import match
+
+    rows = []
+    for name, n, kw in (("greedy 1:1 caliper matching", GREEDY_N, dict()),
+                        ("optimal 1:1 with caliper", OPTIMAL_N, dict(algorithm="optimal"))):
+        ps, z = austin_scores(n)
+        d = np.log(ps) - np.log1p(-ps)
+        match(ps, z, **kw)  # warm-up: numba compile / cache load, scipy import
+        fast, res = median_seconds(lambda: match(ps, z, **kw), MATCH_RUNS)
+        with reference_cores():
+            ref, ref_res = median_seconds(lambda: match(ps, z, **kw), REFERENCE_RUNS[kw.get("algorithm", "greedy")])
+        if "algorithm" not in kw:
+            same = "identical" if (np.array_equal(res.treated_idx, ref_res.treated_idx)
+                                   and np.array_equal(res.control_idx, ref_res.control_idx)) else "DIFFERENT"
+        else:
+            tot, ref_tot = (float(np.abs(d[r.treated_idx] - d[r.control_idx]).sum()) for r in (res, ref_res))
+            same = ("same total" if res.n_pairs == ref_res.n_pairs and math.isclose(tot, ref_tot, rel_tol=1e-9)
+                    else "DIFFERENT")
+        rows.append((name, n, int(z.sum()), res.n_pairs, fast, ref, same))
+        print(f"  {name}, N={n}: {fast:.3f} s (reference cores {ref:.2f} s), {same}", file=sys.stderr, flush=True)
+    return rows
+
+
 def _load() -> float:
     try:
         return os.getloadavg()[0]
@@ -225,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         engine_rate(p, factors, warm, n_jobs)  # warm-up (for n_jobs=2: starts the worker pool)
         engine[n_jobs] = engine_rate(p, factors, e_reps, n_jobs)
 
+    match_rows = matching_rows()
+    jit_cold, jit_warm = jit_seconds(cold=True), jit_seconds(cold=False)
+
     print()
     print("per-replicate throughput (generate + analyse), single process")
     print(f"{'N':>6}  {'pipeline reps/s':>15}  {'baseline reps/s':>15}  {'ratio':>7}  {'same pairs':>10}")
@@ -235,6 +353,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'n_jobs':>6}  {'reps/s':>8}  {'speed-up':>8}")
     for n_jobs, r in engine.items():
         print(f"{n_jobs:>6}  {r:>8.1f}  {r / engine[1]:>7.2f}x")
+    print()
+    print(f"matching at scale (Austin's design, true PS, caliper 0.2 x pooled SD of the logit PS), "
+          f"median of {MATCH_RUNS} calls after a warm-up")
+    print(f"{'':<28}  {'N':>9}  {'treated':>7}  {'links':>7}  {'seconds':>8}  {'reference s':>11}  {'ratio':>7}"
+          "  result")
+    for name, n, n_t, links, fast, ref, same in match_rows:
+        print(f"{name:<28}  {n:>9}  {n_t:>7}  {links:>7}  {fast:>8.3f}  {ref:>11.2f}  {ref / fast:>6.1f}x  {same}")
+    print(f"numba (greedy cores), first calls in a fresh process incl. importing numba: {jit_cold:.2f} s with an "
+          f"empty cache (compilation), {jit_warm:.2f} s from numba's cache")
+    print("reference = match() with the cores these replaced (plain-Python greedy loop; dense "
+          "linear_sum_assignment), median of "
+          + ", ".join(f"{k} {v}" for k, v in REFERENCE_RUNS.items()) + " call(s)")
     print()
     print(f"baseline = statsmodels Logit + plain O(n_t*n_c) Python greedy loop + the same outcome tests "
           f"(no balance step); bench took {time.perf_counter() - t0:.0f} s")

@@ -8,6 +8,7 @@ import math
 from importlib import resources
 from typing import Any, Mapping
 
+from sim.engine.runner import BACKENDS, DASK_EXTRA, check_scheduler_address
 from sim.methods import matching as MATCHING
 from sim.methods.balance import DENOMINATORS
 from sim.methods.outcomes import ANALYSES as TEST_ANALYSES
@@ -82,6 +83,33 @@ def check_run_keys(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"chunk_size: must be null or a whole number >= 1, got {cs!r}")
     if cfg.get("progress") not in PROGRESS:
         raise ConfigError(f"progress: got {cfg.get('progress')!r}; allowed: null (only on a terminal), true, false")
+    _check_backend(cfg.get("backend", "local"), cfg.get("dask_scheduler"))
+
+
+def _check_backend(backend: Any, scheduler: Any) -> None:
+    """backend and dask_scheduler; backend=dask without dask.distributed installed names the extra."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ConfigError(f"backend: got {backend!r}; allowed: {list(BACKENDS)} (local = joblib processes on "
+                          "this machine, dask = a dask.distributed cluster)")
+    if scheduler is not None:
+        if not isinstance(scheduler, str) or not scheduler or any(ch.isspace() for ch in scheduler):
+            raise ConfigError(f"dask_scheduler: must be null (a local dask cluster of n_jobs workers) or a scheduler "
+                              f"address like 'tcp://host:8786', got {scheduler!r}")
+        if backend != "dask":
+            raise ConfigError(f"dask_scheduler: used by backend=dask only, but backend is {backend!r}; "
+                              "add backend=dask (or set dask_scheduler=null)")
+    if backend == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise ConfigError(f"backend: 'dask' needs dask.distributed, which is not installed; install the "
+                              f"extra: pip install 'sim[{DASK_EXTRA}]' (or use backend=local)") from None
+        if scheduler is not None:
+            try:
+                check_scheduler_address(scheduler)
+            except ValueError as e:
+                raise ConfigError(f"dask_scheduler: {scheduler!r} is not a dask scheduler address ({e}); "
+                                  "e.g. tcp://host:8786, or null for a local cluster") from None
 
 
 def check_cohort(cohort: Mapping[str, Any], prefix: str = "cohort") -> None:

@@ -34,6 +34,7 @@ from sim.jobs.conditions import Condition, conditions, fingerprint, short_names
 CRN_DEFAULT = ("cohort.effect_mcid", "cohort.effect_sd", "cohort.effect")
 
 JOBS = {
+    "austin": "sim.jobs.austin:AustinJob",
     "psm": "sim.jobs.psm:PsmJob",
     "rct": "sim.jobs.rct:RctJob",
     "reproduce": "sim.jobs.reproduce:ReproduceJob",
@@ -142,7 +143,8 @@ def _run(job: Job, conds: list[Condition], plans: list[Any], out_dir: Path, writ
     rr = run_chunks(type(job).simulate, plans, [c.factors for c in conds], reps=job.reps(), seed=int(cfg.seed),
                     out_dir=out_dir, n_jobs=cfg.n_jobs, chunk_size=cfg.chunk_size, progress=cfg.progress,
                     fingerprint=fingerprint(conds), name=f"{type(job).__module__}.{type(job).__name__}",
-                    streams=[condition_stream(c.factors, shared) for c in conds])
+                    streams=[condition_stream(c.factors, shared) for c in conds],
+                    backend=cfg.get("backend", "local"), scheduler=cfg.get("dask_scheduler"))
     names = short_names(list(conds[0].factors))
     grid = conditions_frame([c.factors for c in conds]).rename(columns=names)
     result = ExperimentResult(

@@ -348,3 +348,68 @@ def test_informative_loss_quantities_are_those_of_the_patients_seen(model):
     z = stats.norm.ppf
     assert n == pytest.approx(2 * (z(0.975) + z(0.8)) ** 2 * ref["sd_change_seen"] ** 2
                               / ref["effect_seen"] ** 2 / ref["seen"])
+
+
+# ----------------------------------------------------------------------------- Wilcoxon inputs, report, answer
+def test_reference_superiority_is_the_mann_whitney_p_of_the_patients_seen(model):
+    """reference_quantities: P(Y1 > Y0) + P(Y1 = Y0)/2 among the patients seen is U / (n1 n0) of
+    scipy's Mann-Whitney U on the two arms' potential changes, and the worst-rank version ranks
+    every patient not seen below every change (as sim.methods.trial.worst_rank does)."""
+    from sim.cohort.generate import generate, make_design
+
+    design = make_design(model, 20_000, confounding=0.0, effect_mcid=1.0)
+    ref = PW.reference_quantities(design, 20_000, np.random.default_rng(9), ["face"], ["m6"]).iloc[0]
+    c = generate(design, np.random.default_rng(9))
+    d0, d1 = c.potential_deltas[("face", "m6")]
+    s0, s1 = c.seen["m6"]
+    u = stats.mannwhitneyu(d1[s1], d0[s0]).statistic
+    assert ref["p_superiority"] == pytest.approx(u / (s1.sum() * s0.sum()), rel=1e-12)
+    assert 0.5 < ref["p_superiority"] < 1 and 0 < ref["p_tie"] < 1 and 0.9 < ref["tie_factor"] < 1
+    worst = trial.worst_rank(np.concatenate([np.where(s1, d1, np.nan), np.where(s0, d0, np.nan)]))
+    u = stats.mannwhitneyu(worst[:c.n], worst[c.n:]).statistic
+    assert ref["p_superiority_worst_rank"] == pytest.approx(u / c.n ** 2, rel=1e-12)
+    assert ref["tie_factor_worst_rank"] < ref["tie_factor"]  # the block of patients not seen is one tie
+
+
+def _ss_for_report():
+    """A two-row sample-size table as sim.power.sample_size_table writes it."""
+    ref = pd.DataFrame([dict(outcome="vas", timepoint="m6", delta=10.0, survival=0.8, sd_change=33.0, sd_post=22.0,
+                             rho=0.2, seen=0.7, sd_change_seen=30.0, effect_seen=9.0, p_superiority=0.58,
+                             p_tie=0.01, tie_factor=0.999, p_superiority_worst_rank=0.56,
+                             tie_factor_worst_rank=0.93)])
+    grid = np.array([20, 40, 60, 80, 100, 150, 200, 300, 450, 650], dtype=float)
+    curves = {"ttest": PW.power_ttest(grid, 10.0, 33.0, survival=0.8),
+              "ancova": PW.power_ancova(grid, 10.0, 22.0, 0.2, survival=0.8),
+              "wilcoxon": PW.power_ttest(grid, 10.0, 50.0, survival=0.7)}
+    summary = pd.DataFrame([{"n_per_arm": n, "effect_mcid": 1.0, "outcome": "vas", "timepoint": "m6", "analysis": an,
+                             "measure": "rejection", "value": round(float(p) * 1000) / 1000, "n": 1000}
+                            for an, ps in curves.items() for n, p in zip(grid, ps)])
+    return PW.sample_size_table(summary, {1.0: ref}, ("ttest", "ancova", "wilcoxon"), [0.8, 0.9], 0.05, {})
+
+
+def test_report_shows_n_with_its_interval_and_quotes_the_largest_gap():
+    from sim.report import rct as R
+
+    ss = _ss_for_report()
+    md = R._sample_size_md(ss, ("ttest", "ancova", "wilcoxon"))
+    r = ss.iloc[0]
+    assert md["simulated ttest"].iloc[0] == f"{r.sim_ttest:g} [{r.sim_ttest_low:g}, {r.sim_ttest_high:g}]"
+    assert md["simulated wilcoxon"].iloc[1] == "beyond grid"  # 90 % with the weaker curve: past n = 650
+    assert "closed form Wilcoxon (Noether)" in md.columns and "closed form t (normal)" in md.columns
+    note = R.gap_note(ss)
+    top = PW.largest_gap(ss)
+    assert f"{100 * top.gap:+.0f} %" in note and f"{top.analysis} at {top.outcome} {top.timepoint}" in note
+    assert f"simulated {top.sim:g} [{top.sim_low:g}, {top.sim_high:g}] against {top.closed_n:g}" in note
+    assert "No simulated N" in R.gap_note(ss.assign(sim_ttest=np.nan, sim_ancova=np.nan, sim_wilcoxon=np.nan))
+
+
+def test_curated_answer_quotes_the_fitted_n_and_the_largest_gap(tmp_path):
+    from sim.report.curate import load_answer
+
+    ss = _ss_for_report()
+    ss.to_csv(tmp_path / "sample_size.csv", index=False)
+    text = load_answer("rct_planning").answer(pd.DataFrame(), tmp_path)
+    r = ss[ss["power"] == 0.8].iloc[0]
+    assert f"{int(r.sim_ancova)} [{int(r.sim_ancova_low)}, {int(r.sim_ancova_high)}] (vas m6)" in text
+    top = PW.largest_gap(ss)
+    assert f"largest relative gap is {100 * top.gap:+.0f} % ({top.analysis}, vas m6" in text

@@ -5,18 +5,28 @@ stream a digest of what the condition is (``condition_stream``),
 so the replicates table is identical to the bit whatever ``n_jobs``,
 ``chunk_size`` or how many times the run was interrupted and resumed.
 See ``sim.engine.store`` for the on-disk layout and the resume rule.
+
+Backends (``run_chunks(backend=...)``): ``"local"`` runs the chunks in joblib (loky) processes on
+this machine; ``"dask"`` submits the same chunk function to a ``dask.distributed`` cluster (a
+``LocalCluster`` of ``n_jobs`` workers, or the scheduler at an address). Both compute every chunk
+with the same seeds, so the tables are identical whichever backend ran them. Under dask a worker
+writes its chunk file itself when it sees the run directory (a shared file system: the manifest
+is there), and the driver writes every chunk it receives whose file it does not see, so a cluster
+without a shared file system works too and resume is the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import logging
 import math
 import numbers
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +36,16 @@ import numpy as np
 import pandas as pd
 
 from .seeds import condition_stream, replicate_rng
-from .store import prepare_chunk_dir, build_manifest, read_chunk, scan_chunks, write_chunk
+from .store import (MANIFEST_NAME, build_manifest, chunk_filename, prepare_chunk_dir, read_chunk, scan_chunks,
+                    write_chunk)
 
-__all__ = ["ChunkOutput", "ReplicateFailure", "RunResult", "per_replicate", "run_chunks", "run_experiment",
-           "default_chunk_size"]
+__all__ = ["BACKENDS", "ChunkOutput", "ReplicateFailure", "RunResult", "per_replicate", "run_chunks",
+           "run_experiment", "default_chunk_size", "check_scheduler_address"]
+
+#: where the chunks run: joblib processes on this machine, or a dask.distributed cluster
+BACKENDS = ("local", "dask")
+#: the optional dependencies of backend="dask" (pyproject.toml)
+DASK_EXTRA = "cluster"
 
 ReplicateFn = Callable[[dict, np.random.Generator], pd.DataFrame]
 MAX_DEFAULT_CHUNK = 250
@@ -133,9 +149,11 @@ def _each_replicate(replicate_fn: ReplicateFn, plan: Any, rngs: Sequence[np.rand
 
 
 def _run_chunk(simulate: ChunkFn, plan: Any, c: int, stream: tuple[int, ...], first: int, last: int, seed: int,
-               chunks_dir: str) -> dict:
+               chunks_dir: str, write: str = "always") -> dict:
     """Compute reps first..last of condition c in one chunk-level call and write the chunk file
-    (runs in a worker). A chunk whose whole call fails records every replicate as failed."""
+    (runs in a worker). A chunk whose whole call fails records every replicate as failed.
+    write="if_shared": write only if this worker sees the run's manifest (a shared file system);
+    the driver writes the chunks the workers could not."""
     rngs = [replicate_rng(seed, stream, r) for r in range(first, last + 1)]
     try:
         out = simulate(plan, rngs)
@@ -163,7 +181,8 @@ def _run_chunk(simulate: ChunkFn, plan: Any, c: int, stream: tuple[int, ...], fi
     if failures:
         fails = fails.astype({"condition": "int64", "rep": "int64"})
     payload = {"condition": c, "first": first, "last": last, "replicates": rows, "failures": fails}
-    write_chunk(Path(chunks_dir), payload)
+    if write == "always" or (Path(chunks_dir) / MANIFEST_NAME).is_file():
+        write_chunk(Path(chunks_dir), payload)
     return payload
 
 
@@ -253,7 +272,8 @@ def _uncovered_ranges(covered: np.ndarray, chunk_size: int) -> list[tuple[int, i
 
 def run_experiment(replicate_fn: ReplicateFn, conditions: Sequence[Mapping[str, Any]], reps: int, seed: int,
                    out_dir: Path, n_jobs: int = -1, chunk_size: int | None = None,
-                   progress: bool | None = None, fingerprint: str = "") -> RunResult:
+                   progress: bool | None = None, fingerprint: str = "", backend: str = "local",
+                   scheduler: Any = None) -> RunResult:
     """Run ``reps`` replicates of every condition with a function of one replicate,
     ``replicate_fn(condition, rng) -> DataFrame`` (module-level or a partial of one, picklable,
     randomness only from rng). See :func:`run_chunks` for resume, parallelism and seeds."""
@@ -261,7 +281,8 @@ def run_experiment(replicate_fn: ReplicateFn, conditions: Sequence[Mapping[str, 
         raise ValueError(f"replicate_fn must be callable, got {type(replicate_fn).__name__}")
     _check_conditions(conditions)
     return run_chunks(per_replicate(replicate_fn), conditions, conditions, reps, seed, out_dir, n_jobs=n_jobs,
-                      chunk_size=chunk_size, progress=progress, fingerprint=fingerprint, name=_fn_name(replicate_fn))
+                      chunk_size=chunk_size, progress=progress, fingerprint=fingerprint, name=_fn_name(replicate_fn),
+                      backend=backend, scheduler=scheduler)
 
 
 def _check_conditions(conditions: Any) -> None:
@@ -276,7 +297,8 @@ def _check_conditions(conditions: Any) -> None:
 def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Mapping[str, Any]], reps: int,
                seed: int, out_dir: Path, n_jobs: int = -1, chunk_size: int | None = None,
                progress: bool | None = None, fingerprint: str = "", name: str = "",
-               streams: Sequence[tuple[int, ...]] | None = None) -> RunResult:
+               streams: Sequence[tuple[int, ...]] | None = None, backend: str = "local",
+               scheduler: Any = None) -> RunResult:
     """Run ``reps`` replicates of every condition; checkpoint chunks to ``out_dir/chunks``.
 
     ``simulate(plan, rngs) -> ChunkOutput`` computes a chunk of replicates of one condition from
@@ -289,6 +311,13 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
     n_jobs follows joblib (-1 = all cores, 1 = in-process without joblib). progress=None shows
     a bar only if stderr is a terminal. ``fingerprint`` (e.g. a hash of the full settings and
     code) joins the resume key, so a changed setting never reuses old chunks.
+
+    backend="local" runs the chunks in joblib processes; backend="dask" on a dask.distributed
+    cluster: ``scheduler`` None starts a ``LocalCluster`` of n_jobs single-threaded worker
+    processes (closed at the end), a string is a running scheduler's address
+    (``tcp://host:8786``), and a ``distributed.Client`` (or a cluster object) is used as it is.
+    The tables are identical for every backend. Chunks whose file a worker cannot see (no shared
+    file system) are written by this process as they arrive.
     """
     if not callable(simulate):
         raise ValueError(f"simulate must be callable, got {type(simulate).__name__}")
@@ -309,12 +338,25 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
         raise ValueError(f"progress must be None (auto), True or False, got {progress!r}")
     if out_dir is None:
         raise ValueError("out_dir must be a directory path, got None")
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if scheduler is not None:
+        if backend != "dask":
+            raise ValueError(f"scheduler is used by backend='dask' only, got backend={backend!r}")
+        if isinstance(scheduler, str) and (not scheduler or any(ch.isspace() for ch in scheduler)):
+            raise ValueError(f"scheduler must be a dask scheduler address like 'tcp://host:8786', got {scheduler!r}")
+        if not isinstance(scheduler, str) and not hasattr(scheduler, "submit") \
+                and not hasattr(scheduler, "scheduler_address"):
+            raise ValueError("scheduler must be None, an address like 'tcp://host:8786', a distributed.Client "
+                             f"or a cluster, got {type(scheduler).__name__}")
+    if backend == "dask":
+        _import_distributed()  # before anything is written: a missing extra is one clear error
+        if isinstance(scheduler, str):
+            check_scheduler_address(scheduler)
 
     conds = [dict(c) for c in conditions]
     n_cond = len(conds)
     workers = 1 if n_jobs == 1 else joblib.effective_n_jobs(n_jobs)
-    if chunk_size is None:
-        chunk_size = default_chunk_size(reps, workers)
 
     streams_key = hashlib.sha256(repr(streams).encode()).hexdigest()[:16]
     manifest = build_manifest(seed, reps, conds, name or _fn_name(simulate), f"{fingerprint}:{streams_key}")
@@ -340,19 +382,31 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
         n_resumed += 1
     bar.draw()
 
-    tasks = [(c, first, last) for c in range(n_cond) for first, last in _uncovered_ranges(covered[c], chunk_size)]
+    def tasks_of(size: int) -> list[tuple[int, int, int]]:
+        return [(c, first, last) for c in range(n_cond) for first, last in _uncovered_ranges(covered[c], size)]
+
+    def collect(results: Iterable[dict]) -> None:
+        for payload in results:
+            payloads.append(payload)
+            bar.add(payload["condition"], payload["last"] - payload["first"] + 1)
+            bar.draw()
+
+    tasks: list[tuple[int, int, int]] = []
     cdir = str(chunks_dir)
-    if tasks:
+    if not covered.all() and backend == "dask":
+        with _dask_client(scheduler, workers) as client:
+            tasks = tasks_of(chunk_size or default_chunk_size(reps, _cluster_threads(client) or workers))
+            with contextlib.closing(_dask_results(client, simulate, plans, streams, tasks, seed, chunks_dir)) as res:
+                collect(res)
+    elif not covered.all():
+        tasks = tasks_of(chunk_size or default_chunk_size(reps, workers))
         if n_jobs == 1:
             results = (_run_chunk(simulate, plans[c], c, streams[c], f, l, seed, cdir) for c, f, l in tasks)
         else:
             parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
             results = parallel(joblib.delayed(_run_chunk)(simulate, plans[c], c, streams[c], f, l, seed, cdir)
                                for c, f, l in tasks)
-        for payload in results:
-            payloads.append(payload)
-            bar.add(payload["condition"], payload["last"] - payload["first"] + 1)
-            bar.draw()
+        collect(results)
     bar.draw(final=True)
 
     payloads.sort(key=lambda p: (p["condition"], p["first"]))
@@ -365,3 +419,95 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
                       RuntimeWarning, stacklevel=2)
     return RunResult(replicates=replicates, failures=failures, conditions=conds,
                      n_computed_chunks=len(tasks), n_resumed_chunks=n_resumed)
+
+
+# ---- dask.distributed backend ----------------------------------------------------------------
+
+def _import_distributed():
+    """dask.distributed, or an ImportError saying which extra to install."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ImportError(f"backend='dask' needs dask.distributed, which is not installed: "
+                          f"pip install 'sim[{DASK_EXTRA}]' ({_reason(exc)})") from None
+    return distributed
+
+
+def check_scheduler_address(address: str) -> None:
+    """ValueError saying what is wrong with a dask scheduler address (no network access): a known
+    scheme, and host:port where the scheme has them (``tcp://host:8786``, ``host:8786``)."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+    from distributed.comm.registry import get_backend
+
+    if not isinstance(address, str) or not address or any(ch.isspace() for ch in address):
+        raise ValueError(f"not an address: {address!r}")
+    scheme, _ = parse_address(address)
+    get_backend(scheme)  # unknown scheme -> ValueError listing the known ones
+    if scheme in ("tcp", "tls", "ws", "wss"):
+        get_address_host_port(address)
+
+
+@contextlib.contextmanager
+def _quiet_dask_logs(level: int = logging.ERROR) -> Iterator[None]:
+    """dask.distributed logs every worker start and stop at INFO: keep the terminal to errors
+    while this run's cluster is up (a logger set more quietly by the user is left so)."""
+    logger = logging.getLogger("distributed")
+    old = logger.level
+    logger.setLevel(max(level, old))
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+@contextlib.contextmanager
+def _dask_client(scheduler: Any, workers: int) -> Iterator[Any]:
+    """A client of the scheduler; what this function started (client, LocalCluster) it closes."""
+    distributed = _import_distributed()
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    with _quiet_dask_logs(), contextlib.ExitStack() as stack:
+        target = scheduler
+        if scheduler is None:
+            target = stack.enter_context(distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
+                silence_logs=logging.ERROR))
+        try:
+            client = distributed.Client(target, set_as_default=False)
+        except OSError as exc:
+            raise ConnectionError(f"cannot connect to the dask scheduler at {scheduler!r}: {_reason(exc)}") from None
+        stack.callback(client.close)
+        yield client
+
+
+def _cluster_threads(client: Any) -> int:
+    """Worker threads the cluster has now (0 if none has joined yet)."""
+    try:
+        return int(sum(client.nthreads().values()))
+    except Exception:  # noqa: BLE001 - only sizes the default chunks
+        return 0
+
+
+def _dask_results(client: Any, simulate: ChunkFn, plans: Sequence[Any], streams: Sequence[tuple[int, ...]],
+                  tasks: Sequence[tuple[int, int, int]], seed: int, chunks_dir: Path) -> Iterator[dict]:
+    """Submit one dask task per chunk (each condition's plan sent to the cluster once) and yield the
+    payloads as they finish, writing those whose file the workers could not write. Pending tasks
+    are cancelled if the caller stops early (an error, Ctrl-C)."""
+    from distributed import as_completed
+
+    needed = sorted({c for c, _, _ in tasks})
+    plan_refs = dict(zip(needed, client.scatter([plans[c] for c in needed], hash=False)))
+    cdir = str(chunks_dir)
+    pending = {client.submit(_run_chunk, simulate, plan_refs[c], c, streams[c], f, l, seed, cdir, "if_shared",
+                             pure=False) for c, f, l in tasks}
+    try:
+        for future in as_completed(pending, loop=client.loop):
+            pending.discard(future)
+            payload = future.result()
+            del future  # the cluster may forget the result now
+            if not (chunks_dir / chunk_filename(payload["condition"], payload["first"], payload["last"])).is_file():
+                write_chunk(chunks_dir, payload)
+            yield payload
+    finally:
+        client.cancel([*pending, *plan_refs.values()])

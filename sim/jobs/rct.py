@@ -25,11 +25,14 @@ ttest (Student), welch, ancova (follow-up on arm + baseline), wilcoxon (p only).
 Truth (per replicate): the cohort's ATE on the change among patients alive at the visit, from the
 potential outcomes (`truth`); `truth_pop` is the population effect the design was solved for.
 
-Sample size (sample_size.csv, report.md): per outcome x time, effect > 0 and target power, the
-smallest simulated n per arm reaching the target (linear interpolation between grid points) beside
-the closed forms of sim.power, whose SD of the change (among survivors), follow-up SD, pre-post
-correlation and survival to the visit come from one reference cohort of experiment.reference_n
-patients drawn from the same design (reference.csv).
+Sample size (sample_size.csv, report.md): per outcome x time, effect > 0, target power and
+analysis, the simulated n per arm reaching the target with a 95 % interval (sim.power.solve_simulated_n:
+a probit GLM of the rejection counts on sqrt(n) over the grid, solved at the target, Fieller
+interval; not reported, with the reason in `notes`, when the solution lies outside the grid or
+power does not increase with n) beside the closed forms of sim.power (t, ANCOVA, Wilcoxon after
+Noether 1987), whose SD of the change (among survivors), follow-up SD, pre-post correlation,
+survival to the visit, share seen and P(Y1 > Y0) come from one reference cohort of
+experiment.reference_n patients drawn from the same design (reference.csv).
 
 Cost: a replicate (cohort of 2 x n_per_arm, 8 outcome-times x 4 analyses) takes ~8-12 ms; the
 default grid (30 conditions) at 300 reps takes about a minute of wall time on 2 cores (the
@@ -39,7 +42,6 @@ curated run, 1000 reps, took 120 s).
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -181,7 +183,7 @@ class RctJob(Job):
                                       if refs else pd.DataFrame())
         outcomes = study_of(result.conditions[0].cfg).outcomes
         result.tables["sample_size"] = PW.sample_size_table(result.summary, refs, spec.analyses, self.targets,
-                                                            spec.alpha, outcomes)
+                                                            spec.alpha, outcomes, death_strategy=spec.death_strategy)
 
     # ----------------------------------------------------------------- files
     def report(self, result: ExperimentResult, out_dir: Path) -> int:
@@ -197,5 +199,4 @@ class RctJob(Job):
         atomic_csv(ss, out_dir / "sample_size.csv")
         paths = R.figures(result.summary, refs, spec, self.targets, out_dir)
         atomic_text(R.report_text(self.cfg, result, spec, self.reference_n, paths, ss), out_dir / "report.md")
-        print(R.sample_size_text(ss, spec.analyses), file=sys.stdout)
         return 0

@@ -6,7 +6,9 @@ Design notes (why it looks like this):
   are sorted once by the distance score; for each treated unit a binary search
   finds its position and two "next available" union-find structures (one
   scanning right, one scanning left) skip controls already used. Cost is
-  O(N log N) plus a short Python loop over treated units.
+  O(N log N) plus a loop over treated units, compiled with numba
+  (sim.methods.matching_cores; the plain-Python original is kept there as the
+  tests' reference).
 * Tie rule (greedy, all orders): among controls at equal distance the one with
   the lowest input index wins. Treated units with equal scores are processed
   lowest index first (``largest``/``smallest``). ``closest`` takes the
@@ -19,10 +21,13 @@ Design notes (why it looks like this):
   k nearest controls (order is irrelevant).
 * ``exact``: units are matched only within equal stratum codes. The caliper
   width is computed on the whole sample (before stratifying).
-* ``algorithm="optimal"`` builds a dense (n_treated*k) x n_control cost matrix
-  (limit ``MAX_OPTIMAL_CELLS`` cells per exact stratum) and solves it with
-  ``scipy.optimize.linear_sum_assignment``: first the number of within-caliper
-  links is maximised, then the total |distance|. With ratio k every treated
+* ``algorithm="optimal"``: first the number of within-caliper links is
+  maximised, then the total |distance| minimised, over an
+  (n_treated*k) x n_control problem (limit ``MAX_OPTIMAL_CELLS`` cells per
+  exact stratum). With a caliper, only the within-caliper pairs are handed to
+  ``scipy.sparse.csgraph.min_weight_full_bipartite_matching``; without one (or
+  for small strata) the dense cost matrix to
+  ``scipy.optimize.linear_sum_assignment``. With ratio k every treated
   unit gets *up to* k controls (variable ratio is allowed by the optimum).
   Among several optimal matchings the one scipy returns is used
   (deterministic, but not the greedy tie rule).
@@ -249,7 +254,7 @@ def match(
     else:
         core = _greedy_ordered
 
-    links = []
+    parts = []
     if n_t and n_c:
         if exact is None:
             groups = [(t_sorted, c_idx_all)]
@@ -269,12 +274,10 @@ def match(
                 if cb > ca:
                     groups.append((t_sorted[o_t[a:b]], np.sort(c_idx_all[o_c[ca:cb]])))
         for tg, cg in groups:
-            links.extend(core(d[tg], tg, d[cg], cg, ratio, width))
+            # a core returns its links as an (m, 3) array or a list of (t, c, round) tuples
+            parts.append(np.asarray(core(d[tg], tg, d[cg], cg, ratio, width), dtype=np.int64).reshape(-1, 3))
 
-    if links:
-        L = np.array(links, dtype=np.int64)
-    else:
-        L = np.zeros((0, 3), np.int64)
+    L = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
     tl, cl, rl = L[:, 0], L[:, 1], L[:, 2]
     matched_t = np.unique(tl)
     pid_of_t = np.full(n, -1, np.int64)

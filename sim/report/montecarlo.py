@@ -12,7 +12,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from sim.engine.atomic import atomic_write_text, atomic_writer
-from sim.report.figures import heatmap_plot, measure_plot, scalar_plot
+from sim.report.figures import (forest_plot, heatmap_plot, is_proportion, measure_plot, nested_loop_plot, scalar_plot,
+                                zip_plot)
 from sim.report.tables import markdown
 
 if TYPE_CHECKING:
@@ -84,8 +85,17 @@ def run_lines(cfg: DictConfig, result: "ExperimentResult") -> list[str]:
     ]
 
 
+def _figure_lines(figures: list[Path], captions: dict[str, str], notes: list[str]) -> list[str]:
+    out = []
+    for p in figures:
+        if p.name in captions:
+            out += ["", captions[p.name]]
+        out.append(f"![{p.stem}]({p.name})")
+    return out + ([""] + [f"- {n}" for n in notes] if notes else [])
+
+
 def _report(cfg: DictConfig, result: "ExperimentResult", estimand: str, figures: list[Path],
-            table: pd.DataFrame) -> str:
+            table: pd.DataFrame, captions: dict[str, str] | None = None, notes: list[str] | None = None) -> str:
     exp = cfg.experiment
     lines = [
         f"# {exp.name}",
@@ -106,11 +116,12 @@ def _report(cfg: DictConfig, result: "ExperimentResult", estimand: str, figures:
         "",
         markdown(table) if not table.empty else "(no rows)",
         "## Figures",
-        *[f"![{p.stem}]({p.name})" for p in figures],
+        *_figure_lines(figures, captions or {}, notes or []),
         "",
         "## Monte Carlo precision",
         "Every measure in summary.csv has its Monte Carlo SE (`mcse`) and the number of replicates it used "
-        "(`n`), computed as in Morris, White & Crowther (2019), Table 6. Error bars in the figures are 2 x MCSE.",
+        "(`n`), computed as in Morris, White & Crowther (2019), Table 6. Error bars in the figures are 2 x MCSE; "
+        "the band of the zip plot is the coverage ± 1.96 MCSE.",
         "",
         "## Configuration",
         "```yaml",
@@ -123,6 +134,77 @@ def _report(cfg: DictConfig, result: "ExperimentResult", estimand: str, figures:
 
 HEATMAP_KEYS = {"file", "title", "analysis", "measure", "x", "y", "where", "complement"}
 ROW_KEYS = ("outcome", "timepoint", "analysis")
+#: experiment.figures.<name> of the methods-paper figures: (required keys, allowed keys)
+FIGURE_SETTINGS = {
+    "zip": ({"analysis"}, {"analysis", "where", "by", "estimand"}),
+    "nested_loop": ({"analysis", "measure"}, {"analysis", "measure", "order", "where", "reference"}),
+    "forest": ({"measure"}, {"measure", "analyses", "where", "by", "reference"}),
+}
+FIGURES_KEYS = ("estimate_analysis", "test_analysis", *FIGURE_SETTINGS)
+#: where a figure's settings may select, beside the grid factors
+WHERE_ROWS = ("outcome", "timepoint")
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float))
+
+
+def _check_figure(name: str, spec: Any, factors: list[str], analyses: list[str], need) -> None:
+    """experiment.figures.zip / nested_loop / forest (see FIGURE_SETTINGS)."""
+    from sim.methods.pipeline import ESTIMANDS
+
+    key = f"figures.{name}"
+    required, allowed = FIGURE_SETTINGS[name]
+    need(isinstance(spec, dict), key, f"must be a mapping with keys {sorted(allowed)} ({sorted(required)} required)")
+    need(required <= set(spec) <= allowed, key,
+         f"keys {sorted(required)} are required, {sorted(allowed)} allowed; got {sorted(spec)}")
+    for k in ("analysis", "analyses"):
+        if k not in spec:
+            continue
+        v = spec[k]
+        one = k == "analysis" and name == "zip"
+        names = [v] if isinstance(v, str) and k == "analysis" else v
+        ok = isinstance(names, list) and bool(names) and all(isinstance(a, str) for a in names)
+        need(ok and not (one and len(names) > 1) and (k == "analysis" or not isinstance(v, str)), f"{key}.{k}",
+             "must be one analysis name" if one else "must be an analysis name or a list of them"
+             if k == "analysis" else "must be a list of analysis names")
+        for a in names:
+            need(a in analyses, f"{key}.{k}", f"got {a!r}; allowed: {analyses}")
+    if "measure" in spec:
+        need(isinstance(spec["measure"], str) and spec["measure"], f"{key}.measure",
+             f"must be a measure name of summary.csv (bias, coverage, rejection, ...), got {spec['measure']!r}")
+    if "estimand" in spec:
+        need(spec["estimand"] in ESTIMANDS, f"{key}.estimand", f"got {spec['estimand']!r}; allowed: {list(ESTIMANDS)}")
+    if "reference" in spec:
+        ref = spec["reference"]
+        need(ref is None or (isinstance(ref, (int, float)) and not isinstance(ref, bool)), f"{key}.reference",
+             f"must be a number or null, got {ref!r}")
+    by = spec.get("by")
+    if "by" in spec:
+        need(by in factors, f"{key}.by", f"got {by!r}; allowed (grid factors): {factors}")
+    where = spec.get("where") or {}
+    need(isinstance(where, dict), f"{key}.where", f"must be a mapping of grid factors to levels; allowed keys: "
+                                                  f"{factors + list(WHERE_ROWS)}")
+    for k, v in where.items():
+        need(k in factors or k in WHERE_ROWS, f"{key}.where.{k}",
+             f"not a grid factor, outcome or timepoint; allowed: {factors + list(WHERE_ROWS)}")
+        several = isinstance(v, list)
+        need(_scalar(v) or (several and v and all(_scalar(x) for x in v)), f"{key}.where.{k}",
+             f"must be a level (number, text or null) or a list of levels, got {v!r}")
+        if several and name != "nested_loop" and k in factors:
+            need(k == by, f"{key}.where.{k}", f"a list of levels is allowed only for the `by` factor "
+                                              f"({by!r}); give one level")
+    fixed = [f for f in factors if f in where and not isinstance(where[f], list)]
+    if name in ("zip", "forest"):
+        missing = [f for f in factors if f not in fixed and f != by]
+        need(not missing, f"{key}.where", f"must fix every grid factor except `by` (one condition per panel); "
+                                          f"missing: {missing}")
+    if name == "nested_loop" and "order" in spec:
+        loop = [f for f in factors if f not in fixed]
+        order = spec["order"]
+        need(isinstance(order, list) and sorted(map(str, order)) == sorted(loop) and len(set(order)) == len(order),
+             f"{key}.order", f"must list each grid factor not fixed by `where` once, outermost first: "
+                             f"{loop}; got {order!r}")
 
 
 def check_report_settings(cfg: DictConfig, factors: list[str]) -> None:
@@ -151,6 +233,30 @@ def check_report_settings(cfg: DictConfig, factors: list[str]) -> None:
         need(isinstance(c, list) and len(c) == 2, "key_table.columns", f"entries are [analysis, measure], got {c!r}")
     for k in key_cfg.get("exp_factors") or {}:
         need(k in factors, f"key_table.exp_factors.{k}", f"not a grid factor; allowed: {factors}")
+    fig_cfg = _plain(cfg.experiment.get("figures"), {})
+    need(isinstance(fig_cfg, dict), "figures", f"must be a mapping with keys {list(FIGURES_KEYS)}")
+    for k in fig_cfg:
+        need(k in FIGURES_KEYS, f"figures.{k}", f"unknown key; allowed: {list(FIGURES_KEYS)}")
+    if any(k in fig_cfg for k in FIGURE_SETTINGS):
+        from sim.config import ANALYSES
+        from sim.methods.pipeline import CRUDE_ANALYSES
+
+        analyses = [*ANALYSES, *CRUDE_ANALYSES]
+        for name in FIGURE_SETTINGS:
+            if fig_cfg.get(name) is not None and applies(fig_cfg[name], factors):
+                _check_figure(name, fig_cfg[name], factors, analyses, need)
+
+
+def applies(spec: Any, factors: list[str]) -> bool:
+    """A figure whose settings name only factors of another grid (the grid was replaced on the
+    command line) does not apply to this run: it is skipped with a note, not refused. One that
+    names any factor of this grid is checked in full (a misspelt factor is an error)."""
+    if not isinstance(spec, dict):
+        return True  # malformed: _check_figure says why
+    where = spec.get("where") if isinstance(spec.get("where"), dict) else {}
+    named = [k for k in (*where, *([spec["by"]] if spec.get("by") else []), *(spec.get("order") or []))
+             if k not in WHERE_ROWS]
+    return not named or any(k in factors for k in named)
 
 
 def _plain(node: Any, default: Any) -> Any:
@@ -178,6 +284,8 @@ def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path
                        where=h.get("where"), complement=bool(h.get("complement", False)))
           for h in _plain(cfg.experiment.get("heatmaps"), [])),
     ) if p is not None]
+    extra, captions, notes = methods_figures(fig_cfg, result, out_dir, estimand, alpha)
+    figures += extra
     key_cfg = _plain(cfg.experiment.get("key_table"), {})
     columns = [(a, "rejection") for a in tests] + [(a, "bias") for a in estimates]
     columns += [tuple(c) for c in key_cfg.get("columns", [])]
@@ -189,4 +297,132 @@ def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path
         if src in table:
             table.insert(table.columns.get_loc(src) + 1, name, [round(float(np.exp(v)), 3) for v in table[src]])
     atomic_csv(table, out_dir / "key_table.csv")
-    atomic_text(_report(cfg, result, estimand, figures, table), out_dir / "report.md")
+    atomic_text(_report(cfg, result, estimand, figures, table, captions, notes), out_dir / "report.md")
+
+
+def default_reference(measure: str, alpha: float) -> float | None:
+    """The line a measure is judged against: 0 for a bias, 0.95 for a coverage, alpha for the
+    two-sided rejection rate; none otherwise."""
+    if measure.startswith("bias"):
+        return 0.0
+    if measure.startswith("coverage"):
+        return 0.95
+    return alpha if measure == "rejection" else None
+
+
+def _where_text(where: dict | None, by: str | None = None) -> str:
+    """'caliper = 0.2, effect_mcid = 0' (+ ', by confounding (0, 1, 3)'); 'every condition'."""
+    text = lambda v: "none" if v is None else f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    parts = [f"{k} = {text(v)}" for k, v in (where or {}).items() if k != by]
+    if by:
+        levels = (where or {}).get(by)
+        parts.append(f"by {by}" + (f" ({', '.join(map(text, levels))})" if isinstance(levels, list) else ""))
+    return ", ".join(parts) if parts else "every condition"
+
+
+def methods_figures(fig_cfg: dict, result: "ExperimentResult", out_dir: Path, estimand: str,
+                    alpha: float) -> tuple[list[Path], dict[str, str], list[str]]:
+    """zip.png, nested_loop.png and forest.png as `experiment.figures` asks for them (settings
+    checked by check_report_settings); returns the files, their captions for report.md, and a note
+    for each figure asked for but not drawn (e.g. its condition is not in a cut-down grid)."""
+    from sim.methods.pipeline import ESTIMANDS
+
+    summary, factors = result.summary, result.factors
+    files: list[Path] = []
+    captions: dict[str, str] = {}
+    notes: list[str] = []
+    for name in [n for n in FIGURE_SETTINGS if fig_cfg.get(n) and not applies(fig_cfg[n], list(factors))]:
+        notes.append(f"{name}.png (experiment.figures.{name}) not drawn: its settings name factors that are not "
+                     f"in this run's grid {list(factors)}")
+        fig_cfg = {k: v for k, v in fig_cfg.items() if k != name}
+
+    def add(path: Path | None, caption: str, missing: str) -> None:
+        if path is None:
+            notes.append(missing)
+        else:
+            files.append(path)
+            captions[path.name] = caption
+
+    z = fig_cfg.get("zip")
+    if z:
+        est = z.get("estimand", estimand)
+        where, by = z.get("where") or {}, z.get("by")
+        at = _where_text(where, by)
+        add(zip_plot(result.replicates, z["analysis"], ESTIMANDS[est], out_dir / "zip.png",
+                     f"Zip plot: 95% CIs of {z['analysis']} ({at}) ranked by |z| against the {est} effect; "
+                     "red: not covering", where=where, by=by),
+            f"Zip plot of `{z['analysis']}` at {at} (Morris, White & Crowther 2019, Fig. 5): every replicate's 95% "
+            f"CI as a horizontal line, ranked by the fractional centile of |z| = |estimate - truth| / SE against the "
+            f"`{est}` estimand (per replicate); red CIs miss the truth (vertical line), the dashed line is 95 % and "
+            "the gold band the coverage ± 1.96 MCSE.",
+            f"zip.png (experiment.figures.zip) not drawn: no replicates of {z['analysis']} with a CI at {at} "
+            "in this run")
+    nl = fig_cfg.get("nested_loop")
+    if nl:
+        analyses = [nl["analysis"]] if isinstance(nl["analysis"], str) else list(nl["analysis"])
+        where = nl.get("where") or {}
+        order = nl.get("order") or [f for f in factors if not (f in where and not isinstance(where[f], list))]
+        ref = nl["reference"] if "reference" in nl else default_reference(nl["measure"], alpha)
+        add(nested_loop_plot(summary, order, nl["measure"], analyses, out_dir / "nested_loop.png",
+                             f"{nl['measure']} of {', '.join(analyses)}"
+                             + (f" vs the {estimand} effect" if nl["measure"] in ("bias", "coverage", "mse") else "")
+                             + f" in every condition (nested loops: {' > '.join(order)}); bars 2 x MCSE",
+                             nl["measure"], reference=ref, where=where),
+            f"Nested-loop plot (Rücker & Schwarzer 2014): `{nl['measure']}` of {', '.join(analyses)} in every "
+            f"condition{f' ({_where_text(where)})' if where else ''}, the conditions ordered by nested factor levels "
+            f"({' > '.join(order)}, outermost first); the steps underneath show each factor's level; "
+            "bars 2 x MCSE.",
+            f"nested_loop.png (experiment.figures.nested_loop) not drawn: no rows of {nl['measure']} of "
+            f"{', '.join(analyses)} at {_where_text(where)} in this run")
+    fo = fig_cfg.get("forest")
+    if fo:
+        where, by = fo.get("where") or {}, fo.get("by")
+        ref = fo["reference"] if "reference" in fo else default_reference(fo["measure"], alpha)
+        at = _where_text(where, by)
+        add(forest_plot(summary, fo["measure"], out_dir / "forest.png",
+                        f"{fo['measure']} across analyses ({at}); bars 2 x MCSE", analyses=fo.get("analyses"),
+                        where=where, by=by, reference=ref),
+            f"Forest (lollipop) plot: `{fo['measure']}` of each analysis at {at}; bars 2 x MCSE"
+            + (f", stems from the reference {ref:g} (dashed)." if ref is not None
+               else ", stems from 0." if is_proportion(fo["measure"]) else "."),
+            f"forest.png (experiment.figures.forest) not drawn: no rows of {fo['measure']} at {at} in this run")
+    return files, captions, notes
+
+
+
+def report_figures(out_dir: Path) -> list[str]:
+    """The figures report.md shows, in its order (else the PNGs in the directory)."""
+    import re
+
+    report = out_dir / "report.md"
+    names = re.findall(r"^!\[[^\]]*\]\(([^)]+\.png)\)", report.read_text(), flags=re.M) if report.is_file() else []
+    names = [n for n in dict.fromkeys(names) if (out_dir / n).is_file()]
+    return names or sorted(p.name for p in out_dir.glob("*.png"))
+
+
+def terminal_summary(cfg: DictConfig, result: "ExperimentResult", out_dir: Path, seconds: float) -> str:
+    """What `python -m sim` prints at the end of a run: what ran and where its files are, never the
+    key table (it is in report.md and key_table.csv). A curated answer (experiments/<name>/answer.py)
+    is not computed here: `python -m sim.report.curate` does that."""
+    from sim.report.curate import answer_path
+
+    name = str(cfg.experiment.name)
+    conds, factors = result.conditions, list(result.factors)
+    levels = [f"{f} {result.summary[f].nunique(dropna=False)}" for f in factors if f in result.summary]
+    total = int(cfg.reps) * max(len(conds), 1)
+    lines = [f"{name}: done in {seconds:.1f} s; outputs in {out_dir}",
+             f"  ran: {len(conds)} condition{'s' * (len(conds) != 1)}"
+             + (f" (levels: {' x '.join(levels)})" if levels else "")
+             + f" x {cfg.reps} replicates, seed {cfg.seed}; failed replicates: {len(result.failures)} of {total}"]
+    files = [n for n in ("report.md", "key_table.csv", "summary.csv", "replicates.csv.gz", "failures.csv")
+             if (out_dir / n).is_file()]
+    if files:
+        lines.append(f"  files: {', '.join(files)} (report.md: the key table, figures and configuration)")
+    figures = report_figures(out_dir)
+    if figures:
+        lines.append(f"  figures: {', '.join(figures)}")
+    answer = answer_path(name)
+    if answer.is_file():
+        lines.append(f"  curated answer ({answer.parent.name}/answer.py): python -m sim.report.curate {out_dir} "
+                     f"[--dest DIR; default: experiments/{name}/]")
+    return "\n".join(lines)

@@ -65,7 +65,7 @@ def curve_plot(summary: pd.DataFrame, measure: str, effect: float, path: Path, t
                 if len(r):
                     r = r.iloc[0]
                     grid = np.linspace(max(3.0, d["n_per_arm"].min() * 0.8), d["n_per_arm"].max(), 60)
-                    ax.plot(grid, PW.power_ttest(grid, r.delta, r.sd_change, alpha, survival=r.survival),
+                    ax.plot(grid, PW.power_ttest(grid, r.delta, r.sd_change, alpha, survival=r.seen),
                             color="black", ls="--", lw=0.9, label="closed form (t, nct)")
             for ref in references:
                 ax.axhline(ref, color="grey", lw=0.7, ls=":")
@@ -116,32 +116,74 @@ def _measure_wide(summary: pd.DataFrame, effect: float, measure: str, analyses: 
     return w
 
 
+_STATUS_CELL = {"below the grid": "below grid", "beyond the grid": "beyond grid", "not increasing": "not increasing",
+                "too few points": "too few n", "no fit": "no fit", "not run": "not run"}
+_CLOSED = {"closed_ttest": "closed form t (normal)", "closed_ttest_nct": "closed form t (nct)",
+           "closed_ancova": "closed form ANCOVA", "closed_ancova_nct": "closed form ANCOVA (nct)",
+           "closed_wilcoxon": "closed form Wilcoxon (Noether)", "closed_wilcoxon_ties": "closed form Wilcoxon, ties",
+           "closed_ttest_table2sd": "closed form t, Table 2 SD",
+           "closed_ttest_informative": "closed form t, informative loss"}
+
+
+def _n_cell(n: float, low: float, high: float, status: str) -> str:
+    if status == "fitted" and pd.notna(n):
+        return f"{n:g} [{low:g}, {high:g}]"
+    return _STATUS_CELL.get(status, status)
+
+
+def _int_cell(v) -> str:
+    return f"{v:g}" if pd.notna(v) else ""
+
+
 def _sample_size_md(ss: pd.DataFrame, analyses: Sequence[str]) -> pd.DataFrame:
     out = ss[["effect_mcid", "outcome", "timepoint", "power", "delta"]].copy()
     out["delta"] = [f"{v:.3g}" for v in out["delta"]]
     for an in analyses:
-        col = f"sim_{an}"
-        cells = []
-        for v, note in zip(ss[col], ss["notes"]):
-            if pd.notna(v):
-                cells.append(f"<= {v:g}" if f"{an}: at or below" in note else f"{v:g}")
-            else:
-                cells.append("not reached")
-        out[f"simulated {an}"] = cells
-    out["closed form t (normal)"] = ss["closed_ttest"]
-    out["closed form t (nct)"] = ss["closed_ttest_nct"]
-    out["closed form ANCOVA"] = ss["closed_ancova"]
-    out["closed form t, Table 2 SD"] = ss["closed_ttest_table2sd"]
-    out["closed form t, informative loss"] = ss["closed_ttest_informative"]
+        out[f"simulated {an}"] = [_n_cell(*v) for v in zip(ss[f"sim_{an}"], ss[f"sim_{an}_low"], ss[f"sim_{an}_high"],
+                                                            ss[f"sim_{an}_status"])]
+    for col, label in _CLOSED.items():
+        if col in ss.columns:
+            out[label] = [_int_cell(v) for v in ss[col]]
     out["SD change"] = [f"{v:.3g}" for v in ss["sd_change"]]
     out["rho"] = [f"{v:.2f}" for v in ss["rho"]]
     out["survival"] = [f"{v:.3f}" for v in ss["survival"]]
     out["seen"] = [f"{v:.3f}" for v in ss["seen"]]
+    out["P(Y1 > Y0)"] = [f"{v:.3f}" for v in ss["p_superiority"]]
+    out["tie factor"] = [f"{v:.3f}" for v in ss["tie_factor"]]
     return out
 
 
 def sample_size_text(ss: pd.DataFrame, analyses: Sequence[str]) -> str:
     return markdown(_sample_size_md(ss, analyses)) if len(ss) else "(no effect > 0 in the grid)"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:+.0f} %"
+
+
+def gap_note(ss: pd.DataFrame) -> str:
+    """The largest relative gap between a simulated N and its closed form (the pairs of
+    sim.power.GAP_PAIRS), which row it is, and per pair the median and largest |gap| and how often
+    the closed form lies inside the simulated interval; computed from the table."""
+    g = PW.gaps(ss)
+    if g.empty:
+        return "No simulated N could be compared with a closed form (none fitted within the grid)."
+    top = PW.largest_gap(ss)
+    label = {c: _CLOSED[c] for _, c in PW.GAP_PAIRS}
+    lines = [f"Largest relative gap between a simulated N and its closed form (simulated / closed - 1, over "
+             f"{len(g)} comparisons of {', '.join(f'{a} with {label[c]}' for a, c in PW.GAP_PAIRS)}): "
+             f"**{_pct(top.gap)}**, {top.analysis} at {top.outcome} {top.timepoint}, effect {top.effect_mcid:g} MCID, "
+             f"power {top.power:g}: simulated {top.sim:g} [{top.sim_low:g}, {top.sim_high:g}] against "
+             f"{top.closed_n:g} ({label[top.closed]}).", ""]
+    # for reference (not in the largest gap): the t-test planned on the patients seen, inflated by the share seen
+    extra = PW.gaps(ss, [("ttest", "closed_ttest_informative")])
+    label["closed_ttest_informative"] = _CLOSED["closed_ttest_informative"] + " (for reference)"
+    for (an, closed), d in pd.concat([g, extra] if len(extra) else [g]).groupby(["analysis", "closed"], sort=False):
+        w = d.loc[d["gap"].abs().idxmax()]
+        lines.append(f"- {an} vs {label[closed]}: median |gap| {100 * d['gap'].abs().median():.0f} %, largest "
+                     f"{_pct(w.gap)} ({w.outcome} {w.timepoint}, effect {w.effect_mcid:g}, power {w.power:g}); the "
+                     f"closed form inside the simulated 95 % interval in {int(d['inside'].sum())} of {len(d)}")
+    return "\n".join(lines)
 
 
 def _bias_coverage(summary: pd.DataFrame, analyses: Sequence[str]) -> pd.DataFrame:
@@ -157,6 +199,15 @@ def _bias_coverage(summary: pd.DataFrame, analyses: Sequence[str]) -> pd.DataFra
                      "max abs bias / MCSE": float(z.max()),
                      "coverage min": float(cov["value"].min()), "coverage max": float(cov["value"].max())})
     return pd.DataFrame(rows)
+
+
+def _ties_text(ss: pd.DataFrame) -> str:
+    if not len(ss) or "tie_factor" not in ss.columns:
+        return "no table"
+    t = ss["tie_factor"]
+    lo, hi = ss.loc[t.idxmin()], ss.loc[t.idxmax()]
+    return (f"tie factor {lo.tie_factor:.3f} at {lo.outcome} {lo.timepoint} to {hi.tie_factor:.3f} at {hi.outcome} "
+            f"{hi.timepoint}")
 
 
 def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, reference_n: int,
@@ -182,17 +233,39 @@ def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, re
         "change (the mean individual effect among patients alive at the visit under both arms)",
         "",
         "## Sample size per arm",
-        "Smallest simulated n per arm whose rejection rate reaches the target power (linear interpolation "
-        "between grid points, rounded up; 'not reached' if no grid n reaches it; '<= n' if the smallest grid n "
-        "already does), beside the closed forms of `sim/power.py` (patients to randomise per arm, rounded up):",
+        "Simulated n per arm reaching the target power, by root-finding on the simulated power curve (as SimSolve "
+        "of the R package SimDesign): per analysis, outcome and time the rejection counts over the grid of n per arm "
+        "are fitted by a binomial GLM with probit link, probit(power) = b0 + b1 sqrt(n) (statsmodels; probit "
+        "linear in sqrt(n) is the normal-theory power curve, probit in log n does not fit this grid), solved for "
+        "the target, N [95 % interval] rounded up. The interval is Fieller's: the n at which the fitted curve's "
+        "pointwise 95 % Wald interval (on the probit scale) contains the target, with the coefficients' "
+        "covariance scaled by the Pearson X2/df when above 1 (a lack of fit widens it). 'beyond grid' / "
+        "'below grid': the fitted curve reaches the target outside the grid of n (extrapolation, not reported; "
+        "`notes` in sample_size.csv gives the extrapolated value); 'not increasing': power does not increase "
+        "significantly with n; 'too few n' / 'no fit': fewer than two grid n with power strictly between 0 and 1, "
+        "or a separated fit (the curve is not identified). Beside them the closed forms of `sim/power.py` "
+        "(patients to randomise per arm, rounded up):",
         "- closed form t (normal): n = 2 (z_{1-a/2} + z_{1-b})^2 sigma^2 / delta^2 / S, with sigma the SD of the "
-        "change score among survivors to the visit and S the survival probability to the visit, both estimated "
+        "change score among survivors to the visit and S the share of randomised patients seen at the visit "
+        "(alive and not missing it), both estimated "
         f"from a reference cohort of {reference_n:,} patients drawn from the generator at confounding "
         f"{cfg.cohort.confounding:g} and the same effect (sigma^2 = mean of the two arms' variances);",
         "- closed form t (nct): the same solved exactly with the noncentral t (df = 2n - 2);",
         "- closed form ANCOVA: sigma_post^2 (1 - rho^2) in place of sigma^2 (Borm et al. 2007), with sigma_post "
         "the SD of the follow-up value and rho the within-arm pre-post correlation among survivors (reference "
-        "cohort), normal approximation, divided by S;",
+        "cohort), normal approximation, divided by S; closed form ANCOVA (nct): solved with the noncentral t, "
+        "df = 2n - 3;",
+        "- closed form Wilcoxon (Noether): Noether (1987): n per arm = (z_{1-a/2} + z_{1-b})^2 / (12 c (1 - c) "
+        "(P - 1/2)^2) / 2 with c = 1/2, P = P(Y1 > Y0) + P(Y1 = Y0)/2 for a treated and a control patient "
+        + ("with a change at the visit, the others (dead or missed) ranked below every change; every randomised "
+           "patient analysed (no inflation)"
+           if spec.death_strategy == "worst_rank" else
+           "seen at the visit (their potential changes in the reference cohort), divided by the share seen") + ". "
+        "Noether's formula assumes continuous data; the outcomes are on stepped scales, so changes tie "
+        f"({_ties_text(ss)}); the test used is tie-corrected, whose null variance is smaller by the tie factor "
+        "1 - sum pi_k^3 (pi_k the pooled share of each distinct change): closed form Wilcoxon, ties = Noether x "
+        "tie factor. Noether's formula also uses the null variance of U under the alternative, which is accurate "
+        "for small effects and overstates n as P moves away from 1/2;",
         "- closed form t, Table 2 SD: as the first with sigma = the pooled SD of the change in the paper's Table 2 "
         "(observational, before matching), for comparison;",
         "- closed form t, informative loss: as the first, but planned on the patients seen at the visit: sigma the "
@@ -200,6 +273,8 @@ def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, re
         "(death and missed visits) rather than the share alive.",
         "",
         sample_size_text(ss, spec.analyses),
+        "",
+        gap_note(ss) if len(ss) else "",
     ]
     for eff in effects:
         w = _measure_wide(summary, eff, "rejection", spec.analyses)
@@ -216,6 +291,6 @@ def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, re
               "## Monte Carlo precision",
               "Every measure in summary.csv has its Monte Carlo SE (`mcse`) and the number of replicates it used "
               "(`n`), as in Morris, White & Crowther (2019), Table 6. Error bars are 2 x MCSE. A simulated sample "
-              "size inherits the MCSE of the two power estimates it interpolates between.",
+              "size carries the Monte Carlo error of the whole fitted power curve in its 95 % interval.",
               "", "## Configuration", "```yaml", OmegaConf.to_yaml(cfg).strip(), "```", ""]
     return "\n".join(lines)
