@@ -50,7 +50,8 @@ def _fake_run(name: str, run: Path, *, answer_module=None) -> Path:
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([*args, f"hydra.run.dir={run}"]))
     module = answer_module or C.load_answer(name)
-    for f in ["summary.csv", "report.md", getattr(module, "KEY_TABLE", C.KEY_TABLE), *(p.name for p in src.glob("*.png"))]:
+    for f in ["summary.csv", "report.md", getattr(module, "KEY_TABLE", C.KEY_TABLE), *(p.name for p in src.glob("*.png")),
+              *getattr(module, "EXTRA_FILES", ())]:
         shutil.copy2(src / f, run / f)
     return run
 

@@ -9,6 +9,7 @@ Each curated experiment keeps its answer beside its results, in `experiments/<na
 
     KEY_TABLE = "key_table.csv"      # the run's table shown in the README (this is the default)
     KEY_FIGURE = "rejection.png"     # the run's figure shown first (default; else its first .png)
+    EXTRA_FILES = ("x.csv",)         # optional: tables answer() derives in the run dir, kept with it
 
     def answer(summary: pandas.DataFrame, run_dir: pathlib.Path) -> str:
         ...                          # the text, computed from the run's tables
@@ -120,8 +121,9 @@ def curate(run: Path, dest: Path | None = None) -> Path:
     summary = pd.read_csv(run / "summary.csv")
     answer = module.answer(summary, run)
     key = pd.read_csv(run / key_table)
+    extra = tuple(getattr(module, "EXTRA_FILES", ()))  # small tables the answer derives in the run
     files = [p for p in sorted(run.iterdir()) if p.suffix == ".png" or p.name in
-             ("summary.csv", key_table, "report.md")]
+             ("summary.csv", key_table, "report.md", *extra)]
     dest.mkdir(parents=True, exist_ok=True)
     for p in files:
         shutil.copy2(p, dest / p.name)
