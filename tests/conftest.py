@@ -36,13 +36,29 @@ def cohort_settings() -> dict:
 @pytest.fixture(scope="session", autouse=True)
 def shared_calibration_cache(tmp_path_factory):
     """One calibration cache for the whole session, in-process and in subprocesses (the CLI
-    tests), so the ~30 s calibration of the default cohort model runs at most once."""
+    tests), so the ~30 s calibration of the default cohort model runs at most once. Under
+    pytest-xdist the workers share it (their base temp dirs' common parent): a model one worker
+    calibrated is read by the other (cache files are written atomically, so a race only costs a
+    second calibration, never a torn file)."""
     import os
 
     if "SIM_CACHE_DIR" in os.environ:
         yield Path(os.environ["SIM_CACHE_DIR"])
         return
-    cache = tmp_path_factory.mktemp("sim-cache")
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-of-<user>/pytest-<n>/, the same for every worker of this run
+    cache = root / "sim-cache"
+    cache.mkdir(exist_ok=True)
     os.environ["SIM_CACHE_DIR"] = str(cache)
     yield cache
     del os.environ["SIM_CACHE_DIR"]
+
+
+@pytest.fixture(scope="session")
+def fast_model(study, cohort_settings):
+    """A quickly calibrated model (20 000 reference patients, ~3 s): enough for the generator's
+    mechanics; shared by the test files that only need those (read-only: models are frozen)."""
+    from sim.cohort.calibrate import calibrate
+
+    return calibrate(study, cohort_settings, n=20_000)

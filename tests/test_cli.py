@@ -1,10 +1,12 @@
 """End-to-end tests of `python -m sim` (the Hydra entry point), run as subprocesses.
 
-Every run gets SIM_CACHE_DIR = one directory per test session, calibrated once up front (~30 s on a
-new cache); after that the runs are cheap but each still costs a few seconds of start-up and
-figures. To keep the file's wall time modest the independent runs needed by the selected tests are
-started up front, two at a time, in a thread pool (results do not depend on it: every test still
-checks its own run); the runs that depend on another run (resume, kill) happen inside the test.
+Every run gets SIM_CACHE_DIR = the session's calibration cache (tests/conftest.py), calibrated up
+front unless an earlier test did (~30 s on a new cache); after that the runs are cheap but each
+still costs a few seconds of start-up and figures. To keep the file's wall time modest the
+independent runs needed by the selected tests are started up front, two at a time, in a thread
+pool (results do not depend on it: every test still checks its own run); the runs that depend on
+another run (resume, kill) happen inside the test. Under pytest-xdist the file must run on one
+worker (`--dist loadfile`, pyproject.toml), or each worker would start every run.
 """
 
 from __future__ import annotations
@@ -185,9 +187,11 @@ def run_sim(args: list[str], run_dir: Path, env: dict) -> Run:
 
 
 @pytest.fixture(scope="session")
-def sim_env(tmp_path_factory) -> dict:
-    """Environment of every run: a session-wide SIM_CACHE_DIR, calibrated once here."""
-    cache = tmp_path_factory.mktemp("sim-cache")
+def sim_env(shared_calibration_cache) -> dict:
+    """Environment of every run: the session's SIM_CACHE_DIR (tests/conftest.py, shared with the
+    in-process tests, so the default cohort model is calibrated once per session, not once more
+    here), with that model calibrated before the runs start two at a time."""
+    cache = shared_calibration_cache
     env = {**os.environ, "SIM_CACHE_DIR": str(cache), "MPLBACKEND": "Agg"}
     env.pop("HYDRA_FULL_ERROR", None)
     p = subprocess.run([sys.executable, "-c", CALIBRATE], cwd=ROOT, env=env, capture_output=True, text=True,

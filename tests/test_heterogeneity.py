@@ -14,7 +14,6 @@ import pytest
 from scipy import stats
 
 from sim.cohort import model as M
-from sim.cohort.calibrate import calibrate
 from sim.cohort.generate import _REFERENCE_N, generate, make_design
 
 Z = 4.0
@@ -27,8 +26,9 @@ EFFECT_MCID = 0.3  # reachable for h up to 2 on every outcome (1 MCID is not: se
 
 
 @pytest.fixture(scope="module")
-def model(study, cohort_settings):
-    return calibrate(study, cohort_settings, n=20_000)
+def model(fast_model):
+    """The session's quickly calibrated model (conftest: 20 000 reference patients)."""
+    return fast_model
 
 
 _COHORTS: dict = {}

@@ -18,7 +18,6 @@ from scipy import optimize, special, stats
 
 from sim.cohort import model as M
 from sim.cohort import unmeasured as U
-from sim.cohort.calibrate import calibrate
 from sim.cohort.generate import _REFERENCE_N, generate, make_design
 from sim.cohort.unmeasured import check_unmeasured
 
@@ -64,8 +63,9 @@ def _alive_d0(cohort, key):
 
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def model(study, cohort_settings):
-    return calibrate(study, cohort_settings, n=20_000)
+def model(fast_model):
+    """The session's quickly calibrated model (conftest: 20 000 reference patients)."""
+    return fast_model
 
 
 @pytest.fixture(scope="module")
