@@ -61,10 +61,36 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> i
         print("error: interrupted; finished chunks are kept: run the same command to resume", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - never a traceback on the terminal
+        unreachable = scheduler_error(cfg, e)
+        if unreachable:
+            print(f"error: {unreachable}", file=sys.stderr)
+            return 2
         log = _error_log(out_dir)
         msg = " ".join(str(e).split())[:300]
         print(f"error: unexpected {type(e).__name__}: {msg} (traceback in {log})", file=sys.stderr)
         return 1
+
+
+def scheduler_error(cfg: DictConfig, exc: BaseException) -> str | None:
+    """The user error of a dask scheduler that cannot be reached (`dask_scheduler` names an address
+    where no scheduler answers, or it went away): an OSError (ConnectionError, TimeoutError,
+    distributed's CommClosedError) raised by dask.distributed or by the runner's connection to it,
+    with backend=dask and a dask_scheduler. None for anything else (e.g. an OSError of the file
+    system), which stays an unexpected error."""
+    scheduler = cfg.get("dask_scheduler")
+    if cfg.get("backend") != "dask" or scheduler is None or not isinstance(exc, OSError):
+        return None
+    frames = traceback.extract_tb(exc.__traceback__)
+    from_dask = any("/distributed/" in f.filename.replace("\\", "/") or f.name == "_dask_client" for f in frames)
+    if not from_dask:
+        return None
+    reason = " ".join(str(exc).split())
+    prefix = f"cannot connect to the dask scheduler at {scheduler!r}: "  # the runner's own wording
+    reason = (reason[len(prefix):] if reason.startswith(prefix) else reason)[:300] or type(exc).__name__
+    return (f"dask_scheduler: cannot reach the dask scheduler at {scheduler!r} ({reason}); check that a scheduler "
+            "is running there and reachable from this machine (dask scheduler --port 8786), or set "
+            "dask_scheduler=null for a local cluster of n_jobs workers; finished chunks are kept: the same "
+            "command resumes")
 
 
 def _summary(cfg: DictConfig, result: experiment.ExperimentResult, out_dir: Path, seconds: float) -> str:

@@ -1,30 +1,30 @@
-"""`python -m sim.bench [--reps N] [--seconds S]`: throughput of the caliper-sweep pipeline.
+"""`python -m sim.bench [--reps N | --seconds S] [--cold] [--quick]`: what a study costs, and why.
 
-Measures replicates per second of `sim.jobs.psm.psm_replicate` on the caliper_sweep base condition
-(the paper's analysis: generate a cohort, PS fit, greedy 1:1 matching on the logit PS with caliper
-0.2 x pooled SD, balance, outcome tests) at N = 263 and N = 5,000, beside a plain per-replicate
-baseline run on the *same* generated cohorts: the PS fitted with statsmodels Logit, matched with a
-plain Python greedy nearest-neighbour loop (O(n_t * n_c): each treated unit, in descending PS order,
-scans every control for the nearest unused one within the caliper), then the same outcome tests.
-The baseline skips the balance step, so its time is a lower bound and the ratio is conservative.
-Then the engine's throughput for the pipeline at N = 263 (sim.engine.run_chunks into a temp
-dir), single process and n_jobs=2, including chunk writing and result collection.
+A Monte Carlo study is many replicates of one small analysis, so its cost is replicates per second.
+The bench answers the questions that decide how a study is run:
 
-Last, the matcher alone at scale, on true propensity scores of Austin's (2011) design (10 N(0, 1)
-confounders, his odds ratios, 25 % treated; no PS fit): greedy 1:1 nearest-neighbour caliper
-matching (the paper's: logit PS, caliper 0.2 x pooled SD, largest PS first, without replacement) of
-1,000,000 rows, and optimal 1:1 matching with the same caliper of 10,000 rows; beside each, match()
-with the reference cores it replaced (the plain-Python greedy loop, the dense linear_sum_assignment),
-and the one-off cost of numba's compilation of the greedy cores.
+* Does batching pay? The per-replicate path (psm_replicate through per_replicate: one cohort, one
+  analysis, one DataFrame) against the batched path the engine runs (psm_chunk: a chunk's B cohorts
+  generated in one pass, PS fits, matching and tests in compiled loops), on the same replicate
+  seeds, at the paper's N = 263 and at N = 5,000; beside them a naive yardstick (statsmodels Logit,
+  a plain O(n_t * n_c) Python greedy loop, the same outcome tests, no balance step: a lower bound on
+  its time). Speed counts only with the same answers, so the replicates both paths ran are compared.
+* Does a second process pay? The engine (run_chunks, chunks written to disk) at n_jobs 1 and 2.
+* Does memory grow with reps? The peak RSS of a fresh process running the engine for 1,000 and
+  10,000 replicates (n_jobs=1: driver and worker in one process).
+* What does a user wait for? The main job's wall time, caches warm and (--cold) empty, as after
+  an install.
+* Does the matcher scale? Greedy matching of 1,000,000 rows and optimal matching of 10,000 (Austin's
+  2011 design, true PS) beside the reference cores they replaced, and numba's one-off compilation.
 
-Designs come from the Hydra config (conf/, experiment=caliper_sweep) through sim.jobs.conditions and
-sim.jobs.psm, so no setting is duplicated here (the matching sections' data: AUSTIN_OR). Timing:
-time.perf_counter after a warm-up, over a fixed number of reps (--reps) or for a fixed time per
-measurement (--seconds, default 8; the whole bench then takes about 2 minutes, plus the one-off
-calibration on a new machine). The matching sections take the median of MATCH_RUNS calls after a
-warm-up call, so numba's compilation (or its loading from numba's on-disk cache) is left out; it is
-timed on its own, in fresh processes. The baseline and the reference cores are yardsticks, not
-part of the product.
+Designs come from the Hydra config (experiment=caliper_sweep, its base condition: the paper's
+caliper, the null); only the matching sections' data (AUSTIN_OR) is defined here. Every rate is
+timed (time.perf_counter) after an untimed warm-up call, so numba's compilation or cache loading is
+left out (it is timed on its own, in fresh processes); over --reps replicates per measurement (the
+batched path: whole chunks) or --seconds each (default 8: about 3-4 minutes on 2 CPUs; --cold adds
+up to 2, the most when it calibrates). --quick is a smoke test: tiny measurements, small matching
+inputs, no subprocess sections. The naive baseline and the reference cores are yardsticks, not part
+of the product.
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -43,14 +45,22 @@ import numpy as np
 import pandas as pd
 
 from sim.cohort.generate import Design, generate
-from sim.engine import replicate_rng, run_chunks
+from sim.engine import ChunkOutput, default_chunk_size, per_replicate, replicate_rng, run_chunks
 from sim.jobs.conditions import Condition, conditions
-from sim.jobs.psm import PsmJob, psm_replicate
+from sim.jobs.psm import PsmJob, psm_chunk, psm_replicate
 from sim.methods import outcomes as O
 from sim.methods.pipeline import MethodSpec, _matrix
 
 SIZES = (263, 5000)
-SEED = 20250729  # bench seed (any value; results are not reported, only timings)
+CHUNK = {263: 250, 5000: 50}  #: replicates per batched chunk (250: the engine's largest default chunk)
+QUICK_CHUNK = {263: 25, 5000: 5}
+SEED = 20250729  # bench seed (any value; results are not reported, only timings and agreement)
+STREAM = 0  # the replicates' stream: replicate r of a measurement is replicate_rng(SEED, STREAM, r)
+WARMUP_FIRST = 10_000_000  # warm-up calls draw replicates from here on, never timed ones
+ENGINE_MIN_REPS = 1000
+MEMORY_REPS = (1_000, 10_000)
+MEMORY_N = 263
+RSS_UNIT = 2**20 if sys.platform == "darwin" else 2**10  #: ru_maxrss per MB: bytes on macOS, KiB on Linux
 
 
 # ----------------------------------------------------------------------------- config -> plans
@@ -89,6 +99,10 @@ def plan(n: int) -> tuple[dict, tuple[Design, MethodSpec]]:
     cfg = compose([f"cohort.n={n}"])
     cond = base_condition(cfg)
     return cond.factors, PsmJob(cfg).plan(cond)
+
+
+def rngs(first: int, count: int) -> list[np.random.Generator]:
+    return [replicate_rng(SEED, STREAM, r) for r in range(first, first + count)]
 
 
 # ----------------------------------------------------------------------------- the baseline
@@ -155,18 +169,137 @@ def baseline_replicate(plan: tuple[Design, MethodSpec], rng: np.random.Generator
 
 # ----------------------------------------------------------------------------- timing
 
-def rate(fn: Callable[[int], Any], reps: int | None, seconds: float, warmup: int = 1) -> tuple[float, int]:
-    """(reps per second, reps timed): fn(r) for r = 0.. after `warmup` untimed calls."""
-    for r in range(warmup):
-        fn(10_000_000 + r)
+def rate(fn: Callable[[int], Any], reps: int | None, seconds: float, step: int = 1) -> tuple[float, int, float]:
+    """(reps per second, reps timed, seconds of the warm-up call): fn(first) computes the `step`
+    replicates first..first+step-1; one untimed warm-up call on replicates WARMUP_FIRST.., then
+    calls on 0.., step.., ... until `reps` replicates (whole calls) or `seconds` have passed."""
+    start = time.perf_counter()
+    fn(WARMUP_FIRST)
+    warm = time.perf_counter() - start
     done = 0
     start = time.perf_counter()
     while True:
         fn(done)
-        done += 1
+        done += step
         elapsed = time.perf_counter() - start
         if (reps is not None and done >= reps) or (reps is None and elapsed >= seconds):
-            return done / elapsed, done
+            return done / elapsed, done, warm
+
+
+@dataclass
+class Agreement:
+    """The batched rows against the per-replicate rows on replicates 0..reps-1 (and the naive
+    baseline's pair counts on the replicates it ran)."""
+
+    reps: int
+    same_failures: bool
+    same_pairs: int  #: replicates with the same n_pairs (a failure on both sides counts as the same)
+    same_layout: bool  #: same columns, dtypes and non-float values, NaN at the same places
+    max_diff: dict[str, float]  #: max |batched - per-replicate| of estimate, p_value, any float column
+    naive_reps: int
+    naive_same_pairs: int
+
+
+def _stack(outputs: list[tuple[int, ChunkOutput]], reps: int) -> tuple[pd.DataFrame, set[int]]:
+    """Rows (replicate = absolute replicate number) and failed replicates below `reps`."""
+    frames, failed = [], set()
+    for first, out in outputs:
+        if len(out.rows):
+            frames.append(out.rows.assign(replicate=out.rows["replicate"] + first))
+        failed |= {first + b for b in out.failures}
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"replicate": []})
+    rows = rows[rows["replicate"] < reps].reset_index(drop=True)
+    return rows, {r for r in failed if r < reps}
+
+
+def _pairs(rows: pd.DataFrame, failed: set[int], reps: int) -> np.ndarray:
+    """n_pairs of replicates 0..reps-1 (0 for a failed one)."""
+    out = np.zeros(reps, dtype=np.int64)
+    if "n_pairs" not in rows:  # every replicate failed
+        return out
+    first = rows.groupby("replicate", sort=True)["n_pairs"].first()
+    out[first.index.to_numpy(dtype=np.int64)] = first.to_numpy()
+    out[list(failed)] = 0
+    return out
+
+
+def agreement(ref: list[tuple[int, ChunkOutput]], fast: list[tuple[int, ChunkOutput]], reps: int,
+              naive: dict[int, int | None]) -> Agreement:
+    a, a_failed = _stack(fast, reps)
+    b, b_failed = _stack(ref, reps)
+    pairs_a, pairs_b = _pairs(a, a_failed, reps), _pairs(b, b_failed, reps)
+    layout = list(a.columns) == list(b.columns) and len(a) == len(b)
+    diff = {"estimate": math.nan, "p_value": math.nan, "any": math.nan}
+    if layout:
+        worst = 0.0
+        for col in b.columns:
+            x, y = a[col].to_numpy(), b[col].to_numpy()
+            if a[col].dtype != b[col].dtype:
+                layout = False
+            elif b[col].dtype.kind == "f":
+                nan = np.isnan(y)
+                layout &= bool(np.array_equal(np.isnan(x), nan))
+                d = float(np.max(np.abs(x[~nan] - y[~nan]), initial=0.0))
+                worst = max(worst, d)
+                if col in diff:
+                    diff[col] = d
+            else:
+                layout &= bool((x == y).all())
+        diff["any"] = worst
+    naive_reps = [r for r in naive if r < reps]
+    return Agreement(reps=reps, same_failures=a_failed == b_failed, same_pairs=int((pairs_a == pairs_b).sum()),
+                     same_layout=layout, max_diff=diff, naive_reps=len(naive_reps),
+                     naive_same_pairs=sum(int(naive[r] == pairs_b[r]) for r in naive_reps))
+
+
+@dataclass
+class PathRow:
+    n: int
+    chunk: int
+    per_rep: float
+    per_rep_n: int
+    batched: float
+    batched_n: int
+    warm: float  #: seconds of the batched warm-up chunk (numba import, cache load or compilation)
+    naive: float
+    naive_n: int
+    agree: Agreement
+
+
+def paths(n: int, chunk: int, reps: int | None, seconds: float) -> tuple[PathRow, dict, tuple]:
+    """The per-replicate path, the batched path and the naive baseline at cohort size n, each timed
+    on replicates 0.. of the same stream, and their agreement on the replicates both paths ran."""
+    factors, p = plan(n)
+    one = per_replicate(psm_replicate)
+    ref: list[tuple[int, ChunkOutput]] = []
+    fast: list[tuple[int, ChunkOutput]] = []
+    naive: dict[int, int | None] = {}
+
+    def per_rep(r: int) -> None:
+        out = one(p, rngs(r, 1))
+        if r < WARMUP_FIRST:
+            ref.append((r, out))
+
+    def batched(first: int) -> None:
+        out = psm_chunk(p, rngs(first, chunk))
+        if first < WARMUP_FIRST and first < len(ref):
+            fast.append((first, out))
+
+    def baseline(r: int) -> None:
+        try:
+            out = baseline_replicate(p, rngs(r, 1)[0])
+            naive[r] = int(out["n_pairs"].iloc[0])
+        except Exception:  # noqa: BLE001 - a replicate the naive baseline cannot analyse
+            naive[r] = None
+
+    p_rate, p_n, _ = rate(per_rep, reps, seconds)
+    b_rate, b_n, warm = rate(batched, reps, seconds, step=chunk)
+    naive_rate, naive_n, _ = rate(baseline, reps, seconds)
+    naive.pop(WARMUP_FIRST, None)
+    agree = agreement(ref, fast, min(p_n, b_n), naive)
+    print(f"  N={n}: per-replicate {p_rate:.1f} reps/s ({p_n}), batched {b_rate:.1f} reps/s ({b_n}, B={chunk}), "
+          f"naive {naive_rate:.2f} reps/s ({naive_n})", file=sys.stderr, flush=True)
+    return PathRow(n, chunk, p_rate, p_n, b_rate, b_n, warm, naive_rate, naive_n, agree), factors, p
 
 
 def engine_rate(plan, factors: Mapping[str, Any], reps: int, n_jobs: int) -> float:
@@ -178,20 +311,119 @@ def engine_rate(plan, factors: Mapping[str, Any], reps: int, n_jobs: int) -> flo
         return reps / (time.perf_counter() - start)
 
 
-def agreement(plan, reps: int) -> tuple[int, int]:
-    """On `reps` cohorts: how often the baseline finds as many pairs as the pipeline (a check that
-    both do the same work; PS fits differ in the last digits, so near-ties can rarely differ)."""
-    same = 0
-    for r in range(reps):
-        a = psm_replicate(plan, replicate_rng(SEED, 1, r))
-        b = baseline_replicate(plan, replicate_rng(SEED, 1, r))
-        same += int(a["n_pairs"].iloc[0] == b["n_pairs"].iloc[0])
-    return same, reps
+# ----------------------------------------------------------------------------- subprocesses
+
+#: starts a command, waits for it and prints its wall time and its peak RSS
+#: (getrusage(RUSAGE_CHILDREN).ru_maxrss, none if the resource module is missing)
+CHILD_WRAPPER = """
+import subprocess, sys, time
+t0 = time.perf_counter()
+code = subprocess.call(sys.argv[1:])
+wall = time.perf_counter() - t0
+try:
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+except ImportError:
+    peak = float("nan")
+print("sim.bench-child", wall, peak)
+sys.exit(code)
+"""
+
+
+def run_child(cmd: list[str], env: Mapping[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB, stdout) of a command run to completion in a fresh process.
+    The peak RSS is getrusage(RUSAGE_CHILDREN).ru_maxrss after the command exits (of its largest
+    process, if it starts others), read in a small intermediate process that only starts it:
+    Linux keeps ru_maxrss across exec, so a command started straight from this process (large after
+    the measurements above) would report this process's size, and RUSAGE_CHILDREN of this process
+    is the largest of all its children so far. Linux reports KiB, macOS bytes."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        code = subprocess.call([sys.executable, "-c", CHILD_WRAPPER, *cmd], env=None if env is None else dict(env),
+                               stdout=out, stderr=err)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if code != 0:
+        tail = "\n".join(stderr.strip().splitlines()[-15:])
+        raise SystemExit(f"error: {' '.join(cmd)} exited with {code}:\n{tail}")
+    lines = stdout.rstrip("\n").splitlines()
+    _, wall, peak = lines[-1].split()
+    return float(wall), float(peak) / RSS_UNIT, "\n".join(lines[:-1])
+
+
+ENGINE_CHILD = """
+import resource, sys, tempfile, time
+from pathlib import Path
+from sim.bench import MEMORY_N, SEED, plan
+from sim.engine import run_chunks
+from sim.jobs.psm import PsmJob
+reps = int(sys.argv[1])
+factors, p = plan(MEMORY_N)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with tempfile.TemporaryDirectory(prefix="sim-bench-") as tmp:
+    t0 = time.perf_counter()
+    res = run_chunks(PsmJob.simulate, [p], [factors], reps=reps, seed=SEED, out_dir=Path(tmp), n_jobs=1,
+                     progress=False)
+    print(before, len(res.replicates), len(res.failures), time.perf_counter() - t0)
+"""
+
+
+def memory_rows() -> list[tuple[int, float, float, float, int, int]]:
+    """(reps, peak RSS MB before the engine and in all, engine seconds, result rows, failures) of the
+    engine in a fresh process."""
+    rows = []
+    for reps in MEMORY_REPS:
+        _, peak, out = run_child([sys.executable, "-c", ENGINE_CHILD, str(reps)])
+        before, n_rows, n_failed, seconds = out.split()[-4:]
+        rows.append((reps, int(before) / RSS_UNIT, peak, float(seconds), int(n_rows), int(n_failed)))
+        print(f"  engine, {reps} reps, n_jobs=1: peak RSS {peak:.0f} MB", file=sys.stderr, flush=True)
+    return rows
+
+
+def main_job(cold: bool) -> tuple[float, float, bool]:
+    """(wall seconds, peak RSS MB of its largest process, whether it calibrated the cohort model) of
+    `python -m sim experiment=caliper_sweep` into a temp dir; cold: with empty calibration and
+    numba caches, as a first run after an install (which calibrates only if no calibrated model
+    shipped with the package fits the code, study and settings)."""
+    with tempfile.TemporaryDirectory(prefix="sim-bench-main-") as tmp:
+        env = dict(os.environ)
+        cache = Path(tmp) / "calibration"
+        if cold:
+            env["SIM_CACHE_DIR"] = str(cache)
+            env["NUMBA_CACHE_DIR"] = str(Path(tmp) / "numba")
+        wall, peak, _ = run_child([sys.executable, "-m", "sim", "experiment=caliper_sweep",
+                                   f"hydra.run.dir={Path(tmp) / 'run'}"], env)
+        calibrated = cold and any(cache.glob("cohort-model-*.pkl"))  # written only when solved anew
+    print(f"  main job{' (cold)' if cold else ''}: {wall:.0f} s", file=sys.stderr, flush=True)
+    return wall, peak, calibrated
+
+
+def main_job_size() -> tuple[int, int, int, int]:
+    """(reps, conditions, n_jobs, workers) of the main job, from its composed config."""
+    import joblib
+
+    cfg = compose([])
+    return int(cfg.reps), len(conditions(cfg)), int(cfg.n_jobs), joblib.effective_n_jobs(int(cfg.n_jobs))
+
+
+BATCHED_JIT_PROBE = """
+import time
+from sim.bench import plan, rngs
+from sim.jobs.psm import psm_chunk
+_, p = plan(263)
+t = []
+for first in (0, 2):
+    t0 = time.perf_counter()
+    psm_chunk(p, rngs(first, 2))
+    t.append(time.perf_counter() - t0)
+print(t[0] - t[1])
+"""
 
 
 # ----------------------------------------------------------------------------- matching at scale
 
 GREEDY_N, OPTIMAL_N = 1_000_000, 10_000
+QUICK_GREEDY_N, QUICK_OPTIMAL_N = 20_000, 2_000  #: --quick
 MATCH_RUNS = 5  #: timed calls per matching measurement (median), after one warm-up call
 REFERENCE_RUNS = {"greedy": 3, "optimal": 1}  #: the reference cores are slow: fewer calls
 
@@ -256,26 +488,26 @@ print(time.perf_counter() - t0)
 """
 
 
-def jit_seconds(cold: bool) -> float:
-    """First greedy matches (ordered and closest) in a fresh process: numba's import plus the
-    compilation of the kernels (cold: an empty numba cache) or their loading from the cache."""
-    import subprocess
+def jit_seconds(cold: bool, probe: str = JIT_PROBE) -> float:
+    """A probe's one-off cost in a fresh process (by default the first greedy matches, ordered and
+    closest: numba's import plus the compilation of the kernels (cold: an empty numba cache) or
+    their loading from the cache)."""
 
     with tempfile.TemporaryDirectory(prefix="sim-bench-numba-") as tmp:
         env = dict(os.environ)
         if cold:
             env["NUMBA_CACHE_DIR"] = tmp
-        out = subprocess.run([sys.executable, "-c", JIT_PROBE], env=env, check=True, capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
     return float(out.stdout.split()[-1])
 
 
-def matching_rows() -> list[tuple]:
-    """(name, rows, fast s, reference s, agreement) for the two matching-at-scale sections."""
+def matching_rows(greedy_n: int = GREEDY_N, optimal_n: int = OPTIMAL_N) -> list[tuple]:
+    """(name, rows, treated, links, fast s, reference s, agreement) for the two matching sections."""
     from sim.methods.matching import match
 
     rows = []
-    for name, n, kw in (("greedy 1:1 caliper matching", GREEDY_N, dict()),
-                        ("optimal 1:1 with caliper", OPTIMAL_N, dict(algorithm="optimal"))):
+    for name, n, kw in (("greedy 1:1 caliper matching", greedy_n, dict()),
+                        ("optimal 1:1 with caliper", optimal_n, dict(algorithm="optimal"))):
         ps, z = austin_scores(n)
         d = np.log(ps) - np.log1p(-ps)
         match(ps, z, **kw)  # warm-up: numba compile / cache load, scipy import
@@ -301,72 +533,150 @@ def _load() -> float:
         return float("nan")
 
 
+def _e(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.1e}"
+
+
+def _x(ratio: float) -> str:
+    return f"{ratio:.0f}x" if ratio >= 100 else f"{ratio:.1f}x"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    """Right-aligned columns, two spaces apart."""
+    widths = [max(len(c) for c in col) for col in zip(header, *rows)]
+    for line in (header, *rows):
+        print("  " + "  ".join(c.rjust(w) for c, w in zip(line, widths)).rstrip())
+
+
+def print_paths(rows: list[PathRow]) -> None:
+    print("1. per-replicate vs batched path (generate + analyse), single process, on replicates 0.. of one "
+          "seed stream")
+    _table(["N", "B", "per-replicate", "(reps)", "batched", "(reps)", "batched/per-rep", "naive", "(reps)",
+            "batched/naive"],
+           [[str(r.n), str(r.chunk), f"{r.per_rep:.1f} reps/s", f"({r.per_rep_n})", f"{r.batched:.1f} reps/s",
+             f"({r.batched_n})", _x(r.batched / r.per_rep), f"{r.naive:.2f} reps/s", f"({r.naive_n})",
+             _x(r.batched / r.naive)] for r in rows])
+    print(f"  B = replicates per batched chunk, timed over whole chunks; the first chunk in this process "
+          f"(numba import, cache load) took {rows[0].warm:.2f} s, untimed")
+    print("  agreement on the replicates both paths ran: batched rows vs per-replicate rows; the naive "
+          "baseline's pair counts vs the per-replicate ones (its statsmodels PS differs in the last digits, so a "
+          "near-tie can change a pair)")
+    _table(["N", "reps", "same failures", "same n_pairs", "same other values", "max |diff| estimate", "p-value",
+            "any float", "naive same n_pairs"],
+           [[str(r.n), str(r.agree.reps), "yes" if r.agree.same_failures else "NO",
+             f"{r.agree.same_pairs}/{r.agree.reps}", "yes" if r.agree.same_layout else "NO",
+             _e(r.agree.max_diff["estimate"]), _e(r.agree.max_diff["p_value"]), _e(r.agree.max_diff["any"]),
+             f"{r.agree.naive_same_pairs}/{r.agree.naive_reps}"] for r in rows])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=None, help="time a fixed number of reps per measurement")
-    ap.add_argument("--seconds", type=float, default=8.0,
-                    help="time each measurement for this long (ignored with --reps; default 8)")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="time each measurement for this long (ignored with --reps; default 8, --quick 0.25)")
+    ap.add_argument("--cold", action="store_true",
+                    help="also time the main job from empty calibration and numba caches (about 1.5 min more)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke test: tiny measurements, small matching inputs, no subprocess sections")
     args = ap.parse_args(argv)
     if args.reps is not None and args.reps < 1:
         print(f"error: --reps: must be a whole number >= 1, got {args.reps}", file=sys.stderr)
         return 2
-    if not args.seconds > 0:
-        print(f"error: --seconds: must be > 0, got {args.seconds}", file=sys.stderr)
+    seconds = args.seconds if args.seconds is not None else (0.25 if args.quick else 8.0)
+    if not seconds > 0:
+        print(f"error: --seconds: must be > 0, got {seconds}", file=sys.stderr)
         return 2
-    how = f"{args.reps} reps" if args.reps is not None else f"{args.seconds:g} s"
-    print(f"sim.bench: caliper_sweep base condition, {how} per measurement after a warm-up", flush=True)
-
+    if args.quick and args.cold:
+        print("error: --cold: the main job is not run with --quick", file=sys.stderr)
+        return 2
+    chunks = QUICK_CHUNK if args.quick else CHUNK
+    how = f"{args.reps} reps" if args.reps is not None else f"{seconds:g} s"
     t0 = time.perf_counter()
     load0 = _load()
-    rows = []
-    plan_263 = None
+    print(f"sim.bench{' --quick' if args.quick else ''}: caliper_sweep base condition (the paper's analysis, "
+          f"the null), {how} per measurement after a warm-up; {os.cpu_count()} CPUs", flush=True)
+
+    rows, plan_263 = [], None
     for n in SIZES:
-        factors, p = plan(n)
+        row, factors, p = paths(n, chunks[n], args.reps, seconds)
+        rows.append(row)
         if n == SIZES[0]:
             plan_263 = (factors, p)
-        p_rate, p_n = rate(lambda r: psm_replicate(p, replicate_rng(SEED, 0, r)), args.reps, args.seconds)
-        b_rate, b_n = rate(lambda r: baseline_replicate(p, replicate_rng(SEED, 0, r)), args.reps, args.seconds)
-        same, checked = agreement(p, 3)
-        rows.append((n, p_rate, p_n, b_rate, b_n, same, checked))
-        print(f"  N={n}: pipeline {p_rate:.1f} reps/s ({p_n} reps), baseline {b_rate:.2f} reps/s ({b_n} reps)",
-              file=sys.stderr, flush=True)
 
     factors, p = plan_263
-    p263 = rows[0][1]
-    e_reps = args.reps if args.reps is not None else max(20, int(p263 * args.seconds))
-    warm = max(4, e_reps // 20)
+    unit = 2 * chunks[SIZES[0]]  # whole chunks for each of 2 workers
+    e_min = 4 * unit if args.quick else ENGINE_MIN_REPS
+    e_reps = args.reps if args.reps is not None else max(e_min, unit * math.ceil(rows[0].batched * seconds / unit))
     engine = {}
     for n_jobs in (1, 2):
-        engine_rate(p, factors, warm, n_jobs)  # warm-up (for n_jobs=2: starts the worker pool)
+        engine_rate(p, factors, max(4, e_reps // 20), n_jobs)  # warm-up (n_jobs=2: starts the workers)
         engine[n_jobs] = engine_rate(p, factors, e_reps, n_jobs)
+        print(f"  engine, n_jobs={n_jobs}: {engine[n_jobs]:.1f} reps/s", file=sys.stderr, flush=True)
 
-    match_rows = matching_rows()
-    jit_cold, jit_warm = jit_seconds(cold=True), jit_seconds(cold=False)
+    memory, job = None, None
+    if not args.quick:
+        memory = memory_rows()
+        job = main_job_size(), main_job(cold=False), (main_job(cold=True) if args.cold else None)
+    match_rows = matching_rows(*((QUICK_GREEDY_N, QUICK_OPTIMAL_N) if args.quick else (GREEDY_N, OPTIMAL_N)))
+    jit = None if args.quick else (jit_seconds(cold=True), jit_seconds(cold=False),
+                                   jit_seconds(cold=True, probe=BATCHED_JIT_PROBE),
+                                   jit_seconds(cold=False, probe=BATCHED_JIT_PROBE))
 
     print()
-    print("per-replicate throughput (generate + analyse), single process")
-    print(f"{'N':>6}  {'pipeline reps/s':>15}  {'baseline reps/s':>15}  {'ratio':>7}  {'same pairs':>10}")
-    for n, p, _, b, _, same, checked in rows:
-        print(f"{n:>6}  {p:>15.1f}  {b:>15.2f}  {p / b:>6.1f}x  {same:>6}/{checked}")
+    print_paths(rows)
     print()
-    print(f"engine (sim.engine.run_chunks), pipeline at N={SIZES[0]}, {e_reps} reps into a temp dir")
-    print(f"{'n_jobs':>6}  {'reps/s':>8}  {'speed-up':>8}")
-    for n_jobs, r in engine.items():
-        print(f"{n_jobs:>6}  {r:>8.1f}  {r / engine[1]:>7.2f}x")
+    print(f"2. engine (sim.engine.run_chunks, PsmJob.simulate = the batched path), N={SIZES[0]}, {e_reps} reps into "
+          f"a temp dir, progress off, chunks of {default_chunk_size(e_reps, 1)} (n_jobs=1) / "
+          f"{default_chunk_size(e_reps, 2)} (n_jobs=2); the batched path alone (1.): {rows[0].batched:.1f} reps/s")
+    _table(["n_jobs", "reps/s", "speed-up"],
+           [[str(n_jobs), f"{r:.1f}", f"{r / engine[1]:.2f}x"] for n_jobs, r in engine.items()])
     print()
-    print(f"matching at scale (Austin's design, true PS, caliper 0.2 x pooled SD of the logit PS), "
+    if memory is None:
+        print("3. peak memory: skipped (--quick)")
+    else:
+        print(f"3. peak memory: the engine at N={MEMORY_N} in a fresh process each, n_jobs=1 (driver and worker are "
+              "one process); peak RSS of that process after it exits")
+        _table(["reps", "peak RSS MB", "before the engine", "engine s", "result rows", "failed reps"],
+               [[str(reps), f"{peak:.0f}", f"{before:.0f}", f"{secs:.1f}", str(n_rows), str(n_failed)]
+                for reps, before, peak, secs, n_rows, n_failed in memory])
+        (r0, _, m0, *_), (r1, _, m1, *_) = memory[0], memory[-1]
+        print(f"  {(m1 - m0) / (r1 - r0) * 1000:+.1f} MB per 1,000 more reps; before the engine = after importing and "
+              "composing the config and loading the calibrated cohort model")
+    print()
+    if job is None:
+        print("4. main job: skipped (--quick)")
+    else:
+        (reps, n_cond, n_jobs, workers), warm, cold = job
+        print(f"4. main job: python -m sim experiment=caliper_sweep ({reps} reps x {n_cond} conditions = "
+              f"{reps * n_cond:,} replicates, n_jobs={n_jobs}: {workers} workers; summary, figures, report included)")
+        print(f"  calibration and numba caches warm:   {warm[0]:6.1f} s, peak RSS {warm[1]:.0f} MB "
+              "(its largest process)")
+        if cold is None:
+            print("  empty calibration and numba caches:  not run (--cold; up to 2 min more)")
+        else:
+            how = ("the cohort model calibrated anew" if cold[2]
+                   else "the cohort model loaded from the snapshot shipped with the package")
+            print(f"  empty calibration and numba caches:  {cold[0]:6.1f} s, peak RSS {cold[1]:.0f} MB "
+                  f"(numba compiles; {how})")
+    print()
+    print(f"5. matching at scale (Austin's design, true PS, caliper 0.2 x pooled SD of the logit PS), "
           f"median of {MATCH_RUNS} calls after a warm-up")
     print(f"{'':<28}  {'N':>9}  {'treated':>7}  {'links':>7}  {'seconds':>8}  {'reference s':>11}  {'ratio':>7}"
           "  result")
     for name, n, n_t, links, fast, ref, same in match_rows:
         print(f"{name:<28}  {n:>9}  {n_t:>7}  {links:>7}  {fast:>8.3f}  {ref:>11.2f}  {ref / fast:>6.1f}x  {same}")
-    print(f"numba (greedy cores), first calls in a fresh process incl. importing numba: {jit_cold:.2f} s with an "
-          f"empty cache (compilation), {jit_warm:.2f} s from numba's cache")
     print("reference = match() with the cores these replaced (plain-Python greedy loop; dense "
           "linear_sum_assignment), median of "
           + ", ".join(f"{k} {v}" for k, v in REFERENCE_RUNS.items()) + " call(s)")
+    if jit is None:
+        print("numba compilation: skipped (--quick)")
+    else:
+        print(f"numba (greedy cores), first calls in a fresh process incl. importing numba: {jit[0]:.2f} s with an "
+              f"empty cache (compilation), {jit[1]:.2f} s from numba's cache")
+        print(f"numba (batched path), first chunk in a fresh process less the second: {jit[2]:.2f} s with an "
+              f"empty cache (compilation), {jit[3]:.2f} s from numba's cache")
     print()
-    print(f"baseline = statsmodels Logit + plain O(n_t*n_c) Python greedy loop + the same outcome tests "
+    print(f"naive = statsmodels Logit + plain O(n_t*n_c) Python greedy loop + the same outcome tests "
           f"(no balance step); bench took {time.perf_counter() - t0:.0f} s")
     print(f"load average (1 min) at start {load0:.2f}, at end {_load():.2f} on {os.cpu_count()} CPUs "
           "(other processes distort the numbers, the n_jobs=2 speed-up most)")

@@ -49,6 +49,14 @@ large cohort of the generator; ``solve_simulated_n`` solves a simulated power cu
 reaching a target, with an interval (``crossing`` is the older linear interpolation between grid
 points); ``sample_size_table`` sets the two side by side.
 
+One MCID against a standardised effect (``standardised_n_table``): the outcomes' MCIDs are different
+shares of their SDs (sim.report.units), so the n for one MCID differs between outcomes for that
+reason alone. Beside it the same closed forms (noncentral t and ANCOVA, divided by the share seen)
+at an effect of ``MODERATE_SD`` = 0.5 SD of the change (a conventional 'moderate' effect; the SD is
+the unit of ``cohort.effect_sd``), with the same planning inputs, compare the outcomes on one
+footing: for the t-test n then depends on the outcome only through the share seen and the ratio of
+the planning SD to the unit, for ANCOVA also through the pre-post correlation.
+
 Root-finding on simulated power (as SimSolve of the R package SimDesign): the rejection counts k_i
 out of R_i replicates at n_i per arm are fitted by a binomial GLM with probit link,
 probit(power) = b0 + b1 x(n), with x(n) = sqrt(n) by default. sqrt, not log: for a test whose
@@ -81,7 +89,7 @@ from sim.cohort.generate import Design, generate
 
 __all__ = ["n_per_arm_ttest", "power_ttest", "n_per_arm_ancova", "power_ancova", "n_per_arm_noether",
            "superiority", "z", "crossing", "PowerFit", "solve_simulated_n", "reference_quantities",
-           "sample_size_table", "GAP_PAIRS", "gaps", "largest_gap"]
+           "sample_size_table", "GAP_PAIRS", "gaps", "largest_gap", "MODERATE_SD", "standardised_n_table"]
 
 NAN = float("nan")
 
@@ -482,6 +490,44 @@ def sample_size_table(summary: pd.DataFrame, refs: Mapping[float, pd.DataFrame],
                            notes="; ".join(notes))
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: a conventional 'moderate' standardised effect (Cohen's d = 0.5), in SD units of the change
+MODERATE_SD = 0.5
+
+
+def standardised_n_table(refs: Mapping[float, pd.DataFrame], units: pd.DataFrame, targets: Sequence[float],
+                         alpha: float, sd_effect: float = MODERATE_SD) -> pd.DataFrame:
+    """Closed-form patients to randomise per arm for one MCID beside those for `sd_effect` SD of
+    the change, per outcome x time (the rows of `units`: outcome, timepoint, mcid, sd_change,
+    mcid_in_sd, as sim.report.units.effect_units) and target power.
+
+    Both use the planning inputs of the reference cohort at one MCID (`refs[1.0]`, else at the
+    largest effect in `refs`): the SD of the change among survivors, the follow-up SD, the pre-post
+    correlation and the share seen, exactly as closed_ttest_nct / closed_ancova_nct of
+    sample_size_table (noncentral t; ANCOVA with df = 2n - 3; divided by the share seen, rounded
+    up). The effects: delta = one MCID (`mcid`), and delta = sd_effect x `sd_change` of `units`
+    (the unit of cohort.effect_sd). Columns: those of `units`, power, n_ttest_one_mcid,
+    n_ttest_<sd_effect>sd, n_ancova_one_mcid, n_ancova_<sd_effect>sd."""
+    if not refs:
+        raise ValueError("standardised_n_table: no reference quantities (the grid has no effect > 0)")
+    if not (isinstance(sd_effect, (int, float)) and math.isfinite(sd_effect) and sd_effect > 0):
+        raise ValueError(f"sd_effect must be a number > 0, got {sd_effect!r}")
+    ref = refs[1.0] if 1.0 in refs else refs[max(refs)]
+    ref = ref.set_index(["outcome", "timepoint"])
+    tag = f"{sd_effect:g}sd"
+    rows = []
+    for target in targets:
+        for u in units.itertuples(index=False):
+            r = ref.loc[(u.outcome, u.timepoint)]
+            kw = dict(alpha=alpha, power=target, exact=True, survival=float(r.seen))
+            row = {**u._asdict(), "power": target}
+            for name, delta in (("one_mcid", float(u.mcid)), (tag, sd_effect * float(u.sd_change))):
+                row[f"n_ttest_{name}"] = math.ceil(n_per_arm_ttest(delta, float(r.sd_change), **kw))
+                row[f"n_ancova_{name}"] = math.ceil(n_per_arm_ancova(delta, float(r.sd_post), float(r.rho), **kw))
+            rows.append(row)
+    cols = [*units.columns, "power", "n_ttest_one_mcid", f"n_ttest_{tag}", "n_ancova_one_mcid", f"n_ancova_{tag}"]
+    return pd.DataFrame(rows)[cols]
 
 
 def gaps(ss: pd.DataFrame, pairs: Sequence[tuple[str, str]] = GAP_PAIRS) -> pd.DataFrame:

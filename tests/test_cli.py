@@ -294,7 +294,7 @@ def test_resume_after_deleting_chunks(runs, sim_env, tmp_path):
     assert resumed_line(ref.dir)[1] == 0
     work = tmp_path / "resume"
     shutil.copytree(ref.dir, work)  # the finished run, as if in this directory
-    for name in ("summary.csv", "report.md", "replicates.csv.gz"):
+    for name in ("summary.csv", "report.md", "replicates.parquet"):
         (work / name).unlink()
     chunks = chunk_files(work)
     assert len(chunks) >= 4
@@ -395,7 +395,7 @@ def test_experiment_runs_and_writes_outputs(runs, experiment):
         assert len(cal) > 0
     else:
         assert r.returncode == 0, r.why()
-        main = ("summary.csv", "report.md", "failures.csv") + (("replicates.csv.gz",) if job == "psm" else ())
+        main = ("summary.csv", "report.md", "failures.csv") + (("replicates.parquet",) if job == "psm" else ())
         for name in main:
             assert (r.dir / name).is_file(), f"{name} missing\n{r.why()}"
         summary = pd.read_csv(r.dir / "summary.csv")

@@ -408,8 +408,11 @@ def test_curated_answer_quotes_the_fitted_n_and_the_largest_gap(tmp_path):
 
     ss = _ss_for_report()
     ss.to_csv(tmp_path / "sample_size.csv", index=False)
+    ref = pd.DataFrame([dict(outcome="vas", timepoint="m6", sd_change=33.0, sd_post=22.0, rho=0.2, seen=0.7)])
+    units = pd.DataFrame([dict(outcome="vas", timepoint="m6", mcid=10.0, sd_change=33.0, mcid_in_sd=10 / 33)])
+    PW.standardised_n_table({1.0: ref}, units, [0.8, 0.9], 0.05).to_csv(tmp_path / "effect_units.csv", index=False)
     text = load_answer("rct_planning").answer(pd.DataFrame(), tmp_path)
     r = ss[ss["power"] == 0.8].iloc[0]
-    assert f"{int(r.sim_ancova)} [{int(r.sim_ancova_low)}, {int(r.sim_ancova_high)}] (vas m6)" in text
+    assert f"{int(r.sim_ancova)} [{int(r.sim_ancova_low)}, {int(r.sim_ancova_high)}] (vas m6, 1 MCID = 0.30 SD)" in text
     top = PW.largest_gap(ss)
     assert f"largest relative gap is {100 * top.gap:+.0f} % ({top.analysis}, vas m6" in text

@@ -243,8 +243,8 @@ def plain_run(tmp_path_factory):
 
 def _same_files(run_dir: Path, ref_dir: Path) -> None:
     assert (run_dir / "summary.csv").read_bytes() == (ref_dir / "summary.csv").read_bytes()
-    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "replicates.csv.gz"),
-                                  pd.read_csv(ref_dir / "replicates.csv.gz"), check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(run_dir / "replicates.parquet"),
+                                  pd.read_parquet(ref_dir / "replicates.parquet"), check_exact=True)
 
 
 @pytest.mark.slow

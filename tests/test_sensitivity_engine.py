@@ -185,7 +185,7 @@ def test_rejections_are_split_by_the_direction_they_favour():
 
 
 def test_list_valued_grid_factors_run_and_report(tmp_path):
-    res = sim.run("caliper_sweep", ["reps=2", "n_jobs=1", "~experiment.grid",
+    res = sim.run("caliper_sweep", ["reps=2", "n_jobs=1", "~experiment.grid", "experiment.key_table.pivot=null",
                                     "+experiment.grid={method.propensity.covariates:[[age,male],[age,male,escc]]}"],
                   out_dir=tmp_path)
     assert (tmp_path / "key_table.csv").is_file() and res.summary["covariates"].nunique() == 2

@@ -10,11 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.report.curate import pick
+from sim.report.curate import pick, units
+from sim.report.units import UNITS_FILE, UNITS_SECTION, at_visit
 
 KEY_TABLE = "key_table.csv"
 KEY_FIGURE = "bias_heatmap.png"
-EXTRA_FILES = ("paired_shift.csv",)  # derived from the run's replicates, kept with the curated results
+# paired_shift.csv is derived from the run's replicates; effect_units.csv (one MCID in SD units of each
+# outcome's change) is the run's: both kept with the curated results
+EXTRA_FILES = ("paired_shift.csv", UNITS_FILE)
+README_TABLES = (UNITS_SECTION,)
 TIME = "m6"
 
 
@@ -39,9 +43,9 @@ def _cells(s: pd.DataFrame, **eq) -> pd.DataFrame:
 def shift_table(run_dir: Path) -> pd.DataFrame:
     """paired_shift.csv of the run (hazard ratio, outcome, shift, mcse), derived from its replicates
     the first time."""
-    path = run_dir / EXTRA_FILES[0]
+    path = run_dir / "paired_shift.csv"
     if not path.is_file():
-        reps = pd.read_csv(run_dir / "replicates.csv.gz")
+        reps = pd.read_parquet(run_dir / "replicates.parquet")
         table = pd.concat([paired_shift(reps, hr).assign(hazard_ratio=hr) for hr in (0.7, 1.4)])
         table.reset_index().rename(columns={"index": "outcome"}).to_csv(path, index=False)
     return pd.read_csv(path)
@@ -88,7 +92,7 @@ def answer(summary: pd.DataFrame, run_dir: Path) -> str:
         + (", ".join(o for o, w in width.items() if w > effect[o]) or "no outcome")
         + "; the death-ranks-worst composite had power "
         + ", ".join(f"{o} {r.value:.2f} ({r.mcse:.2f})" for o, r in power["composite_rank"].iterrows())
-        + " for a one-MCID benefit against "
+        + f" for a one-MCID benefit ({at_visit(units(run_dir), TIME, list(power['wilcoxon'].index))}) against "
         + ", ".join(f"{o} {r.value:.2f} ({r.mcse:.2f})" for o, r in power["wilcoxon"].iterrows())
         + " for the complete-case Wilcoxon test; with no effect on the change but a survival benefit it declares a "
         "benefit in "

@@ -7,10 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.report.curate import pick
+from sim.report.curate import pick, units
+from sim.report.units import UNITS_FILE, UNITS_SECTION, at_visit
 
 KEY_TABLE = "key_table.csv"
 KEY_FIGURE = "missed_benefit.png"
+EXTRA_FILES = (UNITS_FILE,)  # one MCID in SD units of each outcome's change (the run's effect_units.csv)
+README_TABLES = (UNITS_SECTION,)
 TIME = "m6"
 
 
@@ -48,7 +51,8 @@ def answer(summary: pd.DataFrame, run_dir: Path) -> str:
     null = pick(s, effect_mcid=0.0, analysis="wilcoxon", measure="rejection_harm", timepoint=TIME)
     strong = null[np.isclose(null["treatment_log_or"], null["treatment_log_or"].max())
                   & np.isclose(null["outcome_effect"], null["outcome_effect"].min())]
-    return ("At 6 months, hiding a true benefit of one MCID from the paper's matched Wilcoxon test (no "
+    return (f"At 6 months ({at_visit(units(run_dir), TIME, list(dict.fromkeys(power['outcome'])))}, the unit of "
+            "U's effect on the outcome), hiding a true benefit of one MCID from the paper's matched Wilcoxon test (no "
             "significant benefit) in half of the studies like this one takes: " + "; ".join(parts) + ". "
             "The reverse question is as sobering: with no effect and no hidden confounder, the matched pairs "
             "exclude a one-MCID benefit (Rosenbaum, Γ = 1) in only "

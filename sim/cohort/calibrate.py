@@ -7,7 +7,8 @@ group-wise statistics are weighted by the true propensity (treated weight ps, co
 Steps, each a small least-squares problem: core latent correlations -> loadings of the other
 covariates on L -> prognostic score constants -> survival -> outcome location/scale/loading ->
 baseline/follow-up correlations. Results are cached on disk, keyed by the study, the settings,
-this module's version and the code of the model (this module, skeleton, model, scales, sim.numerics).
+this module's version and the code of the model (this module, skeleton, model, scales, attrition,
+checks, sim.numerics); the default study's model also ships with the package (SNAPSHOTS).
 """
 
 from __future__ import annotations
@@ -350,22 +351,75 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SIM_CACHE_DIR", Path.cwd() / "outputs" / ".cache"))
 
 
+#: calibrated models shipped with the package (`python -m sim.cohort.calibrate --snapshot` writes
+#: the default study's): a first run on a new machine loads the model instead of solving it (about
+#: a minute), and every machine uses the same model to the bit. A snapshot is used only under the
+#: key of the current code, study and settings, so a change to any of them recalibrates.
+SNAPSHOTS = Path(__file__).with_name("snapshots")
+
+
+def model_filename(study: Study, settings: Mapping[str, Any]) -> str:
+    return f"cohort-model-{study.name}-{cache_key(study, settings)}.pkl"
+
+
+def _load(path: Path) -> M.CohortModel | None:
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as fh:
+            return pickle.load(fh)
+    except Exception:  # a corrupt or incompatible file is recomputed, never trusted
+        return None
+
+
 def calibrated(study: Study, settings: Mapping[str, Any]) -> M.CohortModel:
-    """The calibrated model for (study, settings), from memory, the disk cache, or solved anew."""
+    """The calibrated model for (study, settings): from memory, the disk cache, the shipped
+    snapshot, or solved anew (and cached)."""
     key = cache_key(study, settings)
     if key in _MEMO:
         return _MEMO[key]
-    path = cache_dir() / f"cohort-model-{study.name}-{key}.pkl"
-    model = None
-    if path.is_file():
-        try:
-            with path.open("rb") as fh:
-                model = pickle.load(fh)
-        except Exception:  # a corrupt cache entry is recomputed, never trusted
-            model = None
+    name = model_filename(study, settings)
+    model = _load(cache_dir() / name) or _load(SNAPSHOTS / name)
     if model is None:
         model = calibrate(study, settings)
+        path = cache_dir() / name
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, pickle.dumps(model))
     _MEMO[key] = model
     return model
+
+
+def write_snapshot(study: Study, settings: Mapping[str, Any]) -> Path:
+    """Calibrate anew and ship the result as the snapshot of (study, settings), replacing older
+    snapshots of the study."""
+    model = calibrate(study, settings)
+    SNAPSHOTS.mkdir(exist_ok=True)
+    for old in SNAPSHOTS.glob(f"cohort-model-{study.name}-*.pkl"):
+        old.unlink()
+    path = SNAPSHOTS / model_filename(study, settings)
+    atomic_write_bytes(path, pickle.dumps(model))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    from importlib import resources
+
+    import yaml
+
+    from sim.study import load_study
+
+    ap = argparse.ArgumentParser(prog="python -m sim.cohort.calibrate",
+                                 description="Calibrate the default study's cohort model and ship it as the snapshot.")
+    ap.add_argument("--snapshot", action="store_true", required=True,
+                    help="write sim/cohort/snapshots/cohort-model-<study>-<key>.pkl (about a minute)")
+    ap.parse_args(argv)
+    conf = resources.files("sim.conf")
+    settings = yaml.safe_load((conf / "cohort" / "tominaga2025.yaml").read_text())
+    study = load_study(yaml.safe_load((conf / "study" / "tominaga2025.yaml").read_text()))
+    print(write_snapshot(study, settings))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,7 +13,7 @@ observed when the patient is also seen (did not miss the visit).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 import numpy as np
@@ -171,6 +171,25 @@ def make_design(model: M.CohortModel, n: int, confounding: float = 1.0, effect_m
                          f"got {health_scale!r}")
     uset = U.parse_unmeasured(unmeasured, [o.name for o in model.outcomes], model.follow_up)
     requested = requested_effects(model, effect_mcid, effect, effect_sd)
+    # the solved parts do not depend on n (nor on the analysis): conditions that differ only in
+    # those (a caliper or sample-size grid) share one solve
+    key = (id(model), float(confounding), tuple(sorted(requested.items())), float(heterogeneity), repr(uset),
+           float(health_scale))
+    hit = _DESIGN_CACHE.get(key)
+    if hit is not None and hit[0] is model:
+        return replace(hit[1], n=int(n), survival_effect=survival_effect, attrition_effect=attrition_effect)
+    design = _solve_design(model, confounding, requested, heterogeneity, uset, health_scale)
+    if len(_DESIGN_CACHE) > 64:
+        _DESIGN_CACHE.clear()
+    _DESIGN_CACHE[key] = (model, design)
+    return replace(design, n=int(n), survival_effect=survival_effect, attrition_effect=attrition_effect)
+
+
+_DESIGN_CACHE: dict[tuple, tuple[M.CohortModel, Design]] = {}
+
+
+def _solve_design(model: M.CohortModel, confounding: float, requested: dict[tuple[str, str], float],
+                  heterogeneity: float, uset: U.UnmeasuredSettings | None, health_scale: float) -> Design:
     lat = reference_latents(model)
     any_effect = any(v != 0.0 for v in requested.values())
     if uset is not None or any_effect:
@@ -204,8 +223,8 @@ def make_design(model: M.CohortModel, n: int, confounding: float = 1.0, effect_m
     if health_scale != 1.0:
         ref_cols, ref_L, ref_P = _tree(model, lat)
         attrition = A.rescaled(model.attrition, float(health_scale), M.health(model, ref_P, lat))
-    return Design(model, int(n), float(confounding), intercept, requested, shifts, float(heterogeneity), udesign,
-                  survival_effect, attrition_effect, float(health_scale), attrition)
+    return Design(model, 2, float(confounding), intercept, requested, shifts, float(heterogeneity), udesign,
+                  1.0, 1.0, float(health_scale), attrition)
 
 
 def _solve_shift(out: M.OutcomeModel, t: str, y: np.ndarray, P: np.ndarray, heterogeneity: float,
@@ -328,6 +347,23 @@ def generate(design: Design, rng: np.random.Generator) -> Cohort:
     # U's noise comes after every other draw, so a design without U draws exactly what it always did
     u_noise = U.draw_noise(rng, design.n) if design.unmeasured is not None else None
     return cohort_from_latents(design, lat, u_noise)
+
+
+def generate_batch(design: Design, rngs) -> Cohort:
+    """The cohorts of `rngs` (one replicate each, drawn as `generate` draws it) stacked into one
+    cohort of len(rngs) x design.n rows, replicate by replicate: row i of replicate b is row
+    b * n + i. Computed in one pass, since every column is computed patient by patient; the
+    values equal `generate`'s for each rng to the bit (tests/test_batched.py)."""
+    n = design.n
+    shapes = M.latent_shapes(design.model, n)
+    lat = M.Latents(**{k: np.empty((len(rngs) * n, *shape[1:])) for k, shape in shapes.items()})
+    noises = []
+    for b, rng in enumerate(rngs):
+        rows = slice(b * n, (b + 1) * n)
+        M.draw_latents(design.model, n, rng, M.Latents(**{k: getattr(lat, k)[rows] for k in shapes}))
+        if design.unmeasured is not None:
+            noises.append(U.draw_noise(rng, n))
+    return cohort_from_latents(design, lat, np.concatenate(noises) if noises else None)
 
 
 def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | None = None) -> Cohort:

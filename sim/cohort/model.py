@@ -180,19 +180,26 @@ class Latents:
         return self.treat_u.shape[0]
 
 
-def draw_latents(model: CohortModel, n: int, rng: np.random.Generator) -> Latents:
-    """Draw in a fixed order, so a given (seed, n) always yields the same cohort."""
-    return Latents(
-        core=rng.standard_normal((n, len(model.core))),
-        others=rng.standard_normal((n, len(model.others))),
-        treat_u=rng.random(n),
-        death=rng.standard_normal(n),
-        cens_u=rng.random(n),
-        outcome=rng.standard_normal((n, len(model.outcomes), len(model.times))),
-        surgery=rng.standard_normal((n, len(model.surgery.continuous))),
-        surgery_u=rng.random((n, len(model.surgery.binary))),
-        missed_u=rng.random((n, len(model.follow_up))),
-    )
+def latent_shapes(model: CohortModel, n: int) -> dict[str, tuple[int, ...]]:
+    """The shape of each latent array of n patients, in the order they are drawn."""
+    return {"core": (n, len(model.core)), "others": (n, len(model.others)), "treat_u": (n,), "death": (n,),
+            "cens_u": (n,), "outcome": (n, len(model.outcomes), len(model.times)),
+            "surgery": (n, len(model.surgery.continuous)), "surgery_u": (n, len(model.surgery.binary)),
+            "missed_u": (n, len(model.follow_up))}
+
+
+_UNIFORM = frozenset({"treat_u", "cens_u", "surgery_u", "missed_u"})  # the rest are N(0, 1)
+
+
+def draw_latents(model: CohortModel, n: int, rng: np.random.Generator, out: Latents | None = None) -> Latents:
+    """Draw in a fixed order, so a given (seed, n) always yields the same cohort; `out` (arrays of
+    these shapes, e.g. one replicate's rows of a batch) is filled in place with the same values."""
+    if out is None:
+        out = Latents(**{k: np.empty(shape) for k, shape in latent_shapes(model, n).items()})
+    for name in latent_shapes(model, n):
+        draw = rng.random if name in _UNIFORM else rng.standard_normal
+        draw(out=getattr(out, name))
+    return out
 
 
 # ------------------------------------------------------------------ covariates

@@ -1,7 +1,8 @@
 """Simulation engine: condition grids, per-replicate seeding, chunked parallel runs with resume."""
 
 from .grid import conditions_frame, expand_grid
-from .runner import ChunkOutput, ReplicateFailure, RunResult, default_chunk_size, per_replicate, run_chunks, run_experiment
+from .runner import (ChunkOutput, ReplicateFailure, RunResult, default_chunk_size, failure_reason, per_replicate,
+                     run_chunks, run_experiment)
 from .seeds import condition_stream, replicate_rng
 from .lock import RunLock, RunLockedError
 from .store import ChunkCorruptError, ManifestMismatchError
@@ -14,6 +15,7 @@ __all__ = [
     "run_experiment",
     "run_chunks",
     "per_replicate",
+    "failure_reason",
     "ChunkOutput",
     "RunResult",
     "ReplicateFailure",

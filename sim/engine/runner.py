@@ -93,7 +93,7 @@ def _empty_replicates() -> pd.DataFrame:
     return pd.DataFrame({"condition": pd.Series([], dtype="int64"), "rep": pd.Series([], dtype="int64")})
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     """Exception class and message on one line (truncated)."""
     msg = " ".join(str(exc).split())
     text = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
@@ -133,7 +133,7 @@ def _each_replicate(replicate_fn: ReplicateFn, plan: Any, rngs: Sequence[np.rand
             if not isinstance(out, pd.DataFrame):
                 raise TypeError(f"replicate_fn returned {type(out).__name__}, expected pandas.DataFrame")
         except Exception as exc:  # noqa: BLE001 - any replicate error is data, not a crash
-            failures[i] = _reason(exc)
+            failures[i] = failure_reason(exc)
             continue
         if len(out):
             frames.append(out)
@@ -169,7 +169,7 @@ def _run_chunk(simulate: ChunkFn, plan: Any, c: int, stream: tuple[int, ...], fi
         failures = sorted((c, first + int(i), reason) for i, reason in out.failures.items())
     except Exception as exc:  # noqa: BLE001 - a failed chunk is data too
         rows = _empty_replicates()
-        failures = [(c, r, _reason(exc)) for r in range(first, last + 1)]
+        failures = [(c, r, failure_reason(exc)) for r in range(first, last + 1)]
     if len(rows):
         rep = first + rows["replicate"].to_numpy(dtype=np.int64)
         rows = rows.drop(columns="replicate")
@@ -374,7 +374,7 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
         try:
             payload = read_chunk(path)
         except Exception as exc:  # noqa: BLE001 - unreadable file: recompute those reps
-            warnings.warn(f"recomputing unreadable chunk {path.name}: {_reason(exc)}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"recomputing unreadable chunk {path.name}: {failure_reason(exc)}", RuntimeWarning, stacklevel=2)
             continue
         payloads.append(payload)
         covered[c, first:last + 1] = True
@@ -429,7 +429,7 @@ def _import_distributed():
         import distributed
     except ImportError as exc:
         raise ImportError(f"backend='dask' needs dask.distributed, which is not installed: "
-                          f"pip install 'sim[{DASK_EXTRA}]' ({_reason(exc)})") from None
+                          f"pip install 'sim[{DASK_EXTRA}]' ({failure_reason(exc)})") from None
     return distributed
 
 
@@ -476,7 +476,7 @@ def _dask_client(scheduler: Any, workers: int) -> Iterator[Any]:
         try:
             client = distributed.Client(target, set_as_default=False)
         except OSError as exc:
-            raise ConnectionError(f"cannot connect to the dask scheduler at {scheduler!r}: {_reason(exc)}") from None
+            raise ConnectionError(f"cannot connect to the dask scheduler at {scheduler!r}: {failure_reason(exc)}") from None
         stack.callback(client.close)
         yield client
 

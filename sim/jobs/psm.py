@@ -4,14 +4,15 @@ generate a cohort, run the paper's analysis, summarise performance with MCSEs.""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 
 import numpy as np
 import pandas as pd
 
-from sim.cohort.generate import Design, generate
+from sim.cohort.generate import Cohort, Design, generate, generate_batch
 from sim.config import ConfigError
-from sim.engine import ReplicateFailure, RunResult, per_replicate
+from sim.engine import ChunkOutput, ReplicateFailure, RunResult, failure_reason, per_replicate
 from sim.experiment import ExperimentResult, Job
 from sim.jobs.conditions import Condition, matched_plan, short_names
 from sim.jobs.tidy import BY, directional_rows, failure_rows, mean_rows, quantile_rows, tidy
@@ -27,8 +28,12 @@ EXTRA_MEANS = ("n_pairs", "share_treated_matched", "max_abs_smd", "mean_abs_smd"
 
 
 def psm_replicate(plan: tuple[Design, MethodSpec], rng: np.random.Generator) -> pd.DataFrame:
+    """One replicate, one cohort at a time: the reference the batched chunk is tested against."""
     design, spec = plan
-    cohort = generate(design, rng)
+    return analyse_cohort(generate(design, rng), spec, rng)
+
+
+def analyse_cohort(cohort: Cohort, spec: MethodSpec, rng: np.random.Generator) -> pd.DataFrame:
     try:
         rows = analyse(cohort.columns, cohort.potential_deltas, spec, rng, cohort.seen)
     except ValueError as e:
@@ -36,6 +41,38 @@ def psm_replicate(plan: tuple[Design, MethodSpec], rng: np.random.Generator) -> 
     if rows and rows[0]["n_pairs"] == 0:
         raise ReplicateFailure("no matched pairs within the caliper")
     return pd.DataFrame(rows)
+
+
+def psm_chunk(plan: tuple[Design, MethodSpec], rngs: Sequence[np.random.Generator]) -> ChunkOutput:
+    """A chunk of replicates of one condition: the cohorts generated in one pass and analysed by
+    sim.methods.batched where it covers the spec (psm_replicate's rows, to ~1e-12), otherwise
+    replicate by replicate. A replicate the batched analysis leaves aside (an awkward PS fit) is
+    analysed by the reference on its own cohort, so each replicate's rows never depend on the chunk."""
+    from sim.methods import batched  # numba: imported by the workers that simulate, not by the CLI
+
+    design, spec = plan
+    if batched.unsupported(spec) or not rngs:
+        return per_replicate(psm_replicate)(plan, rngs)
+    B, n = len(rngs), design.n
+    cohort = generate_batch(design, rngs)
+    rows, failures, reference = batched.analyse_batch(
+        {k: v.reshape(B, n) for k, v in cohort.columns.items()},
+        {k: (v0.reshape(B, n), v1.reshape(B, n)) for k, (v0, v1) in cohort.potential_deltas.items()},
+        {t: (s0.reshape(B, n), s1.reshape(B, n)) for t, (s0, s1) in cohort.seen.items()}, spec)
+    frames = [rows] if len(rows) else []
+    for b in reference:
+        try:
+            out = analyse_cohort(cohort.take(slice(b * n, (b + 1) * n)), spec, rngs[b])
+        except Exception as exc:  # noqa: BLE001 - as per_replicate: a failed replicate is data
+            failures[b] = failure_reason(exc)
+            continue
+        frames.append(out.assign(replicate=b)[["replicate", *out.columns]])
+    if not frames:
+        return ChunkOutput(pd.DataFrame({"replicate": pd.Series([], dtype="int64")}), failures)
+    rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if reference:
+        rows = rows.sort_values("replicate", kind="stable", ignore_index=True)
+    return ChunkOutput(rows, failures)
 
 
 def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[Condition],
@@ -62,7 +99,7 @@ class PsmJob(Job):
     """The matched design: cohort -> PS -> matching -> outcome analyses, per replicate."""
 
     name = "psm"
-    simulate = per_replicate(psm_replicate)
+    simulate = staticmethod(psm_chunk)
 
     def check(self, conds: list[Condition]) -> None:
         from sim.report.montecarlo import check_report_settings

@@ -184,19 +184,33 @@ class RctJob(Job):
         outcomes = study_of(result.conditions[0].cfg).outcomes
         result.tables["sample_size"] = PW.sample_size_table(result.summary, refs, spec.analyses, self.targets,
                                                             spec.alpha, outcomes, death_strategy=spec.death_strategy)
+        result.tables["effect_units"] = self.effect_units(result.conditions, refs)
+
+    def effect_units(self, conds: list[Condition], refs: dict[float, pd.DataFrame]) -> pd.DataFrame:
+        """One MCID in SD units of the change per outcome x time (sim.report.units) and, with
+        reference quantities, the closed-form n per arm for one MCID beside that for 0.5 SD
+        (sim.power.standardised_n_table)."""
+        from sim.report.units import effect_units
+
+        design, spec = self.plan(conds[0])
+        units = effect_units(design.model, spec.outcomes, spec.times)
+        return PW.standardised_n_table(refs, units, self.targets, spec.alpha) if refs else units
 
     # ----------------------------------------------------------------- files
     def report(self, result: ExperimentResult, out_dir: Path) -> int:
         from sim.report import rct as R
         from sim.report.montecarlo import atomic_csv, atomic_text, write_tables
+        from sim.report.units import UNITS_FILE
 
         spec = spec_of(result.conditions[0].cfg)
-        # replicates.csv.gz: ~30 s per 500k rows; the chunks keep them anyway
+        # off by default: the chunks keep every replicate anyway
         write_tables(result, out_dir, replicates=self.cfg.experiment.get("write_replicates", False))
         refs, ss = result.tables["reference"], result.tables["sample_size"]
         if len(refs):
             atomic_csv(refs, out_dir / "reference.csv")
         atomic_csv(ss, out_dir / "sample_size.csv")
+        units = result.tables["effect_units"]
+        atomic_csv(units, out_dir / UNITS_FILE)
         paths = R.figures(result.summary, refs, spec, self.targets, out_dir)
-        atomic_text(R.report_text(self.cfg, result, spec, self.reference_n, paths, ss), out_dir / "report.md")
+        atomic_text(R.report_text(self.cfg, result, spec, self.reference_n, paths, ss, units), out_dir / "report.md")
         return 0

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sim.methods.matching_cores import TIE_TOL
+
 if TYPE_CHECKING:
     from sim.methods.matching import MatchResult
 
@@ -57,7 +59,8 @@ def check_match(result: MatchResult, d, treated, width, ratio: int, replace: boo
       replacement no (treated, control) link appears twice;
     * ``ratio``: no treated unit has more than ``ratio`` controls;
     * ``exact``: both units of every link share the ``exact`` stratum code;
-    * ``link order``: links sorted by ``pair_id``, nearest control first within a set;
+    * ``link order``: links sorted by ``pair_id``, nearest control first within a set
+      (distances within ``TIE_TOL`` count as equal, see sim.methods.matching_cores);
     * ``pair_id``: matched treated units numbered 0..m-1 in increasing index,
       a linked control carries the smallest id of its sets, all others -1;
     * ``weights``: 1 for matched treated, sum of 1/k_i over a control's links,
@@ -141,7 +144,9 @@ def check_match(result: MatchResult, d, treated, width, ratio: int, replace: boo
         step = link_pid[1:] - link_pid[:-1]
         if (step < 0).any():
             _broken("link order", "links are not sorted by pair_id")
-        if ((step == 0) & (dist[1:] < dist[:-1])).any():
+        # nearest first, up to the greedy cores' tie tolerance (mirror ties count as equal)
+        tie = TIE_TOL * (1.0 + np.abs(dt[1:]))
+        if ((step == 0) & (dist[1:] < dist[:-1] - tie)).any():
             _broken("link order", "within a matched set the links are not nearest control first")
         if replace:
             cmin = np.full(n, _NO_SET)

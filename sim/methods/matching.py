@@ -10,7 +10,10 @@ Design notes (why it looks like this):
   (sim.methods.matching_cores; the plain-Python original is kept there as the
   tests' reference).
 * Tie rule (greedy, all orders): among controls at equal distance the one with
-  the lowest input index wins. Treated units with equal scores are processed
+  the lowest input index wins; in the ordered greedy, distances above and below
+  the treated unit's score that differ by at most ``TIE_TOL * (1 + |score|)``
+  count as equal (mirror ties of discrete covariates, see
+  sim.methods.matching_cores.TIE_TOL). Treated units with equal scores are processed
   lowest index first (``largest``/``smallest``). ``closest`` takes the
   globally closest allowed pair first; ties by (distance, treated index,
   control index).

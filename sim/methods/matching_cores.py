@@ -29,6 +29,14 @@ import heapq
 import numpy as np
 
 MAX_OPTIMAL_CELLS = 25_000_000  #: largest problem (n_treated*ratio x n_control cells) optimal takes (dense: ~200 MB)
+#: Greedy without replacement: the nearest control above a treated unit's score x and the nearest
+#: below count as equally near (the lower control index wins) when their distances differ by at
+#: most TIE_TOL * (1 + |x|). Discrete covariates make such mirror ties common (a control one year
+#: older and one a year younger, otherwise alike, are at the same distance); compared exactly,
+#: they would be decided by the last bit of the fitted scores, i.e. by the order of floating-point
+#: sums in the PS fit, which differs between BLAS builds and between the per-replicate and the
+#: batched analysis. Real distances this close do not otherwise occur in a logit-PS sample.
+TIE_TOL = 1e-11
 
 
 # ----------------------------------------------------------------------------
@@ -87,7 +95,8 @@ class _Pool:
             best = (self.valsR[r] - x, self.cR[r], self.jR[r])
         if left > 0:
             cand = (x - self.valsL[left - 1], self.cL[left - 1], self.jL[left - 1])
-            if best is None or cand[:2] < best[:2]:
+            tol = TIE_TOL * (1.0 + abs(x))
+            if best is None or cand[0] < best[0] - tol or (abs(cand[0] - best[0]) <= tol and cand[1] < best[1]):
                 best = cand
         return best
 
@@ -287,7 +296,8 @@ def _nearest_available(x, p, vals, cs, gs, nxt, prv):
     if s > 0:
         q = _uf_root(nxt, gs[s - 1])  # lowest index still available at that value
         ld = x - vals[q]
-        if best < 0 or ld < bd or (ld == bd and cs[q] < cs[best]):
+        tol = TIE_TOL * (1.0 + abs(x))
+        if best < 0 or ld < bd - tol or (abs(ld - bd) <= tol and cs[q] < cs[best]):
             best = q
             bd = ld
     return best, bd
@@ -300,6 +310,68 @@ def _take(b, nxt, prv):
 
 def _greedy_ordered_kernel(dt, pos, vals, cs, ratio, w):
     """Links (local treated, control index, round) of greedy matching in the given order."""
+    return _greedy_ordered_links(dt, pos, vals, cs, ratio, w)
+
+
+def _sd1(x):
+    """Sample SD (ddof=1) of x; 0 below two values (matching._sd)."""
+    n = x.size
+    if n < 2:
+        return 0.0
+    m = 0.0
+    for v in x:
+        m += v
+    m /= n
+    s = 0.0
+    for v in x:
+        s += (v - m) ** 2
+    return np.sqrt(s / (n - 1))
+
+
+def _greedy_pairs_batch(d, ps, treated, order, caliper, caliper_sd):
+    """1:1 greedy pairs of each of B samples (rows of d, ps, treated), as match() makes them with
+    ratio 1 and no exact strata: treated processed by ps, largest first (order 0), smallest first
+    (1) or in data order (2), ties by index; caliper <= 0: none; caliper_sd 0 pooled, 1 whole,
+    2 treated. Returns (treated index, control index) (B, N), links sorted by treated index, and
+    the pairs per sample."""
+    B, N = d.shape
+    ti = np.zeros((B, N), np.int64)
+    ci = np.zeros((B, N), np.int64)
+    n_pairs = np.zeros(B, np.int64)
+    for b in range(B):
+        tid = np.flatnonzero(treated[b])
+        cid = np.flatnonzero(~treated[b])
+        if tid.size == 0 or cid.size == 0:
+            continue
+        if order == 0:
+            tid = tid[np.argsort(-ps[b, tid], kind="mergesort")]
+        elif order == 1:
+            tid = tid[np.argsort(ps[b, tid], kind="mergesort")]
+        w = np.inf
+        if caliper > 0:
+            if caliper_sd == 0:
+                sd = np.sqrt((_sd1(d[b, tid]) ** 2 + _sd1(d[b, cid]) ** 2) / 2.0)
+            elif caliper_sd == 1:
+                sd = _sd1(d[b])
+            else:
+                sd = _sd1(d[b, tid])
+            w = caliper * sd
+        dt = d[b, tid]
+        s = np.argsort(d[b, cid], kind="mergesort")
+        vals = d[b, cid][s]
+        cs = cid[s]
+        pos = np.searchsorted(vals, dt)
+        lt, lc, _ = _greedy_ordered_links(dt, pos, vals, cs, 1, w)
+        lt = tid[lt]
+        o = np.argsort(lt)
+        m = lt.size
+        ti[b, :m] = lt[o]
+        ci[b, :m] = lc[o]
+        n_pairs[b] = m
+    return ti, ci, n_pairs
+
+
+def _greedy_ordered_links(dt, pos, vals, cs, ratio, w):
     nt = dt.size
     nc = vals.size
     gs = _run_starts(vals)
@@ -433,8 +505,8 @@ def _greedy_closest_kernel(dt, tkey, pos, vals, cs, ratio, w):
     return out_t[:m], out_c[:m], out_r[:m]
 
 
-_HELPERS = ("_uf_root", "_run_starts", "_nearest_available", "_take", "_heap_less", "_heap_swap",
-            "_heap_down", "_heap_up")
+_HELPERS = ("_uf_root", "_run_starts", "_nearest_available", "_take", "_greedy_ordered_links", "_sd1",
+            "_heap_less", "_heap_swap", "_heap_down", "_heap_up")
 _KERNELS: dict = {}
 
 #: Strata of fewer units run the reference Python code until the compiled kernels are loaded in

@@ -10,9 +10,14 @@ Each curated experiment keeps its answer beside its results, in `experiments/<na
     KEY_TABLE = "key_table.csv"      # the run's table shown in the README (this is the default)
     KEY_FIGURE = "rejection.png"     # the run's figure shown first (default; else its first .png)
     EXTRA_FILES = ("x.csv",)         # optional: tables answer() derives in the run dir, kept with it
+    README_TABLES = (("Title", "x.csv", "caption"),)  # optional: EXTRA_FILES shown after the key table
 
     def answer(summary: pandas.DataFrame, run_dir: pathlib.Path) -> str:
         ...                          # the text, computed from the run's tables
+
+The effect sizes in SD units (sim.report.units: one MCID of each outcome in SD units of its change,
+the run's effect_units.csv) are such a table: `units(run_dir)` reads them for the answer, and
+`by_outcome(d, units)` quotes them beside each rate.
 
 An experiment without answer.py is refused (exit 2) with one `error:` line naming the file to create.
 """
@@ -29,7 +34,8 @@ from types import ModuleType
 import pandas as pd
 import yaml
 
-from sim.report.tables import markdown
+from sim.report.tables import key_table_markdown, markdown
+from sim.report.units import in_sd, run_units
 
 ROOT = Path(__file__).resolve().parents[2]
 #: what answer.py declares unless it says otherwise
@@ -52,13 +58,24 @@ def pick(s: pd.DataFrame, **eq) -> pd.DataFrame:
 
 
 def value_range(d: pd.DataFrame) -> str:
-    """'min-max' of the `value` column, two decimals."""
-    return f"{d['value'].min():.2f}-{d['value'].max():.2f}"
+    """'min-max' of the `value` column: two decimals, two significant digits below 0.1 (so that
+    0.046-0.054 does not read 0.05-0.05)."""
+    return "-".join(f"{v:.2f}" if abs(v) >= 0.1 else f"{v:.2g}" for v in (d["value"].min(), d["value"].max()))
 
 
-def by_outcome(d: pd.DataFrame) -> str:
-    """'outcome timepoint value, ...' for every row, two decimals."""
-    return ", ".join(f"{r.outcome} {r.timepoint} {r.value:.2f}" for r in d.itertuples())
+def by_outcome(d: pd.DataFrame, units: pd.DataFrame | None = None) -> str:
+    """'outcome timepoint value, ...' for every row, two decimals; with `units` (effect_units.csv)
+    each followed by what one MCID of that outcome is in SD units of its change:
+    'face m1 0.83 (1 MCID = 0.67 SD)'."""
+    return ", ".join(f"{r.outcome} {r.timepoint} {r.value:.2f}"
+                     + (f" ({in_sd(units, r.outcome, r.timepoint)})" if units is not None else "")
+                     for r in d.itertuples())
+
+
+def units(run_dir: Path) -> pd.DataFrame:
+    """The run's effect sizes in SD units (effect_units.csv, sim.report.units), computed from its
+    configuration if the run did not write them."""
+    return run_units(run_dir)
 
 
 # -- loading the answers --------------------------------------------------------------------------
@@ -121,7 +138,14 @@ def curate(run: Path, dest: Path | None = None) -> Path:
     summary = pd.read_csv(run / "summary.csv")
     answer = module.answer(summary, run)
     key = pd.read_csv(run / key_table)
-    extra = tuple(getattr(module, "EXTRA_FILES", ()))  # small tables the answer derives in the run
+    tables = tuple(getattr(module, "README_TABLES", ()))  # (title, file, caption) after the key table
+    extra = tuple(dict.fromkeys([*getattr(module, "EXTRA_FILES", ()), *(f for _, f, _ in tables)]))
+    for f in extra:  # small tables the answer derives in the run
+        if not (run / f).is_file():
+            raise CurateError(f"{run / f} not found (EXTRA_FILES / README_TABLES of {answer_path(name)}: "
+                              "answer() should derive it in the run directory)")
+    sections = [line for title, f, caption in tables
+                for line in (f"## {title}", "", caption, "", markdown(pd.read_csv(run / f)), "")]
     files = [p for p in sorted(run.iterdir()) if p.suffix == ".png" or p.name in
              ("summary.csv", key_table, "report.md", *extra)]
     dest.mkdir(parents=True, exist_ok=True)
@@ -136,7 +160,8 @@ def curate(run: Path, dest: Path | None = None) -> Path:
         "## Question", "", str(cfg["experiment"].get("description", "")).strip(), "",
         "## Answer", "", answer, "",
         "## Key figure", "", f"![{key_fig}]({key_fig})", "",
-        "## Key table", "", markdown(key), "",
+        "## Key table", "", key_table_markdown(key), "",
+        *sections,
         f"All figures: {', '.join(f'[{f}]({f})' for f in figs)}. Full tidy results with Monte Carlo SEs: "
         "[summary.csv](summary.csv); the run's report (configuration included): [report.md](report.md).", "",
         f"Run: reps = {cfg['reps']} per condition, seed = {cfg['seed']}.", "",

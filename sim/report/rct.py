@@ -15,6 +15,7 @@ from sim import power as PW
 from sim.methods.trial import TrialSpec
 from sim.report.figures import label_panel, save_panels
 from sim.report.montecarlo import run_lines
+from sim.report import units as U
 from sim.report.tables import markdown
 
 if TYPE_CHECKING:
@@ -210,8 +211,18 @@ def _ties_text(ss: pd.DataFrame) -> str:
             f"{hi.timepoint}")
 
 
+UNITS_CAPTION = (
+    U.UNITS_CAPTION + f" Beside them, per target power, the closed-form patients to randomise per arm for an effect "
+    f"of one MCID (`n_ttest_one_mcid`, `n_ancova_one_mcid`: as 'closed form t (nct)' and 'closed form ANCOVA (nct)' "
+    f"of the sample-size table at one MCID) and for an effect of {PW.MODERATE_SD:g} SD of the change on every "
+    f"outcome, a conventional 'moderate' effect (`n_ttest_{PW.MODERATE_SD:g}sd`, `n_ancova_{PW.MODERATE_SD:g}sd`), "
+    "with the same planning inputs (SD of the change, pre-post correlation, share seen at the visit): at one "
+    "standardised effect the outcomes differ only through those inputs.")
+UNITS_SECTION = (U.UNITS_TITLE, U.UNITS_FILE, UNITS_CAPTION)
+
+
 def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, reference_n: int,
-                figure_paths: list[Path], ss: pd.DataFrame) -> str:
+                figure_paths: list[Path], ss: pd.DataFrame, units: pd.DataFrame | None = None) -> str:
     exp = cfg.experiment
     summary = result.summary
     effects = sorted({float(v) for v in summary["effect_mcid"]})
@@ -276,6 +287,8 @@ def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, re
         "",
         gap_note(ss) if len(ss) else "",
     ]
+    if units is not None and len(units):
+        lines += ["", f"## {U.UNITS_TITLE}", UNITS_CAPTION, "", markdown(units)]
     for eff in effects:
         w = _measure_wide(summary, eff, "rejection", spec.analyses)
         title = "Type-I error (effect 0)" if eff == 0 else f"Power at effect = {eff:g} MCID"

@@ -43,6 +43,15 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def key_table_markdown(table: pd.DataFrame) -> str:
+    """A key table as Markdown: as it is, or, in the pivoted layout (a `measure` column, see
+    sim.report.montecarlo.pivot_key_table), one table per measure under its label in bold."""
+    if "measure" not in table.columns:
+        return markdown(table)
+    return "\n".join(f"**{m}**\n\n" + markdown(d.drop(columns="measure"))
+                     for m, d in table.groupby("measure", sort=False))
+
+
 def table1(study: Study, columns: Mapping[str, np.ndarray], sections: Sequence[str] = ("covariates", "surgery", "survival"),
            label: str = "synthetic") -> pd.DataFrame:
     """Table 1 by group: published value beside the synthetic one."""

@@ -1,0 +1,613 @@
+"""The paper's analysis of a chunk of B replicates at once: the same numbers as
+sim.methods.pipeline.analyse, replicate by replicate, without its per-replicate Python.
+
+Why: a replicate of the paper-size design is ~15,000 random numbers and a few tens of thousands of
+flops, but analysed one at a time through Python (dicts of rows, a DataFrame, one small numpy call
+per test) it costs milliseconds. Here the PS fits, the balance, the true effects and the outcome
+tests of all B replicates run in compiled loops (numba) over arrays of shape (B, N), the p-values
+in one vectorised scipy call each, and the rows are built once per chunk.
+
+Equal to the reference: the PS fit is fit_logit_binary's damped Newton (same standardisation,
+start, step halving and stopping rule), matching is the same compiled greedy core with the same
+caliper width and processing order, and the tests are the same statistics. What differs is the
+order of floating-point sums (compiled loops against numpy's pairwise sums), so estimates and
+p-values agree to ~1e-12, and the pairs are the same unless two distances tie to the last bit.
+Each replicate is computed on its own rows, so nothing depends on B.
+
+A replicate the fast path does not cover is analysed by the reference (`pipeline.analyse`): a
+single treatment group, a PS fit that meets separation, a constant column, a singular Hessian or
+no convergence. `unsupported(spec)` says which settings the batched path covers at all: greedy 1:1
+matching without replacement in a fixed order, no exact strata, the four standard tests (and the
+crude comparison); anything else (ratio, replacement, optimal, exact, random order, the
+sensitivity and truncation analyses) runs replicate by replicate.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numba
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from sim.methods import matching_cores as MC
+from sim.methods import outcomes as O
+from sim.methods.matching import CALIPER_SDS, _logit
+from sim.methods.pipeline import MethodSpec, RANK_TESTS
+from sim.methods.propensity import _LOGIT_MAX
+from sim.numerics import SEPARATION_ETA, SINGULAR_RTOL, expit_numpy
+
+#: the analyses the batched path computes; crude adds crude_diff_means and crude_wilcoxon
+BATCHED_ANALYSES = ("wilcoxon", "signed_rank", "paired_t", "diff_means")
+#: reasons the PS fit hands a replicate to the reference path (status codes of _fit_logit)
+FIT_STATUS = {1: "single treatment group", 2: "constant covariate", 3: "singular Hessian",
+              4: "no convergence", 5: "separation"}
+ROW_COLUMNS = ("outcome", "timepoint", "n_pairs", "share_treated_matched", "max_abs_smd", "mean_abs_smd",
+               "ps_separation", "truth_ate", "truth_att", "truth_matched", "truth_while_alive",
+               "truth_always_seen", "analysis", "estimate", "se", "ci_low", "ci_high", "p_value", "favours",
+               "n_used_treated", "n_used_control", "note")
+NAN = float("nan")
+
+
+def unsupported(spec: MethodSpec) -> str | None:
+    """Why the batched path cannot run `spec` (None: it can)."""
+    checks = (
+        (spec.algorithm != "greedy", f"algorithm {spec.algorithm}"),
+        (spec.order not in ("largest", "smallest", "data"), f"order {spec.order}"),
+        (spec.ratio != 1, f"ratio {spec.ratio}"),
+        (spec.replace, "matching with replacement"),
+        (bool(spec.exact), "exact matching"),
+        (any(a not in BATCHED_ANALYSES for a in spec.analyses),
+         f"analyses {[a for a in spec.analyses if a not in BATCHED_ANALYSES]}"),
+    )
+    return next((why for bad, why in checks if bad), None)
+
+
+# ----------------------------------------------------------------------------- compiled kernels
+
+@numba.njit(cache=True)
+def _loglik(eta, y, e):
+    """Log-likelihood at eta; e receives exp(-|eta|), which the next Newton step reuses."""
+    s = 0.0
+    for i in range(eta.size):
+        ei = math.exp(-abs(eta[i]))
+        e[i] = ei
+        x = -eta[i] if y[i] > 0 else eta[i]
+        s -= max(x, 0.0) + math.log1p(ei)
+    return s
+
+
+@numba.njit(cache=True)
+def _linear(Z, beta):
+    n, q = Z.shape
+    eta = np.zeros(n)
+    for i in range(n):
+        s = 0.0
+        for j in range(q):
+            s += Z[i, j] * beta[j]
+        eta[i] = s
+    return eta
+
+
+@numba.njit(cache=True)
+def _solve_spd(H, g, rtol):
+    """H^-1 g by Cholesky; empty when H is not safely non-singular: when its condition number may
+    exceed 1/rtol, where fit_logit_binary would switch to a pseudo-inverse (bounded through
+    ||H||_F ||H^-1||_F >= cond(H), so only clearly regular Hessians pass)."""
+    q = g.size
+    L = np.zeros((q, q))
+    for j in range(q):
+        s = H[j, j]
+        for k in range(j):
+            s -= L[j, k] ** 2
+        if not s > 0.0:
+            return np.empty(0)
+        L[j, j] = math.sqrt(s)
+        for i in range(j + 1, q):
+            t = H[i, j]
+            for k in range(j):
+                t -= L[i, k] * L[j, k]
+            L[i, j] = t / L[j, j]
+    inv = np.zeros((q, q))  # H^-1, column by column
+    step = np.zeros(q)
+    for c in range(q + 1):
+        rhs = np.zeros(q)
+        if c < q:
+            rhs[c] = 1.0
+        else:
+            rhs[:] = g
+        for i in range(q):  # L y = rhs
+            t = rhs[i]
+            for k in range(i):
+                t -= L[i, k] * rhs[k]
+            rhs[i] = t / L[i, i]
+        for i in range(q - 1, -1, -1):  # L' x = y
+            t = rhs[i]
+            for k in range(i + 1, q):
+                t -= L[k, i] * rhs[k]
+            rhs[i] = t / L[i, i]
+        if c < q:
+            inv[:, c] = rhs
+        else:
+            step = rhs
+    if math.sqrt(np.sum(H * H)) * math.sqrt(np.sum(inv * inv)) * rtol >= 1.0:
+        return np.empty(0)
+    return step
+
+
+@numba.njit(cache=True)
+def _fit_logit(X, y, max_iter, tol, rtol, sep_eta):
+    """fit_logit_binary's Newton for each of B problems; status 0 = a regular fit (else FIT_STATUS)."""
+    B, n, p = X.shape
+    q = p + 1
+    eta_out = np.zeros((B, n))
+    status = np.zeros(B, np.int8)
+    Z = np.empty((n, q))
+    for b in range(B):
+        yb = y[b]
+        ybar = 0.0
+        for i in range(n):
+            ybar += yb[i]
+        ybar /= n
+        if ybar <= 0.0 or ybar >= 1.0:
+            status[b] = 1
+            continue
+        for i in range(n):
+            Z[i, 0] = 1.0
+        for j in range(p):
+            mu = 0.0
+            for i in range(n):
+                mu += X[b, i, j]
+            mu /= n
+            v = 0.0
+            for i in range(n):
+                v += (X[b, i, j] - mu) ** 2
+            sd = math.sqrt(v / n)
+            if sd <= 1e-12 * max(1.0, abs(mu)):
+                status[b] = 2
+                break
+            for i in range(n):
+                Z[i, j + 1] = (X[b, i, j] - mu) / sd
+        if status[b]:
+            continue
+        beta = np.zeros(q)
+        beta[0] = math.log(ybar / (1.0 - ybar))
+        eta = _linear(Z, beta)
+        e = np.empty(n)
+        e_new = np.empty(n)
+        ll = _loglik(eta, yb, e)
+        converged = False
+        for _ in range(max_iter):
+            g = np.zeros(q)
+            H = np.zeros((q, q))
+            for i in range(n):
+                m = 1.0 / (1.0 + e[i]) if eta[i] >= 0 else e[i] / (1.0 + e[i])  # expit(eta)
+                r = yb[i] - m
+                w = m * (1.0 - m)
+                for j in range(q):
+                    g[j] += Z[i, j] * r
+                    wz = w * Z[i, j]
+                    for k in range(j + 1):
+                        H[j, k] += wz * Z[i, k]
+            for j in range(q):
+                for k in range(j):
+                    H[k, j] = H[j, k]
+            step = _solve_spd(H, g, rtol)
+            if step.size == 0:
+                status[b] = 3
+                break
+            frac = 1.0
+            beta_new = beta
+            eta_new = eta
+            ll_new = ll
+            for _h in range(30):
+                beta_new = beta + frac * step
+                eta_new = _linear(Z, beta_new)
+                ll_new = _loglik(eta_new, yb, e_new)
+                if ll_new >= ll - 1e-12 * (1.0 + abs(ll)):
+                    break
+                frac *= 0.5
+            max_step = np.max(np.abs(frac * step))
+            d_ll = ll_new - ll
+            beta, eta, ll = beta_new, eta_new, ll_new
+            e, e_new = e_new, e
+            if max_step < 1e-8 or (abs(d_ll) <= tol * (1.0 + abs(ll)) and max_step < 1e-4):
+                converged = True
+                break
+        if status[b]:
+            continue
+        if not converged:
+            status[b] = 4
+            continue
+        if np.max(np.abs(eta)) > sep_eta:
+            status[b] = 5
+            continue
+        eta_out[b] = eta
+    return eta_out, status
+
+
+@numba.njit(cache=True)
+def _mean_var(x, n):
+    """Mean and unbiased variance of x[:n] (variance NaN below 2 values)."""
+    if n == 0:
+        return np.nan, np.nan
+    m = 0.0
+    for i in range(n):
+        m += x[i]
+    m /= n
+    if n < 2:
+        return m, np.nan
+    v = 0.0
+    for i in range(n):
+        v += (x[i] - m) ** 2
+    return m, v / (n - 1)
+
+
+@numba.njit(cache=True)
+def _ratio(num, den):
+    """num/den with 0/0 -> 0 and x/0 -> +-inf (balance._ratio)."""
+    if den == 0.0:
+        if num == 0.0:
+            return 0.0
+        return np.inf if num > 0 else -np.inf
+    return num / den
+
+
+@numba.njit(cache=True)
+def _balance(Xb, ti, ci, n_pairs, treated_denominator):
+    """max and mean |SMD| over the balance covariates among the matched (1:1 weights)."""
+    B, _, q = Xb.shape
+    out = np.full((B, 2), np.nan)
+    for b in range(B):
+        m = n_pairs[b]
+        if m == 0:
+            continue
+        xt = np.empty(m)
+        xc = np.empty(m)
+        mx = 0.0
+        total = 0.0
+        for j in range(q):
+            for i in range(m):
+                xt[i] = Xb[b, ti[b, i], j]
+                xc[i] = Xb[b, ci[b, i], j]
+            mt, vt = _mean_var(xt, m)
+            mc, vc = _mean_var(xc, m)
+            sd = math.sqrt(vt) if treated_denominator else math.sqrt((vt + vc) / 2.0)
+            a = abs(_ratio(mt - mc, sd))
+            if np.isnan(a) or np.isnan(mx):
+                mx = np.nan
+            elif a > mx:
+                mx = a
+            total += a
+        out[b, 0] = mx
+        out[b, 1] = total / q
+    return out
+
+
+@numba.njit(cache=True)
+def _nanmean_where(x, mask):
+    s = 0.0
+    c = 0
+    for i in range(x.size):
+        if mask[i] and not np.isnan(x[i]):
+            s += x[i]
+            c += 1
+    return s / c if c else np.nan
+
+
+@numba.njit(cache=True)
+def _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, time_of):
+    """The five estimands of pipeline.analyse per replicate and outcome x time (B, K, 5)."""
+    B, N, K = d0.shape
+    out = np.full((B, K, 5), np.nan)
+    ones = np.ones(N, np.bool_)
+    for b in range(B):
+        matched = np.zeros(N, np.bool_)
+        for i in range(n_pairs[b]):
+            matched[ti[b, i]] = True
+        for k in range(K):
+            t = time_of[k]
+            indiv = d1[b, :, k] - d0[b, :, k]
+            out[b, k, 0] = _nanmean_where(indiv, ones)
+            out[b, k, 1] = _nanmean_where(indiv, treated[b])
+            out[b, k, 2] = _nanmean_where(indiv, matched)
+            out[b, k, 3] = _nanmean_where(d1[b, :, k], ones) - _nanmean_where(d0[b, :, k], ones)
+            out[b, k, 4] = _nanmean_where(indiv, seen0[b, :, t] & seen1[b, :, t])
+    return out
+
+
+@numba.njit(cache=True)
+def _avg_ranks(x):
+    """Average ranks (1-based) of x and the tie term sum(c^3 - c) over tie groups."""
+    n = x.size
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(n)
+    tie = 0.0
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and x[order[j + 1]] == x[order[i]]:
+            j += 1
+        c = j - i + 1
+        r = i + (c + 1) / 2.0
+        for k in range(i, j + 1):
+            ranks[order[k]] = r
+        tie += float(c) ** 3 - c
+        i = j + 1
+    return ranks, tie
+
+
+@numba.njit(cache=True)
+def _unpaired(a, na, c, nc, out):
+    """Rank-sum (n1, n2, U1, variance) and Welch (means, variances) of a[:na] vs c[:nc], NaN dropped."""
+    x = np.empty(na + nc)
+    n1 = 0
+    for i in range(na):
+        if not np.isnan(a[i]):
+            x[n1] = a[i]
+            n1 += 1
+    n2 = 0
+    for i in range(nc):
+        if not np.isnan(c[i]):
+            x[n1 + n2] = c[i]
+            n2 += 1
+    out[0] = n1
+    out[1] = n2
+    n = n1 + n2
+    if n1 >= 1 and n2 >= 1:
+        ranks, tie = _avg_ranks(x[:n])
+        s = 0.0
+        for i in range(n1):
+            s += ranks[i]
+        out[2] = s - n1 * (n1 + 1) / 2.0
+        out[3] = n1 * n2 / 12.0 * ((n + 1) - tie / (n * (n - 1)))
+    out[4], out[6] = _mean_var(x[:n1], n1)
+    out[5], out[7] = _mean_var(x[n1:n], n2)
+
+
+@numba.njit(cache=True)
+def _paired(a, c, m0, out):
+    """Signed rank (m, k, R+, tie term, ties?, median) and paired t (mean, SD) of the complete pairs."""
+    d = np.empty(m0)
+    m = 0
+    for i in range(m0):
+        if not (np.isnan(a[i]) or np.isnan(c[i])):
+            d[m] = a[i] - c[i]
+            m += 1
+    d = d[:m]
+    out[0] = m
+    if m < 2:
+        return
+    out[5] = np.median(d)
+    out[6], v = _mean_var(d, m)
+    out[7] = math.sqrt(v)
+    nz = np.empty(m)
+    pos = np.empty(m, np.bool_)
+    k = 0
+    for i in range(m):
+        if d[i] != 0.0:
+            nz[k] = abs(d[i])
+            pos[k] = d[i] > 0
+            k += 1
+    out[1] = k
+    if k == 0:
+        return
+    ranks, tie = _avg_ranks(nz[:k])
+    rp = 0.0
+    for i in range(k):
+        if pos[i]:
+            rp += ranks[i]
+    out[2] = rp
+    out[3] = tie
+    out[4] = 1.0 if (tie > 0 or k < m) else 0.0
+
+
+@numba.njit(cache=True)
+def _pair_stats(obs, ti, ci, n_pairs):
+    """Per replicate and outcome x time: the unpaired (8) and paired (8) statistics of the pairs."""
+    B, _, K = obs.shape
+    un = np.full((B, K, 8), np.nan)
+    pa = np.full((B, K, 8), np.nan)
+    for b in range(B):
+        m = n_pairs[b]
+        a = np.empty(m)
+        c = np.empty(m)
+        for k in range(K):
+            for i in range(m):
+                a[i] = obs[b, ti[b, i], k]
+                c[i] = obs[b, ci[b, i], k]
+            _unpaired(a, m, c, m, un[b, k])
+            _paired(a, c, m, pa[b, k])
+    return un, pa
+
+
+@numba.njit(cache=True)
+def _group_stats(obs, treated):
+    """Per replicate and outcome x time: the unpaired statistics of all treated vs all controls."""
+    B, N, K = obs.shape
+    un = np.full((B, K, 8), np.nan)
+    a = np.empty(N)
+    c = np.empty(N)
+    for b in range(B):
+        for k in range(K):
+            na = 0
+            nc = 0
+            for i in range(N):
+                if treated[b, i]:
+                    a[na] = obs[b, i, k]
+                    na += 1
+                else:
+                    c[nc] = obs[b, i, k]
+                    nc += 1
+            _unpaired(a, na, c, nc, un[b, k])
+    return un
+
+
+# ----------------------------------------------------------------------------- tests from statistics
+
+def _t_fields(est, se, df, n1, n2, reason):
+    """Rows of a t-based result (outcomes._t_result), vectorised; `reason` non-empty: not computed."""
+    ok = (reason == "") & (se > 0) & np.isfinite(se)
+    reason = np.where((reason == "") & ~ok, "zero variance: t statistic undefined", reason)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = special.stdtrit(np.where(ok, df, 1.0), 0.975)
+        p = 2.0 * special.stdtr(np.where(ok, df, 1.0), -np.abs(est / np.where(ok, se, 1.0)))
+    nan = np.full(est.shape, NAN)
+    return {"estimate": est, "se": se, "ci_low": np.where(ok, est - q * se, nan),
+            "ci_high": np.where(ok, est + q * se, nan), "p_value": np.where(ok, p, nan),
+            "n_used_treated": n1, "n_used_control": n2, "note": reason}
+
+
+def _wilcoxon(u):
+    n1, n2, u1, var = u[..., 0], u[..., 1], u[..., 2], u[..., 3]
+    have = (n1 >= 1) & (n2 >= 1)
+    tied = have & ~(var > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        big = np.maximum(u1, n1 * n2 - u1)
+        z = (big - n1 * n2 / 2.0 - 0.5) / np.sqrt(np.where(tied, 1.0, var))
+        p = np.clip(2.0 * special.ndtr(-z), 0.0, 1.0)
+        est = u1 / (n1 * n2)
+    reason = np.where(~have, "need >=1 value per arm", np.where(tied, "all values tied", ""))
+    nan = np.full(n1.shape, NAN)
+    return {"estimate": np.where(have, est, nan), "se": nan, "ci_low": nan, "ci_high": nan,
+            "p_value": np.where(have, np.where(tied, 1.0, p), nan),
+            "n_used_treated": n1, "n_used_control": n2, "note": reason}
+
+
+def _welch(u):
+    n1, n2, m1, m2, s1, s2 = (u[..., i] for i in (0, 1, 4, 5, 6, 7))
+    few = (n1 < 2) | (n2 < 2)
+    est = np.where((n1 >= 1) & (n2 >= 1), m1 - m2, NAN)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v1, v2 = s1 / n1, s2 / n2
+        se = np.sqrt(v1 + v2)
+        df = np.where(se > 0, (v1 + v2) ** 2 / (v1 * v1 / (n1 - 1) + v2 * v2 / (n2 - 1)), NAN)
+    reason = np.where(few, "need >=2 values per arm", "")
+    return _t_fields(est, np.where(few, NAN, se), df, n1, n2, reason)
+
+
+def _paired_t(pa):
+    m, mean, sd = pa[..., 0], pa[..., 6], pa[..., 7]
+    few = m < 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = sd / np.sqrt(m)
+    return _t_fields(np.where(few, NAN, mean), np.where(few, NAN, se), m - 1, m, m,
+                     np.where(few, "fewer than 2 complete pairs", ""))
+
+
+def _signed_rank(pa):
+    m, k, rp, tie, ties, med = (pa[..., i] for i in range(6))
+    few = m < 2
+    zero = ~few & (k == 0)
+    exact = ~few & ~zero & (ties == 0) & (k <= 50)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = k * (k + 1) / 2.0
+        se = np.sqrt((k * (k + 1) * (2 * k + 1) - tie / 2.0) / 24.0)
+        p = np.minimum(1.0, 2.0 * special.ndtr(-np.abs((rp - total / 2.0) / se)))
+    for idx in zip(*np.nonzero(exact)):
+        cdf = O._signed_rank_cdf(int(k[idx]))
+        r = int(round(rp[idx]))
+        p[idx] = min(1.0, 2.0 * min(cdf[r], 1.0 - (cdf[r - 1] if r > 0 else 0.0)))
+    nan = np.full(m.shape, NAN)
+    reason = np.where(few, "fewer than 2 complete pairs", np.where(zero, "all paired differences are zero", ""))
+    return {"estimate": np.where(few, nan, med), "se": nan, "ci_low": nan, "ci_high": nan,
+            "p_value": np.where(few, nan, np.where(zero, 1.0, p)),
+            "n_used_treated": m, "n_used_control": m, "note": reason}
+
+
+def _fields(name: str, stats: dict) -> dict:
+    """pipeline._result_fields, vectorised: rank tests keep only their p-value and direction."""
+    est = stats["estimate"]
+    centre = 0.5 if name in ("wilcoxon", "crude_wilcoxon") else 0.0
+    with np.errstate(invalid="ignore"):
+        favours = np.where(np.isfinite(est), np.sign(est - centre), NAN)
+    out = dict(stats, favours=favours)
+    if name in RANK_TESTS or name == "crude_wilcoxon":
+        out["estimate"] = np.full(est.shape, NAN)
+    return out
+
+
+# ----------------------------------------------------------------------------- the chunk
+
+def fit_status(X: np.ndarray, treated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Linear predictors (B, N) and status (B,) of the PS fits (fit_propensity's defaults)."""
+    return _fit_logit(np.ascontiguousarray(X, dtype=np.float64), treated.astype(np.float64), 50, 1e-10,
+                      SINGULAR_RTOL, SEPARATION_ETA)
+
+
+def match_batch(d: np.ndarray, ps: np.ndarray, treated: np.ndarray,
+                spec: MethodSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy 1:1 pairs of each replicate as matching.match makes them (links sorted by treated
+    index): treated index (B, N), control index (B, N), pairs (B,); unused entries 0."""
+    kernel = MC._kernel("_greedy_pairs_batch")
+    order = ("largest", "smallest", "data").index(spec.order)
+    caliper = -1.0 if spec.caliper is None else float(spec.caliper)
+    return kernel(np.ascontiguousarray(d), np.ascontiguousarray(ps), np.ascontiguousarray(treated), order,
+                  caliper, CALIPER_SDS.index(spec.caliper_sd))
+
+
+def analyse_batch(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+                  seen: Mapping[str, tuple[np.ndarray, np.ndarray]], spec: MethodSpec,
+                  ) -> tuple[pd.DataFrame, dict[int, str], list[int]]:
+    """Rows of pipeline.analyse for B replicates whose columns are (B, N) arrays: (rows with a
+    `replicate` column, failures {replicate: reason}, replicates left to the reference path)."""
+    treated = np.asarray(columns["treated"]).astype(bool)
+    B, N = treated.shape
+    X = np.stack([np.asarray(columns[c], dtype=float) for c in spec.ps_covariates], axis=-1)
+    eta, status = fit_status(X, treated)
+    fast = np.flatnonzero(status == 0)
+    logit_ps = np.clip(eta, -_LOGIT_MAX, _LOGIT_MAX)
+    ps = expit_numpy(logit_ps)
+    d = _logit(ps) if spec.caliper_scale == "logit" else ps
+    ti, ci, n_pairs = match_batch(d, ps, treated, spec)
+    failures = {int(b): "ReplicateFailure: no matched pairs within the caliper" for b in fast if n_pairs[b] == 0}
+    keep = np.array([b for b in fast if n_pairs[b] > 0], dtype=np.int64)
+    reference = [int(b) for b in np.flatnonzero(status != 0)]
+    if keep.size == 0:
+        return pd.DataFrame(), failures, reference
+    ti, ci, n_pairs, treated = ti[keep], ci[keep], n_pairs[keep], treated[keep]
+
+    Xb = np.stack([np.asarray(columns[c], dtype=float)[keep] for c in spec.balance_covariates], axis=-1)
+    smd = _balance(Xb, ti, ci, n_pairs, spec.balance_denominator == "treated")
+    keys = [(o, t) for o in spec.outcomes for t in spec.times]
+    times = list(spec.times)
+    obs = np.stack([np.asarray(columns[f"{o}_delta_{t}"], dtype=float)[keep] for o, t in keys], axis=-1)
+    d0 = np.stack([potential[k][0][keep] for k in keys], axis=-1)
+    d1 = np.stack([potential[k][1][keep] for k in keys], axis=-1)
+    seen0 = np.stack([seen[t][0][keep] for t in times], axis=-1)
+    seen1 = np.stack([seen[t][1][keep] for t in times], axis=-1)
+    truths = _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, np.array([times.index(t) for _, t in keys]))
+    un, pa = _pair_stats(obs, ti, ci, n_pairs)
+    tests = {"wilcoxon": lambda: _wilcoxon(un), "signed_rank": lambda: _signed_rank(pa),
+             "paired_t": lambda: _paired_t(pa), "diff_means": lambda: _welch(un)}
+    per_analysis = [(a, _fields(a, tests[a]())) for a in spec.analyses]
+    if spec.crude:
+        crude = _group_stats(obs, treated)
+        per_analysis += [("crude_diff_means", _fields("crude_diff_means", _welch(crude))),
+                         ("crude_wilcoxon", _fields("crude_wilcoxon", _wilcoxon(crude)))]
+    return _rows(keep, keys, per_analysis, n_pairs, treated.sum(axis=1), smd, truths), failures, reference
+
+
+def _rows(keep, keys, per_analysis, n_pairs, n_treated, smd, truths) -> pd.DataFrame:
+    """The tidy rows, replicate by replicate, outcome x time, then analysis (pipeline.analyse's order)."""
+    B, K, A = keep.size, len(keys), len(per_analysis)
+    each = lambda x: np.repeat(np.asarray(x), K * A)  # noqa: E731  per replicate
+    per_key = lambda x: np.tile(np.repeat(np.asarray(x, dtype=object), A), B)  # noqa: E731
+    cell = lambda name: np.stack([f[name] for _, f in per_analysis], axis=-1).reshape(-1)  # noqa: E731
+    out = {
+        "replicate": each(keep),
+        "outcome": per_key([o for o, _ in keys]), "timepoint": per_key([t for _, t in keys]),
+        "n_pairs": each(n_pairs), "share_treated_matched": each(n_pairs / np.maximum(n_treated, 1)),
+        "max_abs_smd": each(smd[:, 0]), "mean_abs_smd": each(smd[:, 1]), "ps_separation": each(np.zeros(B, bool)),
+    }
+    for j, name in enumerate(("truth_ate", "truth_att", "truth_matched", "truth_while_alive", "truth_always_seen")):
+        out[name] = np.repeat(truths[:, :, j].reshape(-1), A)
+    out["analysis"] = np.tile(np.array([a for a, _ in per_analysis], dtype=object), B * K)
+    for name in ("estimate", "se", "ci_low", "ci_high", "p_value", "favours"):
+        out[name] = cell(name).astype(float)
+    for name in ("n_used_treated", "n_used_control"):
+        out[name] = cell(name).astype(np.int64)
+    out["note"] = cell("note").astype(object)
+    return pd.DataFrame(out)
