@@ -36,7 +36,8 @@ def cohort_settings() -> dict:
 @pytest.fixture(scope="session", autouse=True)
 def shared_calibration_cache(tmp_path_factory):
     """One calibration cache for the whole session, in-process and in subprocesses (the CLI
-    tests), so the ~30 s calibration of the default cohort model runs at most once. Under
+    tests): the default cohort model comes from the shipped snapshot, and a model of other
+    settings is calibrated at most once per session. Under
     pytest-xdist the workers share it (their base temp dirs' common parent): a model one worker
     calibrated is read by the other (cache files are written atomically, so a race only costs a
     second calibration, never a torn file)."""

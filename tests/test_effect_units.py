@@ -143,6 +143,13 @@ def test_caliper_sweep_answer_quotes_each_power_with_its_units(tmp_path):
     summary.loc[(summary["outcome"] == "vas") & (summary["measure"] == "rejection_benefit"), "value"] = 0.91
     text = C.load_answer("caliper_sweep").answer(summary, run)
     assert "face m1 0.83 (1 MCID = 0.62 SD), vas m1 0.91 (1 MCID = 0.50 SD) reach 80 %" in text
+    assert "within 3 MCSE of 5 % in 2 of the 2 outcome x time comparisons" in text
+    # a test that does not keep its size (type-I error 0.09, 4 MCSE above 5 %) has no power to quote
+    summary.loc[(summary["outcome"] == "vas") & (summary["measure"] == "rejection")
+                & (summary["caliper"] == 0.2), "value"] = 0.09
+    text = C.load_answer("caliper_sweep").answer(summary, run)
+    assert "in 1 of the 2 outcome x time comparisons (0.05-0.09; not vas m1)" in text
+    assert "vas m1 0.91" not in text and "only face m1 0.83 (1 MCID = 0.62 SD) reaches 80 %" in text
 
 
 def test_units_are_computed_from_the_run_config_when_the_run_has_none(tmp_path, model):
