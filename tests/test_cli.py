@@ -39,6 +39,12 @@ ONE_CONDITION = "experiment.grid={method.matching.caliper:[0.2],cohort.effect_mc
 CALIBRATE = """
 import sim
 sim.cohort_model()
+from sim.api import compose
+from sim.engine import replicate_rng
+from sim.jobs.conditions import conditions, matched_plan
+from sim.jobs.psm import psm_chunk
+plan = matched_plan(conditions(compose("caliper_sweep", ["cohort.n=60"]))[0])
+psm_chunk(plan, [replicate_rng(0, (0,), r) for r in range(2)])  # numba compiles (or loads) the kernels once
 """
 
 
@@ -190,7 +196,8 @@ def run_sim(args: list[str], run_dir: Path, env: dict) -> Run:
 def sim_env(shared_calibration_cache) -> dict:
     """Environment of every run: the session's SIM_CACHE_DIR (tests/conftest.py, shared with the
     in-process tests), with the default cohort model loaded (the shipped snapshot, or calibrated
-    once if it were stale) before the runs start two at a time."""
+    once if it were stale) and the batched path's kernels compiled once (numba's disk cache)
+    before the runs start two at a time, whose workers would otherwise all compile them at once."""
     cache = shared_calibration_cache
     env = {**os.environ, "SIM_CACHE_DIR": str(cache), "MPLBACKEND": "Agg"}
     env.pop("HYDRA_FULL_ERROR", None)

@@ -403,17 +403,18 @@ def analyse_batch(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[st
     reference = [int(b) for b in np.flatnonzero(status != 0)]
     if keep.size == 0:
         return pd.DataFrame(), failures, reference
-    ti, ci, n_pairs, treated = ti[keep], ci[keep], n_pairs[keep], treated[keep]
+    rows = slice(None) if keep.size == B else keep  # a slice: no copies when every replicate is kept
+    ti, ci, n_pairs, treated = ti[rows], ci[rows], n_pairs[rows], treated[rows]
 
-    Xb = np.stack([np.asarray(columns[c], dtype=float)[keep] for c in spec.balance_covariates], axis=-1)
+    Xb = np.stack([np.asarray(columns[c], dtype=float)[rows] for c in spec.balance_covariates], axis=-1)
     smd = _balance(Xb, ti, ci, n_pairs, spec.balance_denominator == "treated")
     keys = [(o, t) for o in spec.outcomes for t in spec.times]
     times = list(spec.times)
-    obs = np.stack([np.asarray(columns[f"{o}_delta_{t}"], dtype=float)[keep] for o, t in keys], axis=-1)
-    d0 = np.stack([potential[k][0][keep] for k in keys], axis=-1)
-    d1 = np.stack([potential[k][1][keep] for k in keys], axis=-1)
-    seen0 = np.stack([seen[t][0][keep] for t in times], axis=-1)
-    seen1 = np.stack([seen[t][1][keep] for t in times], axis=-1)
+    obs = np.stack([np.asarray(columns[f"{o}_delta_{t}"], dtype=float)[rows] for o, t in keys], axis=-1)
+    d0 = np.stack([potential[k][0][rows] for k in keys], axis=-1)
+    d1 = np.stack([potential[k][1][rows] for k in keys], axis=-1)
+    seen0 = np.stack([seen[t][0][rows] for t in times], axis=-1)
+    seen1 = np.stack([seen[t][1][rows] for t in times], axis=-1)
     truths = _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, np.array([times.index(t) for _, t in keys]))
     un, pa = _pair_stats(obs, ti, ci, n_pairs)
     tests = {"wilcoxon": lambda: _wilcoxon(un), "signed_rank": lambda: _signed_rank(pa),
