@@ -128,6 +128,22 @@ def test_fit_ordinal_reproduces_probabilities_and_order(order):
     assert np.all(np.diff(means) > 0)
 
 
+def test_nominal_values_are_the_row_wise_inverse_cdf_to_the_bit(model):
+    """nominal_values (column by column) against the row-wise formula on nominal_probs: the first
+    category whose cumulative probability reaches Phi(e), on a million draws with extreme L."""
+    from scipy import special
+
+    rng = np.random.default_rng(5)
+    L = np.concatenate([rng.standard_normal(1_000_000), [-40.0, -8.0, 0.0, 8.0, 40.0]])
+    e = np.concatenate([rng.standard_normal(1_000_000), [-9.0, 9.0, 0.0, -9.0, 9.0]])
+    nominal = [c for c in model.others if c.kind == "nominal"]
+    assert nominal
+    for cov in nominal:
+        cum = np.cumsum(cov.nominal_probs(L), axis=1)
+        row_wise = np.minimum((special.ndtr(e)[:, None] > cum).sum(axis=1), len(cov.alpha) - 1)
+        assert np.array_equal(cov.nominal_values(L, e), row_wise), cov.name
+
+
 # ------------------------------------------------------------------ bounds and steps
 def test_columns_present(cohort):
     cols = cohort.columns

@@ -56,9 +56,25 @@ class CovariateModel:
         return p / p.sum(axis=1, keepdims=True)
 
     def nominal_values(self, L: np.ndarray, e: np.ndarray) -> np.ndarray:
-        cum = np.cumsum(self.nominal_probs(L), axis=1)
-        u = special.ndtr(e)[:, None]
-        return np.minimum((u > cum).sum(axis=1), len(self.alpha) - 1)
+        """Category of each patient: the first whose cumulative probability (nominal_probs) reaches
+        Phi(e). Computed category by category on whole columns, the operations of nominal_probs and
+        a cumulative sum in the same order, so the values are those of the row-wise formula to the
+        bit (tests/test_cohort.py), at a quarter of its cost (sums along a short axis are slow)."""
+        logits = [a + L * t for a, t in zip(self.alpha, self.theta)]
+        top = logits[0].copy()
+        for x in logits[1:]:
+            np.maximum(top, x, out=top)
+        p = [np.exp(x - top) for x in logits]
+        total = p[0].copy()
+        for x in p[1:]:
+            total += x
+        u = special.ndtr(e)
+        count = np.zeros(L.shape, dtype=np.intp)
+        cum = np.zeros(L.shape)
+        for x in p:
+            cum = cum + x / total
+            count += u > cum
+        return np.minimum(count, len(self.alpha) - 1)
 
 
 @dataclass(frozen=True)

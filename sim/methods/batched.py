@@ -7,12 +7,13 @@ per test) it costs milliseconds. Here the PS fits, the balance, the true effects
 tests of all B replicates run in compiled loops (numba) over arrays of shape (B, N), the p-values
 in one vectorised scipy call each, and the rows are built once per chunk.
 
-Equal to the reference: the PS fit is fit_logit_binary's damped Newton (same standardisation,
-start, step halving and stopping rule), matching is the same compiled greedy core with the same
-caliper width and processing order, and the tests are the same statistics. What differs is the
-order of floating-point sums (compiled loops against numpy's pairwise sums), so estimates and
-p-values agree to ~1e-12, and the pairs are the same unless two distances tie to the last bit.
-Each replicate is computed on its own rows, so nothing depends on B.
+Equal to the reference: the PS fit is fit_logit_binary's damped Newton in its compiled twin
+(sim.numerics.fit_logit_binary_batch: same standardisation, start, step halving and stopping
+rule), matching is the same compiled greedy core with the same caliper width, processing order and
+tie rule (mirror ties by index, matching_cores.TIE_TOL, so the last bits of the fit cannot change
+a pair), and the tests are the same statistics. What differs is the order of floating-point sums
+(compiled loops against numpy's pairwise sums), so estimates and p-values agree to ~1e-12. Each
+replicate is computed on its own rows, so nothing depends on B.
 
 A replicate the fast path does not cover is analysed by the reference (`pipeline.analyse`): a
 single treatment group, a PS fit that meets separation, a constant column, a singular Hessian or
@@ -41,10 +42,6 @@ from sim.numerics import expit_numpy, fit_logit_binary_batch
 
 #: the analyses the batched path computes; crude adds crude_diff_means and crude_wilcoxon
 BATCHED_ANALYSES = ("wilcoxon", "signed_rank", "paired_t", "diff_means")
-ROW_COLUMNS = ("outcome", "timepoint", "n_pairs", "share_treated_matched", "max_abs_smd", "mean_abs_smd",
-               "ps_separation", "truth_ate", "truth_att", "truth_matched", "truth_while_alive",
-               "truth_always_seen", "analysis", "estimate", "se", "ci_low", "ci_high", "p_value", "favours",
-               "n_used_treated", "n_used_control", "note")
 NAN = float("nan")
 
 
@@ -158,7 +155,7 @@ def _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, time_of):
 def _avg_ranks(x):
     """Average ranks (1-based) of x and the tie term sum(c^3 - c) over tie groups."""
     n = x.size
-    order = np.argsort(x, kind="mergesort")
+    order = np.argsort(x)
     ranks = np.empty(n)
     tie = 0.0
     i = 0
