@@ -15,12 +15,15 @@ a pair), and the tests are the same statistics. What differs is the order of flo
 (compiled loops against numpy's pairwise sums), so estimates and p-values agree to ~1e-12. Each
 replicate is computed on its own rows, so nothing depends on B.
 
+The sensitivity analyses (Rosenbaum bounds, E-values, TOST) and the truncation analyses (Lee
+bounds, the death-ranks-worst composite) run with the reference's own functions on each
+replicate's batched pairs, and their rows are built as the reference builds them.
+
 A replicate the fast path does not cover is analysed by the reference (`pipeline.analyse`): a
 single treatment group, a PS fit that meets separation, a constant column, a singular Hessian or
 no convergence. `unsupported(spec)` says which settings the batched path covers at all: greedy 1:1
-matching without replacement in a fixed order, no exact strata, the four standard tests (and the
-crude comparison); anything else (ratio, replacement, optimal, exact, random order, the
-sensitivity and truncation analyses) runs replicate by replicate.
+matching without replacement in a fixed order, no exact strata; anything else (ratio,
+replacement, optimal, exact, random order) runs replicate by replicate.
 """
 
 from __future__ import annotations
@@ -37,11 +40,15 @@ from sim.methods import matching_cores as MC
 from sim.methods import outcomes as O
 from sim.methods.matching import CALIPER_SDS, _logit
 from sim.methods.pipeline import MethodSpec, RANK_TESTS
+from sim.methods.sensitivity import SENSITIVITY_ANALYSES, sensitivity_fields
+from sim.methods.truncation import TRUNCATION_ANALYSES, truncation_fields
 from sim.methods.propensity import _LOGIT_MAX
 from sim.numerics import expit_numpy, fit_logit_binary_batch
 
 #: the analyses the batched path computes; crude adds crude_diff_means and crude_wilcoxon
 BATCHED_ANALYSES = ("wilcoxon", "signed_rank", "paired_t", "diff_means")
+#: analyses run pair set by pair set with the reference's own functions, on the batched pairs
+PER_PAIR_ANALYSES = (*SENSITIVITY_ANALYSES, *TRUNCATION_ANALYSES)
 NAN = float("nan")
 
 
@@ -53,8 +60,8 @@ def unsupported(spec: MethodSpec) -> str | None:
         (spec.ratio != 1, f"ratio {spec.ratio}"),
         (spec.replace, "matching with replacement"),
         (bool(spec.exact), "exact matching"),
-        (any(a not in BATCHED_ANALYSES for a in spec.analyses),
-         f"analyses {[a for a in spec.analyses if a not in BATCHED_ANALYSES]}"),
+        (any(a not in BATCHED_ANALYSES + PER_PAIR_ANALYSES for a in spec.analyses),
+         f"analyses {[a for a in spec.analyses if a not in BATCHED_ANALYSES + PER_PAIR_ANALYSES]}"),
     )
     return next((why for bad, why in checks if bad), None)
 
@@ -416,12 +423,67 @@ def analyse_batch(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[st
     un, pa = _pair_stats(obs, ti, ci, n_pairs)
     tests = {"wilcoxon": lambda: _wilcoxon(un), "signed_rank": lambda: _signed_rank(pa),
              "paired_t": lambda: _paired_t(pa), "diff_means": lambda: _welch(un)}
-    per_analysis = [(a, _fields(a, tests[a]())) for a in spec.analyses]
+    per_analysis = [(a, _fields(a, tests[a]())) for a in spec.analyses if a in tests]
     if spec.crude:
         crude = _group_stats(obs, treated)
         per_analysis += [("crude_diff_means", _fields("crude_diff_means", _welch(crude))),
                          ("crude_wilcoxon", _fields("crude_wilcoxon", _wilcoxon(crude)))]
-    return _rows(keep, keys, per_analysis, n_pairs, treated.sum(axis=1), smd, truths), failures, reference
+    if not any(a in PER_PAIR_ANALYSES for a in spec.analyses):
+        return _rows(keep, keys, per_analysis, n_pairs, treated.sum(axis=1), smd, truths), failures, reference
+    dead = {t: np.where(np.asarray(columns[f"dead_{t}"])[rows].astype(bool),
+                        np.asarray(columns["survival_days"], dtype=float)[rows], np.inf) for t in times}
+    pairs = _PairSets(obs, ti, ci, n_pairs, keys, dead)
+    frame = _records(keep, keys, spec, dict(per_analysis), pairs, n_pairs, treated.sum(axis=1), smd, truths)
+    return frame, failures, reference
+
+
+class _PairSets:
+    """The matched pairs' changes and death days of replicate b, outcome x time k, as the
+    reference hands them to the per-pair analyses (pairs in increasing treated index)."""
+
+    def __init__(self, obs, ti, ci, n_pairs, keys, dead):
+        self.obs, self.ti, self.ci, self.n_pairs, self.keys, self.dead = obs, ti, ci, n_pairs, keys, dead
+
+    def changes(self, b: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        m = self.n_pairs[b]
+        return self.obs[b, self.ti[b, :m], k], self.obs[b, self.ci[b, :m], k]
+
+    def deaths(self, b: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        m, days = self.n_pairs[b], self.dead[self.keys[k][1]]
+        return days[b, self.ti[b, :m]], days[b, self.ci[b, :m]]
+
+
+def _records(keep, keys, spec, batched_fields, pairs, n_pairs, n_treated, smd, truths) -> pd.DataFrame:
+    """The rows as pipeline.analyse builds them (one dict per row, so that columns, their order and
+    dtypes are the reference's), with the sensitivity and truncation analyses computed by the
+    reference's functions on each replicate's pairs and the other analyses taken from the batch."""
+    names = ("estimate", "se", "ci_low", "ci_high", "p_value", "favours", "n_used_treated", "n_used_control", "note")
+    as_int = ("n_used_treated", "n_used_control")
+    cells = {a: {n: (np.asarray(f[n]).astype(np.int64) if n in as_int else np.asarray(f[n])).tolist() for n in names}
+             for a, f in batched_fields.items()}
+    mcid = dict(spec.mcid)
+    truth_names = ("truth_ate", "truth_att", "truth_matched", "truth_while_alive", "truth_always_seen")
+    crude = [a for a in batched_fields if a.startswith("crude_")]
+    records, replicate = [], []
+    for i, b in enumerate(keep.tolist()):
+        common = {"n_pairs": int(n_pairs[i]), "share_treated_matched": float(n_pairs[i] / max(n_treated[i], 1)),
+                  "max_abs_smd": float(smd[i, 0]), "mean_abs_smd": float(smd[i, 1]), "ps_separation": False}
+        for k, (outcome, t) in enumerate(keys):
+            base = {"outcome": outcome, "timepoint": t, **common,
+                    **{name: float(truths[i, k, j]) for j, name in enumerate(truth_names)}}
+            for a in (*spec.analyses, *crude):
+                if a in SENSITIVITY_ANALYSES:
+                    fields = sensitivity_fields(a, *pairs.changes(i, k), mcid[outcome], spec.alpha)
+                elif a in TRUNCATION_ANALYSES:
+                    (yt, yc), (dt, dc) = pairs.changes(i, k), pairs.deaths(i, k)
+                    fields = truncation_fields(a, yt, dt, yc, dc, spec.alpha)
+                else:
+                    fields = {n: cells[a][n][i][k] for n in names}
+                records.append({**base, "analysis": a, **fields})
+                replicate.append(b)
+    frame = pd.DataFrame(records)
+    frame.insert(0, "replicate", np.asarray(replicate, dtype=np.int64))
+    return frame
 
 
 def _rows(keep, keys, per_analysis, n_pairs, n_treated, smd, truths) -> pd.DataFrame:
