@@ -13,7 +13,7 @@ import pytest
 
 from sim.cohort import calibrate as C
 
-REFRESH = "refresh it with: python -m sim.cohort.calibrate --snapshot"
+REFRESH = "refresh it with: python -m sim.cohort.snapshot"
 
 
 def assert_close(a, b, rtol: float, where: str = "model") -> None:

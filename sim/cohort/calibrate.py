@@ -351,7 +351,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SIM_CACHE_DIR", Path.cwd() / "outputs" / ".cache"))
 
 
-#: calibrated models shipped with the package (`python -m sim.cohort.calibrate --snapshot` writes
+#: calibrated models shipped with the package (`python -m sim.cohort.snapshot` writes
 #: the default study's): a first run on a new machine loads the model instead of solving it (about
 #: a minute), and every machine uses the same model to the bit. A snapshot is used only under the
 #: key of the current code, study and settings, so a change to any of them recalibrates.
@@ -387,39 +387,3 @@ def calibrated(study: Study, settings: Mapping[str, Any]) -> M.CohortModel:
         atomic_write_bytes(path, pickle.dumps(model))
     _MEMO[key] = model
     return model
-
-
-def write_snapshot(study: Study, settings: Mapping[str, Any]) -> Path:
-    """Calibrate anew and ship the result as the snapshot of (study, settings), replacing older
-    snapshots of the study."""
-    model = calibrate(study, settings)
-    SNAPSHOTS.mkdir(exist_ok=True)
-    for old in SNAPSHOTS.glob(f"cohort-model-{study.name}-*.pkl"):
-        old.unlink()
-    path = SNAPSHOTS / model_filename(study, settings)
-    atomic_write_bytes(path, pickle.dumps(model))
-    return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    from importlib import resources
-
-    import yaml
-
-    from sim.study import load_study
-
-    ap = argparse.ArgumentParser(prog="python -m sim.cohort.calibrate",
-                                 description="Calibrate the default study's cohort model and ship it as the snapshot.")
-    ap.add_argument("--snapshot", action="store_true", required=True,
-                    help="write sim/cohort/snapshots/cohort-model-<study>-<key>.pkl (about a minute)")
-    ap.parse_args(argv)
-    conf = resources.files("sim.conf")
-    settings = yaml.safe_load((conf / "cohort" / "tominaga2025.yaml").read_text())
-    study = load_study(yaml.safe_load((conf / "study" / "tominaga2025.yaml").read_text()))
-    print(write_snapshot(study, settings))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -431,7 +431,8 @@ def analyse_batch(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[st
     if not any(a in PER_PAIR_ANALYSES for a in spec.analyses):
         return _rows(keep, keys, per_analysis, n_pairs, treated.sum(axis=1), smd, truths), failures, reference
     dead = {t: np.where(np.asarray(columns[f"dead_{t}"])[rows].astype(bool),
-                        np.asarray(columns["survival_days"], dtype=float)[rows], np.inf) for t in times}
+                        np.asarray(columns["survival_days"], dtype=float)[rows], np.inf)
+            for t in times} if any(a in TRUNCATION_ANALYSES for a in spec.analyses) else {}
     pairs = _PairSets(obs, ti, ci, n_pairs, keys, dead)
     frame = _records(keep, keys, spec, dict(per_analysis), pairs, n_pairs, treated.sum(axis=1), smd, truths)
     return frame, failures, reference
