@@ -57,30 +57,45 @@ def assert_matches_reference(plan, n_reps: int, stream: int = 0) -> None:
 
 # ----------------------------------------------------------------------------- generation
 
-@pytest.mark.parametrize("batch", [1, 3, 17])
-def test_generate_batch_equals_generate_to_the_bit(batch):
-    design, _ = plan_of("caliper_sweep")
-    stacked = generate_batch(design, rngs(batch))
+def assert_same_cohorts(design, batch: int, only=None) -> None:
+    stacked = generate_batch(design, rngs(batch), only)
     for b, rng in enumerate(rngs(batch)):
         one = generate(design, rng)
         part = stacked.take(slice(b * design.n, (b + 1) * design.n))
-        assert one.columns.keys() == part.columns.keys()
-        for k, v in one.columns.items():
-            assert np.array_equal(v, part.columns[k], equal_nan=True), k
+        kept = part.columns.keys()
+        assert kept == one.columns.keys() if only is None else kept < one.columns.keys()
+        for k in kept:
+            assert np.array_equal(one.columns[k], part.columns[k], equal_nan=True), k
         for k, (d0, d1) in one.potential_deltas.items():
             assert np.array_equal(d0, part.potential_deltas[k][0], equal_nan=True)
             assert np.array_equal(d1, part.potential_deltas[k][1], equal_nan=True)
+        for t, (s0, s1) in one.seen.items():
+            assert np.array_equal(s0, part.seen[t][0]) and np.array_equal(s1, part.seen[t][1])
+
+
+@pytest.mark.parametrize("batch", [1, 3, 17])
+def test_generate_batch_equals_generate_to_the_bit(batch):
+    design, _ = plan_of("caliper_sweep")
+    assert_same_cohorts(design, batch)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["cohort.effect_heterogeneity=0.3"],
+    ["cohort.survival_effect=0.6", "cohort.attrition_effect=2.0"],
+])
+def test_generate_batch_with_effects_equals_generate_to_the_bit(overrides):
+    """The compiled outcomes (batch_kernels) with latent shifts, heterogeneity, deaths and missed
+    visits that differ by arm; and with only the analysis' covariates (the same values)."""
+    design, spec = plan_of("caliper_sweep", overrides, effect_mcid=1.0)
+    assert design.latent_shift and any(design.latent_shift.values())
+    assert_same_cohorts(design, 5)
+    assert_same_cohorts(design, 5, only=(*spec.ps_covariates, *spec.balance_covariates))
 
 
 def test_generate_batch_with_an_unmeasured_confounder():
     design, _ = plan_of("unmeasured_confounding", index=7)
-    assert design.unmeasured is not None
-    stacked = generate_batch(design, rngs(4))
-    for b, rng in enumerate(rngs(4)):
-        one = generate(design, rng)
-        part = stacked.take(slice(b * design.n, (b + 1) * design.n))
-        for k, v in one.columns.items():
-            assert np.array_equal(v, part.columns[k], equal_nan=True), k
+    assert design.unmeasured is not None and any(design.unmeasured.latent_shift.values())
+    assert_same_cohorts(design, 4)
 
 
 # ----------------------------------------------------------------------------- the analysis

@@ -3,6 +3,7 @@
 import functools
 import json
 import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,8 @@ import pytest
 
 from sim.engine import (ManifestMismatchError, condition_stream, ReplicateFailure, RunResult, conditions_frame, default_chunk_size,
                         expand_grid, replicate_rng, run_experiment)
+from sim.engine.heap import keep_freed_memory
+from sim.engine.seeds import replicate_rngs
 from sim.engine.store import chunk_filename, parse_chunk_filename
 
 
@@ -88,6 +91,22 @@ def test_replicate_rng_definition_and_independence():
         replicate_rng(-1, 0, 0)
     with pytest.raises(ValueError, match="replicate"):
         replicate_rng(1, 0, 1.5)
+
+
+def test_replicate_rngs_are_the_replicate_rngs_of_a_chunk():
+    chunk = replicate_rngs(7, (2, 9), 4, 6)
+    assert [g.random() for g in chunk] == [replicate_rng(7, (2, 9), r).random() for r in (4, 5, 6)]
+    with pytest.raises(ValueError, match="stream"):
+        replicate_rngs(7, (2, -9), 4, 6)
+    with pytest.raises(ValueError, match="replicate"):
+        replicate_rngs(7, 2, -1, 6)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
+def test_freed_memory_is_kept_for_the_next_chunk():
+    """glibc accepts both thresholds (a rejected value would make keep_freed_memory False)."""
+    assert keep_freed_memory() is True
+    assert keep_freed_memory.cache_info().currsize == 1
 
 
 def test_condition_stream_is_what_the_condition_is():

@@ -15,6 +15,7 @@ shifts) is solved once per condition in sim.cohort.design.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from sim.cohort import attrition as A
 from sim.cohort import model as M
 from sim.cohort import unmeasured as U
 from sim.cohort.unmeasured import check_unmeasured  # noqa: F401  (re-exported for the config check)
-from sim.cohort.design import (_REFERENCE_N, Design, _tree, make_design, reference_change_sd,  # noqa: F401
+from sim.cohort.design import (_REFERENCE_N, Design, make_design, reference_change_sd,  # noqa: F401
                                reference_latents, requested_effects, solve_intercept)  # (re-exported)
 from sim.numerics import expit
 
@@ -82,26 +83,39 @@ def generate(design: Design, rng: np.random.Generator) -> Cohort:
     return cohort_from_latents(design, lat, u_noise)
 
 
-def generate_batch(design: Design, rngs) -> Cohort:
+def generate_batch(design: Design, rngs, only: Iterable[str] | None = None) -> Cohort:
     """The cohorts of `rngs` (one replicate each, drawn as `generate` draws it) stacked into one
     cohort of len(rngs) x design.n rows, replicate by replicate: row i of replicate b is row
     b * n + i. Computed in one pass, since every column is computed patient by patient; the
-    values equal `generate`'s for each rng to the bit (tests/test_batched.py)."""
-    n = design.n
-    shapes = M.latent_shapes(design.model, n)
-    lat = M.Latents(**{k: np.empty((len(rngs) * n, *shape[1:])) for k, shape in shapes.items()})
-    noises = []
-    for b, rng in enumerate(rngs):
-        rows = slice(b * n, (b + 1) * n)
-        M.draw_latents(design.model, n, rng, M.Latents(**{k: getattr(lat, k)[rows] for k in shapes}))
-        if design.unmeasured is not None:
-            noises.append(U.draw_noise(rng, n))
-    return cohort_from_latents(design, lat, np.concatenate(noises) if noises else None)
+    values equal `generate`'s for each rng to the bit (tests/test_batched.py). `only`: the
+    covariates an analysis reads; the other covariates and the operation's consequences are left
+    out (the columns kept are the same)."""
+    lat, noise = batch_kernels().draw_batch(design.model, design.n, rngs, design.unmeasured is not None)
+    return cohort_from_latents(design, lat, noise, only, compiled=True)
 
 
-def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | None = None) -> Cohort:
+def covariate_sources(model: M.CohortModel, names: Iterable[str]) -> frozenset[str]:
+    """The covariates of the model that columns `names` (covariates, `<name>_code`, one-hot
+    `<name>_<category>`, refinements, derived indicators) are computed from, and those the model
+    itself needs: the treatment model's and the prognostic score's."""
+    out = set()
+    needs = (*names, *model.log_or, *model.omitted_log_or, *model.prognosis_weights)
+    covs = [c.name for c in model.core + model.others]
+    for name in needs:
+        out.add(name)
+        out.add(name.removesuffix("_code"))
+        out.update(c for c in covs if name.startswith(c + "_"))
+    out.update(ref.source for ref in model.refinements if ref.column in out)
+    out.update(source for source, _ in model.derived.values())
+    return frozenset(out)
+
+
+def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | None = None,
+                        only: Iterable[str] | None = None, compiled: bool = False) -> Cohort:
+    """`compiled`: the outcomes by batch_kernels' twin of outcome_block (the same values)."""
     model = design.model
-    cols, L, P = _tree(model, lat)
+    cols, L = M.covariates(model, lat, None if only is None else covariate_sources(model, only))
+    P = M.prognosis(model, cols)
     eta = design.intercept + M.linear_predictor(model, cols, design.confounding)
     ud = design.unmeasured
     u = None
@@ -124,10 +138,11 @@ def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | No
     columns["died"] = died
     columns["survival_days"] = np.round(np.minimum(death, followup))
 
-    for j, (name, (m0, m1)) in enumerate(model.surgery.continuous.items()):
+    surgery = only is None
+    for j, (name, (m0, m1)) in enumerate(model.surgery.continuous.items() if surgery else ()):
         z = lat.surgery[:, j]
         columns[name] = np.where(is_treated, m1(z), m0(z))
-    for j, (name, (p0, p1)) in enumerate(model.surgery.binary.items()):
+    for j, (name, (p0, p1)) in enumerate(model.surgery.binary.items() if surgery else ()):
         p = np.where(is_treated, p1, p0)
         columns[name] = (lat.surgery_u[:, j] < p).astype(np.int8)
 
@@ -141,30 +156,63 @@ def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | No
         columns[f"seen_{t}"] = np.where(is_treated, seen[t][1], seen[t][0]).astype(np.int8)
         columns[f"dead_{t}"] = (death <= day).astype(np.int8)
 
-    potential: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     mult = 1.0 + design.heterogeneity * P
-    for o_idx, out in enumerate(model.outcomes):
-        ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
-        pre = out.observe(ylat[model.baseline])
-        columns[f"{out.name}_{model.baseline}"] = pre
-        for t in model.follow_up:
-            alive0, alive1 = alive[t]
-            yt = ylat[t]
-            term = ud.outcome_term((out.name, t), u) if ud is not None else None
-            if term is not None:  # U shifts both potential outcomes alike
-                yt = yt + out.direction() * term
-            y0 = out.observe(yt)
-            shift = design.latent_shift.get((out.name, t), 0.0)
-            y1 = out.observe(yt + out.direction() * shift * mult) if shift else y0
-            y0 = np.where(alive0, y0, np.nan)
-            y1 = np.where(alive1, y1, np.nan)
-            seen_t = columns[f"seen_{t}"] == 1
-            columns[f"{out.name}_{t}"] = np.where(seen_t, np.where(is_treated, y1, y0), np.nan)
-            columns[f"{out.name}_{t}_y0"] = y0
-            columns[f"{out.name}_{t}_y1"] = y1
-            d = out.direction()
-            potential[(out.name, t)] = ((y0 - pre) * d, (y1 - pre) * d)
-            columns[f"{out.name}_delta_{t}"] = (columns[f"{out.name}_{t}"] - pre) * d
+    terms = {} if ud is None else {k: x for k in _keys(model) if (x := ud.outcome_term(k, u)) is not None}
+    observed = np.stack([columns[f"seen_{t}"] == 1 for t in model.follow_up])
+    alive0, alive1 = (np.stack([alive[t][arm] for t in model.follow_up]) for arm in (0, 1))
+    block = batch_kernels().outcome_block if compiled else outcome_block
+    pre, y0, y1, obs, d0, d1, delta = block(model, design.latent_shift, P, mult, lat.outcome, terms,
+                                            alive0, alive1, observed, is_treated)
+    potential: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    for o, out in enumerate(model.outcomes):
+        columns[f"{out.name}_{model.baseline}"] = pre[o]
+        for k, t in enumerate(model.follow_up):
+            columns[f"{out.name}_{t}"] = obs[o, k]
+            columns[f"{out.name}_{t}_y0"] = y0[o, k]
+            columns[f"{out.name}_{t}_y1"] = y1[o, k]
+            potential[(out.name, t)] = (d0[o, k], d1[o, k])
+            columns[f"{out.name}_delta_{t}"] = delta[o, k]
     if u is not None:
         columns[U.U_COLUMN] = u  # recorded for diagnostics; never a PS covariate (see sim.cohort.unmeasured)
     return Cohort(columns, potential, alive, seen, (t0, t1))
+
+
+def outcome_block(model: M.CohortModel, latent_shift: Mapping[tuple[str, str], float], P: np.ndarray,
+                  mult: np.ndarray, v: np.ndarray, terms: Mapping[tuple[str, str], np.ndarray],
+                  alive0: np.ndarray, alive1: np.ndarray, observed: np.ndarray, treated: np.ndarray) -> tuple:
+    """Each outcome's baseline (O, N) and, per follow-up (O, T, N): potential outcomes y0, y1 (NaN
+    when dead under that arm), the observed value (NaN when unseen), the potential changes
+    d0, d1 and the observed change, all in the improvement direction. `terms`: U's term per
+    (outcome, visit); alive0/alive1/observed: (T, N). batch_kernels.outcome_block is its twin."""
+    O, T, N = len(model.outcomes), len(model.follow_up), P.shape[0]
+    pre = np.empty((O, N))
+    y0, y1, obs, d0, d1, delta = (np.empty((O, T, N)) for _ in range(6))
+    for o, out in enumerate(model.outcomes):
+        ylat = M.outcome_latents(model, out, P, v[:, o, :])
+        pre[o] = out.observe(ylat[model.baseline])
+        d = out.direction()
+        for k, t in enumerate(model.follow_up):
+            yt = ylat[t]
+            if (out.name, t) in terms:  # U shifts both potential outcomes alike
+                yt = yt + d * terms[(out.name, t)]
+            z0 = out.observe(yt)
+            shift = latent_shift.get((out.name, t), 0.0)
+            z1 = out.observe(yt + d * shift * mult) if shift else z0
+            y0[o, k] = np.where(alive0[k], z0, np.nan)
+            y1[o, k] = np.where(alive1[k], z1, np.nan)
+            obs[o, k] = np.where(observed[k], np.where(treated, y1[o, k], y0[o, k]), np.nan)
+            d0[o, k] = (y0[o, k] - pre[o]) * d
+            d1[o, k] = (y1[o, k] - pre[o]) * d
+            delta[o, k] = (obs[o, k] - pre[o]) * d
+    return pre, y0, y1, obs, d0, d1, delta
+
+
+def _keys(model: M.CohortModel) -> list[tuple[str, str]]:
+    return [(out.name, t) for out in model.outcomes for t in model.follow_up]
+
+
+def batch_kernels():
+    """sim.cohort.batch_kernels, imported when first needed: numba is for the workers that simulate."""
+    from sim.cohort import batch_kernels as K
+
+    return K

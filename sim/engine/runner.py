@@ -35,7 +35,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from .seeds import condition_stream, replicate_rng
+from .heap import keep_freed_memory
+from .seeds import condition_stream, replicate_rngs
 from .store import (MANIFEST_NAME, build_manifest, chunk_filename, prepare_chunk_dir, read_chunk, scan_chunks,
                     write_chunk)
 
@@ -154,7 +155,8 @@ def _run_chunk(simulate: ChunkFn, plan: Any, c: int, stream: tuple[int, ...], fi
     (runs in a worker). A chunk whose whole call fails records every replicate as failed.
     write="if_shared": write only if this worker sees the run's manifest (a shared file system);
     the driver writes the chunks the workers could not."""
-    rngs = [replicate_rng(seed, stream, r) for r in range(first, last + 1)]
+    keep_freed_memory()
+    rngs = replicate_rngs(seed, stream, first, last)
     try:
         out = simulate(plan, rngs)
         if not isinstance(out, ChunkOutput):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["replicate_rng", "condition_stream"]
+__all__ = ["replicate_rng", "replicate_rngs", "condition_stream"]
 
 
 def _check_nonneg_int(value, name: str) -> int:
@@ -51,8 +51,14 @@ def condition_stream(factors: Mapping[str, Any], shared: Iterable[str] = ()) -> 
 def replicate_rng(seed: int, stream: int | tuple[int, ...], replicate: int) -> np.random.Generator:
     """Independent generator for one replicate of one condition's stream:
     ``default_rng(SeedSequence(seed, spawn_key=(*stream, replicate)))``."""
+    return replicate_rngs(seed, stream, replicate, replicate)[0]
+
+
+def replicate_rngs(seed: int, stream: int | tuple[int, ...], first: int, last: int) -> list[np.random.Generator]:
+    """replicate_rng of replicates first..last, the arguments checked once (a chunk's generators)."""
     seed = _check_nonneg_int(seed, "seed")
     words = (stream,) if isinstance(stream, numbers.Integral) and not isinstance(stream, bool) else tuple(stream)
     words = tuple(_check_nonneg_int(w, "stream") for w in words)
-    replicate = _check_nonneg_int(replicate, "replicate")
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(*words, replicate)))
+    first, last = _check_nonneg_int(first, "replicate"), _check_nonneg_int(last, "replicate")
+    return [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(*words, r)))
+            for r in range(first, last + 1)]

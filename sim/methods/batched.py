@@ -139,8 +139,9 @@ def _nanmean_where(x, mask):
 
 @numba.njit(cache=True)
 def _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, time_of):
-    """The five estimands of pipeline.analyse per replicate and outcome x time (B, K, 5)."""
-    B, N, K = d0.shape
+    """The five estimands of pipeline.analyse per replicate and outcome x time (B, K, 5); d0, d1:
+    (K, B, N), seen0, seen1: (T, B, N)."""
+    K, B, N = d0.shape
     out = np.full((B, K, 5), np.nan)
     ones = np.ones(N, np.bool_)
     for b in range(B):
@@ -149,12 +150,12 @@ def _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, time_of):
             matched[ti[b, i]] = True
         for k in range(K):
             t = time_of[k]
-            indiv = d1[b, :, k] - d0[b, :, k]
+            indiv = d1[k, b] - d0[k, b]
             out[b, k, 0] = _nanmean_where(indiv, ones)
             out[b, k, 1] = _nanmean_where(indiv, treated[b])
             out[b, k, 2] = _nanmean_where(indiv, matched)
-            out[b, k, 3] = _nanmean_where(d1[b, :, k], ones) - _nanmean_where(d0[b, :, k], ones)
-            out[b, k, 4] = _nanmean_where(indiv, seen0[b, :, t] & seen1[b, :, t])
+            out[b, k, 3] = _nanmean_where(d1[k, b], ones) - _nanmean_where(d0[k, b], ones)
+            out[b, k, 4] = _nanmean_where(indiv, seen0[t, b] & seen1[t, b])
     return out
 
 
@@ -246,8 +247,9 @@ def _paired(a, c, m0, out):
 
 @numba.njit(cache=True)
 def _pair_stats(obs, ti, ci, n_pairs):
-    """Per replicate and outcome x time: the unpaired (8) and paired (8) statistics of the pairs."""
-    B, _, K = obs.shape
+    """Per replicate and outcome x time: the unpaired (8) and paired (8) statistics of the pairs;
+    obs: (K, B, N)."""
+    K, B, _ = obs.shape
     un = np.full((B, K, 8), np.nan)
     pa = np.full((B, K, 8), np.nan)
     for b in range(B):
@@ -256,8 +258,8 @@ def _pair_stats(obs, ti, ci, n_pairs):
         c = np.empty(m)
         for k in range(K):
             for i in range(m):
-                a[i] = obs[b, ti[b, i], k]
-                c[i] = obs[b, ci[b, i], k]
+                a[i] = obs[k, b, ti[b, i]]
+                c[i] = obs[k, b, ci[b, i]]
             _unpaired(a, m, c, m, un[b, k])
             _paired(a, c, m, pa[b, k])
     return un, pa
@@ -265,8 +267,9 @@ def _pair_stats(obs, ti, ci, n_pairs):
 
 @numba.njit(cache=True)
 def _group_stats(obs, treated):
-    """Per replicate and outcome x time: the unpaired statistics of all treated vs all controls."""
-    B, N, K = obs.shape
+    """Per replicate and outcome x time: the unpaired statistics of all treated vs all controls;
+    obs: (K, B, N)."""
+    K, B, N = obs.shape
     un = np.full((B, K, 8), np.nan)
     a = np.empty(N)
     c = np.empty(N)
@@ -276,10 +279,10 @@ def _group_stats(obs, treated):
             nc = 0
             for i in range(N):
                 if treated[b, i]:
-                    a[na] = obs[b, i, k]
+                    a[na] = obs[k, b, i]
                     na += 1
                 else:
-                    c[nc] = obs[b, i, k]
+                    c[nc] = obs[k, b, i]
                     nc += 1
             _unpaired(a, na, c, nc, un[b, k])
     return un
@@ -414,11 +417,11 @@ def analyse_batch(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[st
     smd = _balance(Xb, ti, ci, n_pairs, spec.balance_denominator == "treated")
     keys = [(o, t) for o in spec.outcomes for t in spec.times]
     times = list(spec.times)
-    obs = np.stack([np.asarray(columns[f"{o}_delta_{t}"], dtype=float)[rows] for o, t in keys], axis=-1)
-    d0 = np.stack([potential[k][0][rows] for k in keys], axis=-1)
-    d1 = np.stack([potential[k][1][rows] for k in keys], axis=-1)
-    seen0 = np.stack([seen[t][0][rows] for t in times], axis=-1)
-    seen1 = np.stack([seen[t][1][rows] for t in times], axis=-1)
+    obs = np.stack([np.asarray(columns[f"{o}_delta_{t}"], dtype=float)[rows] for o, t in keys])
+    d0 = np.stack([potential[k][0][rows] for k in keys])
+    d1 = np.stack([potential[k][1][rows] for k in keys])
+    seen0 = np.stack([seen[t][0][rows] for t in times])
+    seen1 = np.stack([seen[t][1][rows] for t in times])
     truths = _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, np.array([times.index(t) for _, t in keys]))
     un, pa = _pair_stats(obs, ti, ci, n_pairs)
     tests = {"wilcoxon": lambda: _wilcoxon(un), "signed_rank": lambda: _signed_rank(pa),
@@ -447,7 +450,7 @@ class _PairSets:
 
     def changes(self, b: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         m = self.n_pairs[b]
-        return self.obs[b, self.ti[b, :m], k], self.obs[b, self.ci[b, :m], k]
+        return self.obs[k, b, self.ti[b, :m]], self.obs[k, b, self.ci[b, :m]]
 
     def deaths(self, b: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         m, days = self.n_pairs[b], self.dead[self.keys[k][1]]
