@@ -11,7 +11,8 @@ The bench answers the questions that decide how a study is run:
   its time). Speed counts only with the same answers, so the replicates both paths ran are compared.
 * Does a second process pay? The engine (run_chunks, chunks written to disk) at n_jobs 1 and 2.
 * Does memory grow with reps? The peak RSS of a fresh process running the engine for 1,000 and
-  10,000 replicates (n_jobs=1: driver and worker in one process).
+  10,000 replicates (n_jobs=1: driver and worker in one process) as experiments run it: the rows
+  left in the chunk files (keep_rows=False), read back a condition at a time by whoever needs them.
 * What does a user wait for? The main job's wall time, caches warm and (--cold) empty, as after
   an install.
 * Does the matcher scale? Greedy matching of 1,000,000 rows and optimal matching of 10,000 (Austin's
@@ -305,11 +306,12 @@ def paths(n: int, chunk: int, reps: int | None, seconds: float) -> tuple[PathRow
 
 
 def engine_rate(plan, factors: Mapping[str, Any], reps: int, n_jobs: int) -> float:
-    """Replicates per second of the engine running the psm job (fresh temp dir: nothing resumed)."""
+    """Replicates per second of the engine running the psm job as experiments run it (fresh temp
+    dir: nothing resumed; the rows left in the chunk files)."""
     with tempfile.TemporaryDirectory(prefix="sim-bench-") as tmp:
         start = time.perf_counter()
         run_chunks(PsmJob.simulate, [plan], [dict(factors)], reps=reps, seed=SEED, out_dir=Path(tmp),
-                   n_jobs=n_jobs, chunk_size=None, progress=False)
+                   n_jobs=n_jobs, chunk_size=None, progress=False, keep_rows=False)
         return reps / (time.perf_counter() - start)
 
 
@@ -365,19 +367,19 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with tempfile.TemporaryDirectory(prefix="sim-bench-") as tmp:
     t0 = time.perf_counter()
     res = run_chunks(PsmJob.simulate, [p], [factors], reps=reps, seed=SEED, out_dir=Path(tmp), n_jobs=1,
-                     progress=False)
-    print(before, len(res.replicates), len(res.failures), time.perf_counter() - t0)
+                     progress=False, keep_rows=False)
+    print(before, len(res.chunk_files), len(res.failures), time.perf_counter() - t0)
 """
 
 
 def memory_rows() -> list[tuple[int, float, float, float, int, int]]:
-    """(reps, peak RSS MB before the engine and in all, engine seconds, result rows, failures) of the
+    """(reps, peak RSS MB before the engine and in all, engine seconds, chunk files, failures) of the
     engine in a fresh process."""
     rows = []
     for reps in MEMORY_REPS:
         _, peak, out = run_child([sys.executable, "-c", ENGINE_CHILD, str(reps)])
-        before, n_rows, n_failed, seconds = out.split()[-4:]
-        rows.append((reps, int(before) / RSS_UNIT, peak, float(seconds), int(n_rows), int(n_failed)))
+        before, n_files, n_failed, seconds = out.split()[-4:]
+        rows.append((reps, int(before) / RSS_UNIT, peak, float(seconds), int(n_files), int(n_failed)))
         print(f"  engine, {reps} reps, n_jobs=1: peak RSS {peak:.0f} MB", file=sys.stderr, flush=True)
     return rows
 
@@ -522,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     print_paths(rows)
     print()
     print(f"2. engine (sim.engine.run_chunks, PsmJob.simulate = the batched path), N={SIZES[0]}, {e_reps} reps into "
-          f"a temp dir, progress off, chunks of {default_chunk_size(e_reps, 1)} (n_jobs=1) / "
+          f"a temp dir (rows left in the chunk files, as experiments run), progress off, chunks of {default_chunk_size(e_reps, 1)} (n_jobs=1) / "
           f"{default_chunk_size(e_reps, 2)} (n_jobs=2); the batched path alone (1.): {rows[0].batched:.1f} reps/s")
     _table(["n_jobs", "reps/s", "speed-up"],
            [[str(n_jobs), f"{r:.1f}", f"{r / engine[1]:.2f}x"] for n_jobs, r in engine.items()])
@@ -531,10 +533,11 @@ def main(argv: list[str] | None = None) -> int:
         print("3. peak memory: skipped (--quick)")
     else:
         print(f"3. peak memory: the engine at N={MEMORY_N} in a fresh process each, n_jobs=1 (driver and worker are "
-              "one process); peak RSS of that process after it exits")
-        _table(["reps", "peak RSS MB", "before the engine", "engine s", "result rows", "failed reps"],
-               [[str(reps), f"{peak:.0f}", f"{before:.0f}", f"{secs:.1f}", str(n_rows), str(n_failed)]
-                for reps, before, peak, secs, n_rows, n_failed in memory])
+              "one process), the rows left in the chunk files as experiments do; peak RSS of that process after it "
+              "exits")
+        _table(["reps", "peak RSS MB", "before the engine", "engine s", "chunk files", "failed reps"],
+               [[str(reps), f"{peak:.0f}", f"{before:.0f}", f"{secs:.1f}", str(n_files), str(n_failed)]
+                for reps, before, peak, secs, n_files, n_failed in memory])
         (r0, _, m0, *_), (r1, _, m1, *_) = memory[0], memory[-1]
         print(f"  {(m1 - m0) / (r1 - r0) * 1000:+.1f} MB per 1,000 more reps; before the engine = after importing and "
               "composing the config and loading the calibrated cohort model")

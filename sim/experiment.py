@@ -17,6 +17,7 @@ stores and resumes.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import tempfile
 from dataclasses import dataclass, field
@@ -43,11 +44,14 @@ JOBS = {
 
 @dataclass
 class ExperimentResult:
-    """What a run returns: tidy tables as DataFrames (and where they were written, if anywhere)."""
+    """What a run returns: tidy tables as DataFrames (and where they were written, if anywhere).
+    The replicate rows of a run with a directory stay in its chunk files until asked for:
+    `replicates` reads them all (once), `condition_replicates` one condition at a time."""
 
     name: str
     summary: pd.DataFrame
-    replicates: pd.DataFrame
+    run: RunResult
+    grid: pd.DataFrame  # one row per condition: its index and grid factor values (short names)
     failures: pd.DataFrame
     conditions: list[Condition]
     factors: list[str]  # the grid factors' column names in summary/replicates
@@ -56,6 +60,21 @@ class ExperimentResult:
     n_computed_chunks: int = 0
     n_resumed_chunks: int = 0
     exit_code: int = 0  # non-zero when a check of the results failed (reproduce_paper's targets)
+
+    @functools.cached_property
+    def replicates(self) -> pd.DataFrame:
+        """Every replicate's rows, the grid factors first."""
+        return self._with_factors(self.run.replicates)
+
+    def condition_replicates(self, where: Callable[[pd.DataFrame], pd.Series] | None = None):
+        """The rows of each condition (of those whose grid row `where` selects), one at a time."""
+        wanted = None if where is None else set(self.grid.loc[where(self.grid), "condition"])
+        for rows in self.run.condition_replicates():
+            if wanted is None or int(rows["condition"].iloc[0]) in wanted:
+                yield self._with_factors(rows)
+
+    def _with_factors(self, rows: pd.DataFrame) -> pd.DataFrame:
+        return self.grid.merge(rows, on="condition", how="right")
 
 
 class Job:
@@ -131,25 +150,25 @@ def run(cfg: DictConfig, out_dir: Path | None = None, *, write: bool = True,
     """Plan -> simulate (chunked, resumable) -> summarise -> report. Without `out_dir` the chunks
     go to a temporary directory and nothing is written."""
     job, conds, plans = prepared or prepare(cfg)
-    if out_dir is None:
+    if out_dir is None:  # the rows are kept in memory: the chunk files go with the directory
         with tempfile.TemporaryDirectory(prefix="sim-run-") as tmp:
-            return _run(job, conds, plans, Path(tmp), write=False)
-    return _run(job, conds, plans, Path(out_dir), write=write)
+            return _run(job, conds, plans, Path(tmp), write=False, keep_rows=True)
+    return _run(job, conds, plans, Path(out_dir), write=write, keep_rows=False)
 
 
-def _run(job: Job, conds: list[Condition], plans: list[Any], out_dir: Path, write: bool) -> ExperimentResult:
+def _run(job: Job, conds: list[Condition], plans: list[Any], out_dir: Path, write: bool,
+         keep_rows: bool) -> ExperimentResult:
     cfg = job.cfg
     shared = common_random_numbers(cfg)
     rr = run_chunks(type(job).simulate, plans, [c.factors for c in conds], reps=job.reps(), seed=int(cfg.seed),
                     out_dir=out_dir, n_jobs=cfg.n_jobs, chunk_size=cfg.chunk_size, progress=cfg.progress,
                     fingerprint=fingerprint(conds), name=f"{type(job).__module__}.{type(job).__name__}",
                     streams=[condition_stream(c.factors, shared) for c in conds],
-                    backend=cfg.get("backend", "local"), scheduler=cfg.get("dask_scheduler"))
+                    backend=cfg.get("backend", "local"), scheduler=cfg.get("dask_scheduler"), keep_rows=keep_rows)
     names = short_names(list(conds[0].factors))
     grid = conditions_frame([c.factors for c in conds]).rename(columns=names)
     result = ExperimentResult(
-        name=str(cfg.experiment.name), summary=job.summarise(rr, conds),
-        replicates=grid.merge(rr.replicates, on="condition", how="right"),
+        name=str(cfg.experiment.name), summary=job.summarise(rr, conds), run=rr, grid=grid,
         failures=grid.merge(rr.failures, on="condition", how="right"),
         conditions=conds, factors=[names[f] for f in conds[0].factors],
         out_dir=out_dir if write else None, n_computed_chunks=rr.n_computed_chunks,

@@ -11,6 +11,7 @@ import pytest
 
 from sim.engine import (ManifestMismatchError, condition_stream, ReplicateFailure, RunResult, conditions_frame, default_chunk_size,
                         expand_grid, replicate_rng, run_experiment)
+from sim.engine import per_replicate, run_chunks
 from sim.engine.heap import keep_freed_memory
 from sim.engine.seeds import replicate_rngs
 from sim.engine.store import chunk_filename, parse_chunk_filename
@@ -175,6 +176,29 @@ def test_run_matches_reference_and_is_identical_across_jobs_and_chunks(tmp_path)
     # different seed -> different numbers (the test can fail)
     other = run_experiment(toy_replicate, CONDITIONS, reps, seed + 1, tmp_path / "other", n_jobs=1, progress=False)
     assert not np.allclose(other.replicates["estimate"], ref["estimate"])
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_rows_left_in_the_chunk_files_are_the_rows_held(tmp_path, n_jobs):
+    """keep_rows=False: nothing held, the same table read back (whole, or condition by condition),
+    after a resume too; failures are kept in memory as before."""
+    reps, seed = 12, 3
+    fn = per_replicate(functools.partial(_fail_on, fail_draws=0.3))
+    held = run_chunks(fn, CONDITIONS, CONDITIONS, reps, seed, tmp_path / "held", n_jobs=n_jobs, chunk_size=5,
+                      progress=False)
+    left = run_chunks(fn, CONDITIONS, CONDITIONS, reps, seed, tmp_path / "left", n_jobs=n_jobs, chunk_size=5,
+                      progress=False, keep_rows=False)
+    assert left.rows is None and len(left.chunk_files) == 9 and not held.failures.empty
+    pd.testing.assert_frame_equal(left.replicates, held.replicates)
+    pd.testing.assert_frame_equal(left.failures, held.failures)
+    per = list(left.condition_replicates())
+    assert [int(f["condition"].iloc[0]) for f in per] == [0, 1, 2]
+    pd.testing.assert_frame_equal(pd.concat(per, ignore_index=True), held.replicates)
+    os.remove(tmp_path / "left" / "chunks" / chunk_filename(1, 5, 9))
+    resumed = run_chunks(fn, CONDITIONS, CONDITIONS, reps, seed, tmp_path / "left", n_jobs=n_jobs, chunk_size=2,
+                         progress=False, keep_rows=False)
+    assert resumed.n_resumed_chunks == 8 and resumed.n_computed_chunks == 3
+    pd.testing.assert_frame_equal(resumed.replicates, held.replicates)
 
 
 def test_no_temp_files_left_and_manifest_written(tmp_path):

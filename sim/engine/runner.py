@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .heap import keep_freed_memory
+from .results import RunResult, concat_rows, empty_rows
 from .seeds import condition_stream, replicate_rngs
 from .store import (MANIFEST_NAME, build_manifest, chunk_filename, prepare_chunk_dir, read_chunk, scan_chunks,
                     write_chunk)
@@ -67,31 +68,10 @@ class ReplicateFailure(Exception):
         self.reason = reason
 
 
-@dataclass
-class RunResult:
-    """Outcome of ``run_experiment``.
-
-    replicates: rows from replicate_fn with ``condition`` and ``rep`` prepended,
-        sorted by condition, rep, then the row order replicate_fn returned.
-    failures: one row per failed replicate (columns condition, rep, reason).
-    conditions: the conditions list; ``condition`` indexes into it.
-    """
-
-    replicates: pd.DataFrame
-    failures: pd.DataFrame
-    conditions: list[dict] = field(default_factory=list)
-    n_computed_chunks: int = 0
-    n_resumed_chunks: int = 0
-
-
 def _empty_failures() -> pd.DataFrame:
     return pd.DataFrame({"condition": pd.Series([], dtype="int64"),
                          "rep": pd.Series([], dtype="int64"),
                          "reason": pd.Series([], dtype="object")})
-
-
-def _empty_replicates() -> pd.DataFrame:
-    return pd.DataFrame({"condition": pd.Series([], dtype="int64"), "rep": pd.Series([], dtype="int64")})
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -150,11 +130,12 @@ def _each_replicate(replicate_fn: ReplicateFn, plan: Any, rngs: Sequence[np.rand
 
 
 def _run_chunk(simulate: ChunkFn, plan: Any, c: int, stream: tuple[int, ...], first: int, last: int, seed: int,
-               chunks_dir: str, write: str = "always") -> dict:
+               chunks_dir: str, write: str = "always", rows_back: bool = True) -> dict:
     """Compute reps first..last of condition c in one chunk-level call and write the chunk file
     (runs in a worker). A chunk whose whole call fails records every replicate as failed.
     write="if_shared": write only if this worker sees the run's manifest (a shared file system);
-    the driver writes the chunks the workers could not."""
+    the driver writes the chunks the workers could not. rows_back=False: a chunk written here
+    comes back without its rows (replicates None), which the driver then reads from the file."""
     keep_freed_memory()
     rngs = replicate_rngs(seed, stream, first, last)
     try:
@@ -170,7 +151,7 @@ def _run_chunk(simulate: ChunkFn, plan: Any, c: int, stream: tuple[int, ...], fi
             raise ValueError(f"simulate returned replicate positions outside 0..{len(rngs) - 1}")
         failures = sorted((c, first + int(i), reason) for i, reason in out.failures.items())
     except Exception as exc:  # noqa: BLE001 - a failed chunk is data too
-        rows = _empty_replicates()
+        rows = empty_rows()
         failures = [(c, r, failure_reason(exc)) for r in range(first, last + 1)]
     if len(rows):
         rep = first + rows["replicate"].to_numpy(dtype=np.int64)
@@ -178,13 +159,15 @@ def _run_chunk(simulate: ChunkFn, plan: Any, c: int, stream: tuple[int, ...], fi
         rows.insert(0, "rep", rep)
         rows.insert(0, "condition", np.full(len(rows), c, dtype=np.int64))
     else:
-        rows = _empty_replicates()
+        rows = empty_rows()
     fails = pd.DataFrame(failures, columns=FAILURE_COLUMNS) if failures else _empty_failures()
     if failures:
         fails = fails.astype({"condition": "int64", "rep": "int64"})
     payload = {"condition": c, "first": first, "last": last, "replicates": rows, "failures": fails}
     if write == "always" or (Path(chunks_dir) / MANIFEST_NAME).is_file():
         write_chunk(Path(chunks_dir), payload)
+        if not rows_back:
+            payload["replicates"] = None
     return payload
 
 
@@ -300,7 +283,7 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
                seed: int, out_dir: Path, n_jobs: int = -1, chunk_size: int | None = None,
                progress: bool | None = None, fingerprint: str = "", name: str = "",
                streams: Sequence[tuple[int, ...]] | None = None, backend: str = "local",
-               scheduler: Any = None) -> RunResult:
+               scheduler: Any = None, keep_rows: bool = True) -> RunResult:
     """Run ``reps`` replicates of every condition; checkpoint chunks to ``out_dir/chunks``.
 
     ``simulate(plan, rngs) -> ChunkOutput`` computes a chunk of replicates of one condition from
@@ -320,6 +303,9 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
     (``tcp://host:8786``), and a ``distributed.Client`` (or a cluster object) is used as it is.
     The tables are identical for every backend. Chunks whose file a worker cannot see (no shared
     file system) are written by this process as they arrive.
+
+    keep_rows=False: the replicate rows stay in the chunk files (RunResult reads them back, a
+    condition at a time), so this process holds one chunk at a time, whatever reps and the grid.
     """
     if not callable(simulate):
         raise ValueError(f"simulate must be callable, got {type(simulate).__name__}")
@@ -368,6 +354,9 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
     bar = _Progress(n_cond, reps, enabled=progress)
 
+    def keep(payload: dict, path: Path) -> dict:
+        return payload if keep_rows else {**payload, "replicates": None, "path": path}
+
     # Resume: load every finished chunk, mark its reps covered.
     payloads: list[dict] = []
     covered = np.zeros((n_cond, reps), dtype=bool)
@@ -378,7 +367,7 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
         except Exception as exc:  # noqa: BLE001 - unreadable file: recompute those reps
             warnings.warn(f"recomputing unreadable chunk {path.name}: {failure_reason(exc)}", RuntimeWarning, stacklevel=2)
             continue
-        payloads.append(payload)
+        payloads.append(keep(payload, path))
         covered[c, first:last + 1] = True
         bar.add(c, last - first + 1, resumed=True)
         n_resumed += 1
@@ -389,7 +378,8 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
 
     def collect(results: Iterable[dict]) -> None:
         for payload in results:
-            payloads.append(payload)
+            payloads.append(keep(payload, chunks_dir / chunk_filename(payload["condition"], payload["first"],
+                                                                      payload["last"])))
             bar.add(payload["condition"], payload["last"] - payload["first"] + 1)
             bar.draw()
 
@@ -398,29 +388,31 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
     if not covered.all() and backend == "dask":
         with _dask_client(scheduler, workers) as client:
             tasks = tasks_of(chunk_size or default_chunk_size(reps, _cluster_threads(client) or workers))
-            with contextlib.closing(_dask_results(client, simulate, plans, streams, tasks, seed, chunks_dir)) as res:
+            with contextlib.closing(_dask_results(client, simulate, plans, streams, tasks, seed, chunks_dir,
+                                                  keep_rows)) as res:
                 collect(res)
     elif not covered.all():
         tasks = tasks_of(chunk_size or default_chunk_size(reps, workers))
         if n_jobs == 1:
-            results = (_run_chunk(simulate, plans[c], c, streams[c], f, l, seed, cdir) for c, f, l in tasks)
+            results = (_run_chunk(simulate, plans[c], c, streams[c], f, l, seed, cdir, "always", keep_rows)
+                       for c, f, l in tasks)
         else:
             parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
-            results = parallel(joblib.delayed(_run_chunk)(simulate, plans[c], c, streams[c], f, l, seed, cdir)
-                               for c, f, l in tasks)
+            results = parallel(joblib.delayed(_run_chunk)(simulate, plans[c], c, streams[c], f, l, seed, cdir,
+                                                          "always", keep_rows) for c, f, l in tasks)
         collect(results)
     bar.draw(final=True)
 
     payloads.sort(key=lambda p: (p["condition"], p["first"]))
-    rep_frames = [p["replicates"] for p in payloads if len(p["replicates"])]
-    replicates = pd.concat(rep_frames, ignore_index=True) if rep_frames else _empty_replicates()
+    rows = concat_rows([p["replicates"] for p in payloads]) if keep_rows else None
+    files = [] if keep_rows else [(p["condition"], p["first"], p["last"], p["path"]) for p in payloads]
     fail_frames = [p["failures"] for p in payloads if len(p["failures"])]
     failures = pd.concat(fail_frames, ignore_index=True) if fail_frames else _empty_failures()
     if len(failures) == n_cond * reps:
         warnings.warn(f"all {len(failures)} replicates failed; first reason: {failures['reason'].iloc[0]}",
                       RuntimeWarning, stacklevel=2)
-    return RunResult(replicates=replicates, failures=failures, conditions=conds,
-                     n_computed_chunks=len(tasks), n_resumed_chunks=n_resumed)
+    return RunResult(failures=failures, conditions=conds, n_computed_chunks=len(tasks), n_resumed_chunks=n_resumed,
+                     rows=rows, chunk_files=files)
 
 
 # ---- dask.distributed backend ----------------------------------------------------------------
@@ -492,7 +484,8 @@ def _cluster_threads(client: Any) -> int:
 
 
 def _dask_results(client: Any, simulate: ChunkFn, plans: Sequence[Any], streams: Sequence[tuple[int, ...]],
-                  tasks: Sequence[tuple[int, int, int]], seed: int, chunks_dir: Path) -> Iterator[dict]:
+                  tasks: Sequence[tuple[int, int, int]], seed: int, chunks_dir: Path,
+                  rows_back: bool = True) -> Iterator[dict]:
     """Submit one dask task per chunk (each condition's plan sent to the cluster once) and yield the
     payloads as they finish, writing those whose file the workers could not write. Pending tasks
     are cancelled if the caller stops early (an error, Ctrl-C)."""
@@ -502,13 +495,16 @@ def _dask_results(client: Any, simulate: ChunkFn, plans: Sequence[Any], streams:
     plan_refs = dict(zip(needed, client.scatter([plans[c] for c in needed], hash=False)))
     cdir = str(chunks_dir)
     pending = {client.submit(_run_chunk, simulate, plan_refs[c], c, streams[c], f, l, seed, cdir, "if_shared",
-                             pure=False) for c, f, l in tasks}
+                             rows_back, pure=False) for c, f, l in tasks}
     try:
         for future in as_completed(pending, loop=client.loop):
             pending.discard(future)
             payload = future.result()
             del future  # the cluster may forget the result now
-            if not (chunks_dir / chunk_filename(payload["condition"], payload["first"], payload["last"])).is_file():
+            path = chunks_dir / chunk_filename(payload["condition"], payload["first"], payload["last"])
+            if not path.is_file():
+                if payload["replicates"] is None:
+                    raise RuntimeError(f"a dask worker wrote {path.name} to a {chunks_dir} this process cannot see")
                 write_chunk(chunks_dir, payload)
             yield payload
     finally:

@@ -75,13 +75,34 @@ def psm_chunk(plan: tuple[Design, MethodSpec], rngs: Sequence[np.random.Generato
     return ChunkOutput(rows, failures)
 
 
-def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[Condition],
-                  estimand: str, alpha: float, reps: int) -> pd.DataFrame:
+def summary_table(replicates: pd.DataFrame | RunResult, failures: pd.DataFrame, conds: list[Condition],
+                  estimand: str, alpha: float, reps: int, by_condition: bool = True) -> pd.DataFrame:
     """Tidy performance table: one column per grid factor, then outcome, timepoint, analysis,
     measure, value, mcse, n. Bias/MSE/coverage are against `estimand`; against each other
-    estimand they carry its name as a suffix (`bias_att`, ...); `true_<estimand>` is the mean truth."""
-    if replicates.empty:  # every replicate failed: the summary says so, and why is in failures.csv
+    estimand they carry its name as a suffix (`bias_att`, ...); `true_<estimand>` is the mean truth.
+    Computed condition by condition (by_condition; a RunResult's rows are read a condition at a
+    time), so its working memory is one condition's: every measure is per condition, and when the
+    conditions give the same tables the rows are those of the whole-table computation, stacked
+    (tests/test_psm_outputs.py); otherwise it is done whole."""
+    if isinstance(replicates, RunResult):
+        frames, whole = replicates.condition_replicates(), lambda: replicates.replicates
+    else:
+        frames, whole = (rows for _, rows in replicates.groupby("condition", sort=True)), lambda: replicates
+    per = [measure_tables(rows, estimand, alpha) for rows in frames] if by_condition else None
+    if per == []:  # every replicate failed: the summary says so, and why is in failures.csv
         return tidy([failure_rows(failures, conds, reps)], conds)
+    if per and len({tuple(tuple(t["measure"].unique()) for t in tables) for tables in per}) == 1:
+        parts = [pd.concat(tables, ignore_index=True) for tables in zip(*per)]
+    else:
+        rows = whole()
+        if rows.empty:
+            return tidy([failure_rows(failures, conds, reps)], conds)
+        parts = measure_tables(rows, estimand, alpha)
+    return tidy([*parts, failure_rows(failures, conds, reps)], conds)
+
+
+def measure_tables(replicates: pd.DataFrame, estimand: str, alpha: float) -> list[pd.DataFrame]:
+    """summary_table's measures, a table per kind, before the grid factors are attached."""
     main = summarise(replicates, BY, truth=ESTIMANDS[estimand], alpha=alpha, extra_means=EXTRA_MEANS)
     others = []
     for name, col in ESTIMANDS.items():
@@ -92,7 +113,7 @@ def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[
     truths = mean_rows(replicates, {col: col.replace("truth_", "true_") for col in ESTIMANDS.values()})
     quantiles = quantile_rows(replicates, QUANTILE_COLUMNS)
     directed = directional_rows(replicates, alpha)
-    return tidy([main, *directed, *others, *truths, *quantiles, failure_rows(failures, conds, reps)], conds)
+    return [main, *directed, *others, *truths, *quantiles]
 
 
 class PsmJob(Job):
@@ -118,7 +139,7 @@ class PsmJob(Job):
 
     def summarise(self, run: RunResult, conds: list[Condition]) -> pd.DataFrame:
         alpha = float(self.cfg.method.outcomes.get("alpha", 0.05))
-        return summary_table(run.replicates, run.failures, conds, self.estimand, alpha, self.reps())
+        return summary_table(run, run.failures, conds, self.estimand, alpha, self.reps())
 
     def report(self, result: ExperimentResult, out_dir: Path) -> int:
         from sim.report.montecarlo import write_psm_outputs

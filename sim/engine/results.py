@@ -1,0 +1,65 @@
+"""A run's results: failures in memory, replicate rows in memory or in the run's chunk files.
+
+Why: a grid of conditions x 10^4-10^5 replicates has gigabytes of replicate rows. A run that
+leaves them in its chunk files (run_chunks(keep_rows=False)) and reads them back one condition at
+a time (`condition_replicates`) needs the memory of one condition, whatever the grid. The rows
+read back are those the run would have held: the same frames, concatenated the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+
+import pandas as pd
+
+from .store import read_chunk
+
+
+@dataclass
+class RunResult:
+    """Outcome of ``run_chunks``.
+
+    replicates: rows from the chunk function with ``condition`` and ``rep`` prepended, sorted by
+        condition, rep, then the row order it returned; held in memory (``rows``) or read from
+        ``chunk_files`` (condition, first rep, last rep, path) each time it is asked for.
+    failures: one row per failed replicate (columns condition, rep, reason).
+    conditions: the conditions list; ``condition`` indexes into it.
+    """
+
+    failures: pd.DataFrame
+    conditions: list[dict] = field(default_factory=list)
+    n_computed_chunks: int = 0
+    n_resumed_chunks: int = 0
+    rows: pd.DataFrame | None = None
+    chunk_files: list[tuple[int, int, int, Path]] = field(default_factory=list)
+
+    @property
+    def replicates(self) -> pd.DataFrame:
+        if self.rows is not None:
+            return self.rows
+        return concat_rows([read_chunk(path)["replicates"] for *_, path in self.chunk_files])
+
+    def condition_replicates(self) -> Iterator[pd.DataFrame]:
+        """The rows of each condition that has any, in condition order, one condition in memory
+        at a time."""
+        if self.rows is not None:
+            for _, rows in self.rows.groupby("condition", sort=True):
+                yield rows
+            return
+        for _, files in groupby(self.chunk_files, key=lambda f: f[0]):
+            rows = concat_rows([read_chunk(path)["replicates"] for *_, path in files])
+            if len(rows):
+                yield rows
+
+
+def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The chunks' rows stacked (chunks without rows left out), as the run holds them."""
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else empty_rows()
+
+
+def empty_rows() -> pd.DataFrame:
+    return pd.DataFrame({"condition": pd.Series([], dtype="int64"), "rep": pd.Series([], dtype="int64")})
