@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from sim.engine import ReplicateFailure, expand_grid, run_experiment
-from sim.engine import runner
+from sim.engine import dask_backend, runner
 from sim.engine.store import chunk_filename, parse_chunk_filename, read_chunk
 
 distributed = pytest.importorskip("distributed", reason="backend=dask needs the 'cluster' extra")
@@ -149,8 +149,8 @@ def test_driver_writes_chunks_workers_cannot_see(tmp_path, cluster, local_ref, m
     writes them, so resume works the same."""
     monkeypatch.setattr(runner, "MANIFEST_NAME", "not-on-this-worker.json")  # what the workers look for
     written = []
-    write = runner.write_chunk
-    monkeypatch.setattr(runner, "write_chunk", lambda d, p: written.append(p["first"]) or write(d, p))
+    write = dask_backend.write_chunk  # the driver's writes
+    monkeypatch.setattr(dask_backend, "write_chunk", lambda d, p: written.append(p["first"]) or write(d, p))
     kw = dict(chunk_size=4, progress=False, backend="dask", scheduler=cluster.scheduler_address)
     res = run_experiment(toy_replicate, CONDITIONS, 20, 11, tmp_path, **kw)
     assert len(written) == res.n_computed_chunks == 15 and len(_files(tmp_path)) == 15

@@ -20,13 +20,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import logging
 import math
 import numbers
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from .dask_backend import (DASK_EXTRA, _cluster_threads, _dask_client, _dask_results, _import_distributed,  # noqa: F401
+                           check_scheduler_address)
 from .heap import keep_freed_memory
 from .results import RunResult, concat_rows, empty_rows
 from .seeds import condition_stream, replicate_rngs
@@ -46,8 +47,6 @@ __all__ = ["BACKENDS", "ChunkOutput", "ReplicateFailure", "RunResult", "per_repl
 
 #: where the chunks run: joblib processes on this machine, or a dask.distributed cluster
 BACKENDS = ("local", "dask")
-#: the optional dependencies of backend="dask" (pyproject.toml)
-DASK_EXTRA = "cluster"
 
 ReplicateFn = Callable[[dict, np.random.Generator], pd.DataFrame]
 MAX_DEFAULT_CHUNK = 250
@@ -413,99 +412,3 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
                       RuntimeWarning, stacklevel=2)
     return RunResult(failures=failures, conditions=conds, n_computed_chunks=len(tasks), n_resumed_chunks=n_resumed,
                      rows=rows, chunk_files=files)
-
-
-# ---- dask.distributed backend ----------------------------------------------------------------
-
-def _import_distributed():
-    """dask.distributed, or an ImportError saying which extra to install."""
-    try:
-        import distributed
-    except ImportError as exc:
-        raise ImportError(f"backend='dask' needs dask.distributed, which is not installed: "
-                          f"pip install 'sim[{DASK_EXTRA}]' ({failure_reason(exc)})") from None
-    return distributed
-
-
-def check_scheduler_address(address: str) -> None:
-    """ValueError saying what is wrong with a dask scheduler address (no network access): a known
-    scheme, and host:port where the scheme has them (``tcp://host:8786``, ``host:8786``)."""
-    from distributed.comm.addressing import get_address_host_port, parse_address
-    from distributed.comm.registry import get_backend
-
-    if not isinstance(address, str) or not address or any(ch.isspace() for ch in address):
-        raise ValueError(f"not an address: {address!r}")
-    scheme, _ = parse_address(address)
-    get_backend(scheme)  # unknown scheme -> ValueError listing the known ones
-    if scheme in ("tcp", "tls", "ws", "wss"):
-        get_address_host_port(address)
-
-
-@contextlib.contextmanager
-def _quiet_dask_logs(level: int = logging.ERROR) -> Iterator[None]:
-    """dask.distributed logs every worker start and stop at INFO: keep the terminal to errors
-    while this run's cluster is up (a logger set more quietly by the user is left so)."""
-    logger = logging.getLogger("distributed")
-    old = logger.level
-    logger.setLevel(max(level, old))
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
-
-
-@contextlib.contextmanager
-def _dask_client(scheduler: Any, workers: int) -> Iterator[Any]:
-    """A client of the scheduler; what this function started (client, LocalCluster) it closes."""
-    distributed = _import_distributed()
-    if isinstance(scheduler, distributed.Client):
-        yield scheduler
-        return
-    with _quiet_dask_logs(), contextlib.ExitStack() as stack:
-        target = scheduler
-        if scheduler is None:
-            target = stack.enter_context(distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
-                silence_logs=logging.ERROR))
-        try:
-            client = distributed.Client(target, set_as_default=False)
-        except OSError as exc:
-            raise ConnectionError(f"cannot connect to the dask scheduler at {scheduler!r}: {failure_reason(exc)}") from None
-        stack.callback(client.close)
-        yield client
-
-
-def _cluster_threads(client: Any) -> int:
-    """Worker threads the cluster has now (0 if none has joined yet)."""
-    try:
-        return int(sum(client.nthreads().values()))
-    except Exception:  # noqa: BLE001 - only sizes the default chunks
-        return 0
-
-
-def _dask_results(client: Any, simulate: ChunkFn, plans: Sequence[Any], streams: Sequence[tuple[int, ...]],
-                  tasks: Sequence[tuple[int, int, int]], seed: int, chunks_dir: Path,
-                  rows_back: bool = True) -> Iterator[dict]:
-    """Submit one dask task per chunk (each condition's plan sent to the cluster once) and yield the
-    payloads as they finish, writing those whose file the workers could not write. Pending tasks
-    are cancelled if the caller stops early (an error, Ctrl-C)."""
-    from distributed import as_completed
-
-    needed = sorted({c for c, _, _ in tasks})
-    plan_refs = dict(zip(needed, client.scatter([plans[c] for c in needed], hash=False)))
-    cdir = str(chunks_dir)
-    pending = {client.submit(_run_chunk, simulate, plan_refs[c], c, streams[c], f, l, seed, cdir, "if_shared",
-                             rows_back, pure=False) for c, f, l in tasks}
-    try:
-        for future in as_completed(pending, loop=client.loop):
-            pending.discard(future)
-            payload = future.result()
-            del future  # the cluster may forget the result now
-            path = chunks_dir / chunk_filename(payload["condition"], payload["first"], payload["last"])
-            if not path.is_file():
-                if payload["replicates"] is None:
-                    raise RuntimeError(f"a dask worker wrote {path.name} to a {chunks_dir} this process cannot see")
-                write_chunk(chunks_dir, payload)
-            yield payload
-    finally:
-        client.cancel([*pending, *plan_refs.values()])
