@@ -1,0 +1,127 @@
+"""`python -m sim.bench`'s measurements in fresh processes: the engine's peak memory, the main
+job's wall time and memory (caches warm and empty) and the one-off compilation of the batched
+path. Each runs as a child process so that its peak RSS is its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+from sim.api import compose
+from sim.jobs.conditions import conditions
+
+MEMORY_REPS = (1_000, 10_000)
+MEMORY_N = 263
+RSS_UNIT = 2**20 if sys.platform == "darwin" else 2**10  #: ru_maxrss per MB: bytes on macOS, KiB on Linux
+
+
+#: starts a command, waits for it and prints its wall time and its peak RSS
+#: (getrusage(RUSAGE_CHILDREN).ru_maxrss, none if the resource module is missing)
+CHILD_WRAPPER = """
+import subprocess, sys, time
+t0 = time.perf_counter()
+code = subprocess.call(sys.argv[1:])
+wall = time.perf_counter() - t0
+try:
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+except ImportError:
+    peak = float("nan")
+print("sim.bench-child", wall, peak)
+sys.exit(code)
+"""
+
+
+def run_child(cmd: list[str], env: Mapping[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB, stdout) of a command run to completion in a fresh process.
+    The peak RSS is getrusage(RUSAGE_CHILDREN).ru_maxrss after the command exits (of its largest
+    process, if it starts others), read in a small intermediate process that only starts it:
+    Linux keeps ru_maxrss across exec, so a command started straight from this process (large after
+    the measurements above) would report this process's size, and RUSAGE_CHILDREN of this process
+    is the largest of all its children so far. Linux reports KiB, macOS bytes."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        code = subprocess.call([sys.executable, "-c", CHILD_WRAPPER, *cmd], env=None if env is None else dict(env),
+                               stdout=out, stderr=err)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if code != 0:
+        tail = "\n".join(stderr.strip().splitlines()[-15:])
+        raise SystemExit(f"error: {' '.join(cmd)} exited with {code}:\n{tail}")
+    lines = stdout.rstrip("\n").splitlines()
+    _, wall, peak = lines[-1].split()
+    return float(wall), float(peak) / RSS_UNIT, "\n".join(lines[:-1])
+
+
+ENGINE_CHILD = """
+import resource, sys, tempfile, time
+from pathlib import Path
+from sim.bench import SEED, plan
+from sim.bench_process import MEMORY_N
+from sim.engine import run_chunks
+from sim.jobs.psm import PsmJob
+reps = int(sys.argv[1])
+factors, p = plan(MEMORY_N)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with tempfile.TemporaryDirectory(prefix="sim-bench-") as tmp:
+    t0 = time.perf_counter()
+    res = run_chunks(PsmJob.simulate, [p], [factors], reps=reps, seed=SEED, out_dir=Path(tmp), n_jobs=1,
+                     progress=False, keep_rows=False)
+    print(before, len(res.chunk_files), len(res.failures), time.perf_counter() - t0)
+"""
+
+
+def memory_rows() -> list[tuple[int, float, float, float, int, int]]:
+    """(reps, peak RSS MB before the engine and in all, engine seconds, chunk files, failures) of the
+    engine in a fresh process."""
+    rows = []
+    for reps in MEMORY_REPS:
+        _, peak, out = run_child([sys.executable, "-c", ENGINE_CHILD, str(reps)])
+        before, n_files, n_failed, seconds = out.split()[-4:]
+        rows.append((reps, int(before) / RSS_UNIT, peak, float(seconds), int(n_files), int(n_failed)))
+        print(f"  engine, {reps} reps, n_jobs=1: peak RSS {peak:.0f} MB", file=sys.stderr, flush=True)
+    return rows
+
+
+def main_job(cold: bool) -> tuple[float, float, bool]:
+    """(wall seconds, peak RSS MB of its largest process, whether it calibrated the cohort model) of
+    `python -m sim experiment=caliper_sweep` into a temp dir; cold: with empty calibration and
+    numba caches, as a first run after an install (which calibrates only if no calibrated model
+    shipped with the package fits the code, study and settings)."""
+    with tempfile.TemporaryDirectory(prefix="sim-bench-main-") as tmp:
+        env = dict(os.environ)
+        cache = Path(tmp) / "calibration"
+        if cold:
+            env["SIM_CACHE_DIR"] = str(cache)
+            env["NUMBA_CACHE_DIR"] = str(Path(tmp) / "numba")
+        wall, peak, _ = run_child([sys.executable, "-m", "sim", "experiment=caliper_sweep",
+                                   f"hydra.run.dir={Path(tmp) / 'run'}"], env)
+        calibrated = cold and any(cache.glob("cohort-model-*.pkl"))  # written only when solved anew
+    print(f"  main job{' (cold)' if cold else ''}: {wall:.0f} s", file=sys.stderr, flush=True)
+    return wall, peak, calibrated
+
+
+def main_job_size() -> tuple[int, int, int, int]:
+    """(reps, conditions, n_jobs, workers) of the main job, from its composed config."""
+    import joblib
+
+    cfg = compose("caliper_sweep", [])
+    return int(cfg.reps), len(conditions(cfg)), int(cfg.n_jobs), joblib.effective_n_jobs(int(cfg.n_jobs))
+
+
+BATCHED_JIT_PROBE = """
+import time
+from sim.bench import plan, rngs
+from sim.jobs.psm import psm_chunk
+_, p = plan(263)
+t = []
+for first in (0, 2):
+    t0 = time.perf_counter()
+    psm_chunk(p, rngs(first, 2))
+    t.append(time.perf_counter() - t0)
+print(t[0] - t[1])
+"""
