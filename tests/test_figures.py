@@ -22,7 +22,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from sim.config import ConfigError  # noqa: E402
 from sim.jobs.conditions import short_names  # noqa: E402
 from sim.report import figures as F  # noqa: E402
-from sim.report.montecarlo import check_report_settings  # noqa: E402
+from sim.report.settings import check_report_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_PNG_BYTES = 10_000  # a figure with its panels drawn, not an empty canvas

@@ -14,7 +14,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from sim.config import ConfigError
-from sim.report.montecarlo import check_report_settings, key_table, layout_key_table, pivot_key_table
+from sim.report.montecarlo import key_table, layout_key_table, pivot_key_table
+from sim.report.settings import check_report_settings
 from sim.report.tables import key_table_markdown
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -123,7 +123,7 @@ class PsmJob(Job):
     simulate = staticmethod(psm_chunk)
 
     def check(self, conds: list[Condition]) -> None:
-        from sim.report.montecarlo import check_report_settings
+        from sim.report.settings import check_report_settings
 
         if self.estimand not in ESTIMANDS:
             raise ConfigError(f"experiment.estimand: got {self.estimand!r}; allowed: {list(ESTIMANDS)}")

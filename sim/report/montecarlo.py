@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from sim.engine.atomic import atomic_write_text, atomic_writer
 from sim.report.figures import (forest_plot, heatmap_plot, is_proportion, measure_plot, nested_loop_plot, scalar_plot,
                                 select, zip_plot)
+from sim.report.settings import FIGURE_SETTINGS, applies, plain_setting
 from sim.report.tables import key_table_markdown, markdown
 from sim.report.units import UNITS_CAPTION, UNITS_FILE, UNITS_TITLE, condition_units
 
@@ -209,146 +210,6 @@ def _report(cfg: DictConfig, result: "ExperimentResult", estimand: str, figures:
     return "\n".join(lines)
 
 
-HEATMAP_KEYS = {"file", "title", "analysis", "measure", "x", "y", "where", "complement"}
-#: experiment.key_table: rows kept (`where`), extra [analysis, measure] columns, exp(factor) columns,
-#: and the grid factor whose levels become the columns (`pivot`, see pivot_key_table)
-KEY_TABLE_KEYS = ("where", "columns", "exp_factors", "pivot")
-ROW_KEYS = ("outcome", "timepoint", "analysis")
-#: experiment.figures.<name> of the methods-paper figures: (required keys, allowed keys)
-FIGURE_SETTINGS = {
-    "zip": ({"analysis"}, {"analysis", "where", "by", "estimand"}),
-    "nested_loop": ({"analysis", "measure"}, {"analysis", "measure", "order", "where", "reference"}),
-    "forest": ({"measure"}, {"measure", "analyses", "where", "by", "reference"}),
-}
-FIGURES_KEYS = ("estimate_analysis", "test_analysis", *FIGURE_SETTINGS)
-#: where a figure's settings may select, beside the grid factors
-WHERE_ROWS = ("outcome", "timepoint")
-
-
-def _scalar(v: Any) -> bool:
-    return v is None or isinstance(v, (str, int, float))
-
-
-def _check_figure(name: str, spec: Any, factors: list[str], analyses: list[str], need) -> None:
-    """experiment.figures.zip / nested_loop / forest (see FIGURE_SETTINGS)."""
-    from sim.methods.pipeline import ESTIMANDS
-
-    key = f"figures.{name}"
-    required, allowed = FIGURE_SETTINGS[name]
-    need(isinstance(spec, dict), key, f"must be a mapping with keys {sorted(allowed)} ({sorted(required)} required)")
-    need(required <= set(spec) <= allowed, key,
-         f"keys {sorted(required)} are required, {sorted(allowed)} allowed; got {sorted(spec)}")
-    for k in ("analysis", "analyses"):
-        if k not in spec:
-            continue
-        v = spec[k]
-        one = k == "analysis" and name == "zip"
-        names = [v] if isinstance(v, str) and k == "analysis" else v
-        ok = isinstance(names, list) and bool(names) and all(isinstance(a, str) for a in names)
-        need(ok and not (one and len(names) > 1) and (k == "analysis" or not isinstance(v, str)), f"{key}.{k}",
-             "must be one analysis name" if one else "must be an analysis name or a list of them"
-             if k == "analysis" else "must be a list of analysis names")
-        for a in names:
-            need(a in analyses, f"{key}.{k}", f"got {a!r}; allowed: {analyses}")
-    if "measure" in spec:
-        need(isinstance(spec["measure"], str) and spec["measure"], f"{key}.measure",
-             f"must be a measure name of summary.csv (bias, coverage, rejection, ...), got {spec['measure']!r}")
-    if "estimand" in spec:
-        need(spec["estimand"] in ESTIMANDS, f"{key}.estimand", f"got {spec['estimand']!r}; allowed: {list(ESTIMANDS)}")
-    if "reference" in spec:
-        ref = spec["reference"]
-        need(ref is None or (isinstance(ref, (int, float)) and not isinstance(ref, bool)), f"{key}.reference",
-             f"must be a number or null, got {ref!r}")
-    by = spec.get("by")
-    if "by" in spec:
-        need(by in factors, f"{key}.by", f"got {by!r}; allowed (grid factors): {factors}")
-    where = spec.get("where") or {}
-    need(isinstance(where, dict), f"{key}.where", f"must be a mapping of grid factors to levels; allowed keys: "
-                                                  f"{factors + list(WHERE_ROWS)}")
-    for k, v in where.items():
-        need(k in factors or k in WHERE_ROWS, f"{key}.where.{k}",
-             f"not a grid factor, outcome or timepoint; allowed: {factors + list(WHERE_ROWS)}")
-        several = isinstance(v, list)
-        need(_scalar(v) or (several and v and all(_scalar(x) for x in v)), f"{key}.where.{k}",
-             f"must be a level (number, text or null) or a list of levels, got {v!r}")
-        if several and name != "nested_loop" and k in factors:
-            need(k == by, f"{key}.where.{k}", f"a list of levels is allowed only for the `by` factor "
-                                              f"({by!r}); give one level")
-    fixed = [f for f in factors if f in where and not isinstance(where[f], list)]
-    if name in ("zip", "forest"):
-        missing = [f for f in factors if f not in fixed and f != by]
-        need(not missing, f"{key}.where", f"must fix every grid factor except `by` (one condition per panel); "
-                                          f"missing: {missing}")
-    if name == "nested_loop" and "order" in spec:
-        loop = [f for f in factors if f not in fixed]
-        order = spec["order"]
-        need(isinstance(order, list) and sorted(map(str, order)) == sorted(loop) and len(set(order)) == len(order),
-             f"{key}.order", f"must list each grid factor not fixed by `where` once, outermost first: "
-                             f"{loop}; got {order!r}")
-
-
-def check_report_settings(cfg: DictConfig, factors: list[str]) -> None:
-    """experiment.figures / heatmaps / key_table name grid factors (by their column names) and
-    analyses: check them before the run, not after it (ConfigError naming the key)."""
-    from sim.config import ConfigError
-
-    def need(ok: bool, key: str, msg: str) -> None:
-        if not ok:
-            raise ConfigError(f"experiment.{key}: {msg}")
-
-    for i, h in enumerate(_plain(cfg.experiment.get("heatmaps"), [])):
-        need(isinstance(h, dict), f"heatmaps[{i}]", f"must be a mapping with keys {sorted(HEATMAP_KEYS)}")
-        need(HEATMAP_KEYS - {"where", "complement"} <= set(h) and set(h) <= HEATMAP_KEYS, f"heatmaps[{i}]",
-             f"keys {sorted(HEATMAP_KEYS - {'where', 'complement'})} are required, {sorted(HEATMAP_KEYS)} allowed; "
-             f"got {sorted(h)}")
-        for k in ("x", "y"):
-            need(h[k] in factors, f"heatmaps[{i}].{k}", f"got {h[k]!r}; allowed (grid factors): {factors}")
-        for k in h.get("where") or {}:
-            need(k in factors, f"heatmaps[{i}].where.{k}", f"not a grid factor; allowed: {factors}")
-    key_cfg = _plain(cfg.experiment.get("key_table"), {})
-    need(isinstance(key_cfg, dict), "key_table", f"must be a mapping with keys {list(KEY_TABLE_KEYS)}")
-    for k in key_cfg:
-        need(k in KEY_TABLE_KEYS, f"key_table.{k}", f"unknown key; allowed: {list(KEY_TABLE_KEYS)}")
-    pivot = key_cfg.get("pivot")
-    need(pivot is None or (isinstance(pivot, str) and pivot in factors), "key_table.pivot",
-         f"got {pivot!r}; allowed: a grid factor of this run {factors} (its levels become the table's columns), "
-         "or null (one row per condition)")
-    for k in key_cfg.get("where") or {}:
-        need(k in factors or k in ROW_KEYS, f"key_table.where.{k}", f"allowed: {factors + list(ROW_KEYS)}")
-    for c in key_cfg.get("columns") or []:
-        need(isinstance(c, list) and len(c) == 2, "key_table.columns", f"entries are [analysis, measure], got {c!r}")
-    for k in key_cfg.get("exp_factors") or {}:
-        need(k in factors, f"key_table.exp_factors.{k}", f"not a grid factor; allowed: {factors}")
-    fig_cfg = _plain(cfg.experiment.get("figures"), {})
-    need(isinstance(fig_cfg, dict), "figures", f"must be a mapping with keys {list(FIGURES_KEYS)}")
-    for k in fig_cfg:
-        need(k in FIGURES_KEYS, f"figures.{k}", f"unknown key; allowed: {list(FIGURES_KEYS)}")
-    if any(k in fig_cfg for k in FIGURE_SETTINGS):
-        from sim.config import ANALYSES
-        from sim.methods.pipeline import CRUDE_ANALYSES
-
-        analyses = [*ANALYSES, *CRUDE_ANALYSES]
-        for name in FIGURE_SETTINGS:
-            if fig_cfg.get(name) is not None and applies(fig_cfg[name], factors):
-                _check_figure(name, fig_cfg[name], factors, analyses, need)
-
-
-def applies(spec: Any, factors: list[str]) -> bool:
-    """A figure whose settings name only factors of another grid (the grid was replaced on the
-    command line) does not apply to this run: it is skipped with a note, not refused. One that
-    names any factor of this grid is checked in full (a misspelt factor is an error)."""
-    if not isinstance(spec, dict):
-        return True  # malformed: _check_figure says why
-    where = spec.get("where") if isinstance(spec.get("where"), dict) else {}
-    named = [k for k in (*where, *([spec["by"]] if spec.get("by") else []), *(spec.get("order") or []))
-             if k not in WHERE_ROWS]
-    return not named or any(k in factors for k in named)
-
-
-def _plain(node: Any, default: Any) -> Any:
-    return default if node is None else OmegaConf.to_container(node, resolve=True)
-
-
 def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path, estimand: str) -> None:
     summary, factors = result.summary, result.factors
     write_tables(result, out_dir)
@@ -368,11 +229,11 @@ def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path
                     out_dir / "pairs.png", "Matched pairs", "mean pairs"),
         *(heatmap_plot(summary, h["x"], h["y"], h["measure"], h["analysis"], out_dir / h["file"], h["title"],
                        where=h.get("where"), complement=bool(h.get("complement", False)))
-          for h in _plain(cfg.experiment.get("heatmaps"), [])),
+          for h in plain_setting(cfg.experiment.get("heatmaps"), [])),
     ) if p is not None]
     extra, captions, notes = methods_figures(fig_cfg, result, out_dir, estimand, alpha)
     figures += extra
-    key_cfg = _plain(cfg.experiment.get("key_table"), {})
+    key_cfg = plain_setting(cfg.experiment.get("key_table"), {})
     columns = [(a, "rejection") for a in tests] + [(a, "bias") for a in estimates]
     columns += [tuple(c) for c in key_cfg.get("columns", [])]
     keyed = summary
