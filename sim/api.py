@@ -144,7 +144,9 @@ def match_data(df: pd.DataFrame, treatment: str, covariates: Sequence[str], *, a
 
 def run(experiment: str | DictConfig, overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> ExperimentResult:
     """Run an experiment and return its tables; with `out_dir` also write its files there (and
-    resume from it). Bad settings raise sim.config.ConfigError before any replicate runs."""
+    resume from it), and leave the replicate rows in its chunk files: the result reads them from
+    there when asked, so keep the directory while using it. Bad settings raise
+    sim.config.ConfigError before any replicate runs."""
     from sim import experiment as E
     from sim.app import validate
 

@@ -68,10 +68,9 @@ class ExperimentResult:
 
     def condition_replicates(self, where: Callable[[pd.DataFrame], pd.Series] | None = None):
         """The rows of each condition (of those whose grid row `where` selects), one at a time."""
-        wanted = None if where is None else set(self.grid.loc[where(self.grid), "condition"])
-        for rows in self.run.condition_replicates():
-            if wanted is None or int(rows["condition"].iloc[0]) in wanted:
-                yield self._with_factors(rows)
+        wanted = None if where is None else set(self.grid.loc[where(self.grid), "condition"].tolist())
+        for rows in self.run.condition_replicates(wanted):
+            yield self._with_factors(rows)
 
     def _with_factors(self, rows: pd.DataFrame) -> pd.DataFrame:
         return self.grid.merge(rows, on="condition", how="right")

@@ -117,6 +117,7 @@ def test_batched_crude_comparison_equals_the_reference():
     ["cohort.survival_effect=0.6", "cohort.attrition_effect=2.0", "cohort.effect_mcid=1.0"],
     ["cohort.effect_heterogeneity=1.0", "cohort.effect_mcid=1.0", "method.matching.order=smallest"],
     ["method.matching.caliper_sd=whole", "method.balance.denominator=treated", "method.matching.order=data"],
+    ["method.balance.covariates=[age,op_time,reoperation]"],  # the operation's consequences, kept when named
 ])
 def test_batched_settings_equal_the_reference(overrides):
     assert_matches_reference(plan_of("caliper_sweep", overrides, caliper=0.2), 30)

@@ -7,6 +7,7 @@ the chunk files."""
 from __future__ import annotations
 
 import io
+import shutil
 
 import pandas as pd
 import pytest
@@ -53,10 +54,11 @@ def read_back(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_replicates_written_in_row_groups_read_back_whole(run):
-    frames = [rows for _, rows in run.replicates.groupby("condition")]
+    frames = [rows.assign(nothing=float("nan")) for _, rows in run.replicates.groupby("condition")]
     assert frames[0]["note"].isna().any() and frames[0]["note"].notna().any()  # strings and None in one column
     frames[1] = frames[1].assign(note=None)  # a column without any value in one condition
-    for parts in (frames, frames[1:2]):
+    frames[2] = frames[2].assign(note=float("nan")).drop(columns="gamma_star")  # NaN for text; a column missing
+    for parts in (frames, frames[1:2], frames[2:]):
         fh = io.BytesIO()
         assert write_parquet(lambda: iter(parts), fh, rows=100)
         pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(fh.getvalue())), read_back(pd.concat(parts)))
@@ -73,3 +75,10 @@ def test_a_run_into_a_directory_reads_its_rows_back(run, tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "replicates.parquet"), read_back(run.replicates))
     zipped = pd.concat(list(disk.condition_replicates(lambda g: g["caliper"] == 0.2)), ignore_index=True)
     pd.testing.assert_frame_equal(zipped, run.replicates[run.replicates["caliper"] == 0.2].reset_index(drop=True))
+
+
+def test_rows_of_a_removed_run_directory_are_one_clear_error(tmp_path):
+    disk = sim.run("caliper_sweep", [GRID, "reps=2", "n_jobs=1"], out_dir=tmp_path / "run")
+    shutil.rmtree(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="keep the run directory"):
+        disk.replicates

@@ -9,10 +9,11 @@ operations in the same order on each value, so the cohorts equal `generate`'s to
   one call per replicate instead of nine. Each latent array holds the chunk's replicates one after
   the other (row i of replicate b is row b * n + i), so a replicate's draws of one kind are one
   contiguous run of it;
-- outcomes: `model.outcome_latents`, `OutcomeModel.observe`, the effect's latent shift, deaths and
-  missed visits as in `generate.cohort_from_latents`, one patient at a time; only additions,
-  products, square roots of constants and rounding to even, which IEEE arithmetic defines to the
-  bit (numba does not contract them into fused multiply-adds).
+- outcomes: `generate.outcome_block`'s `model.outcome_latents`, `OutcomeModel.observe`, the
+  effect's latent shift and U's term, masked by the deaths and missed visits it is given, one
+  patient at a time; only additions, products, divisions, min/max, square roots of constants and
+  rounding to even, which IEEE arithmetic defines to the bit (numba does not contract them into
+  fused multiply-adds).
 """
 
 from __future__ import annotations

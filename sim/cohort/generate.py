@@ -88,8 +88,9 @@ def generate_batch(design: Design, rngs, only: Iterable[str] | None = None) -> C
     cohort of len(rngs) x design.n rows, replicate by replicate: row i of replicate b is row
     b * n + i. Computed in one pass, since every column is computed patient by patient; the
     values equal `generate`'s for each rng to the bit (tests/test_batched.py). `only`: the
-    covariates an analysis reads; the other covariates and the operation's consequences are left
-    out (the columns kept are the same)."""
+    columns an analysis reads beyond the outcomes, deaths and visits; the covariates it does not
+    name are left out, and the operation's consequences unless it names one of them (the columns
+    kept are the same)."""
     lat, noise = batch_kernels().draw_batch(design.model, design.n, rngs, design.unmeasured is not None)
     return cohort_from_latents(design, lat, noise, only, compiled=True)
 
@@ -138,7 +139,7 @@ def cohort_from_latents(design: Design, lat: M.Latents, u_noise: np.ndarray | No
     columns["died"] = died
     columns["survival_days"] = np.round(np.minimum(death, followup))
 
-    surgery = only is None
+    surgery = only is None or not {*model.surgery.continuous, *model.surgery.binary}.isdisjoint(only)
     for j, (name, (m0, m1)) in enumerate(model.surgery.continuous.items() if surgery else ()):
         z = lat.surgery[:, j]
         columns[name] = np.where(is_treated, m1(z), m0(z))

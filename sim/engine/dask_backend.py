@@ -86,11 +86,11 @@ def _cluster_threads(client: Any) -> int:
 
 
 def _dask_results(client: Any, simulate: Callable, plans: Sequence[Any], streams: Sequence[tuple[int, ...]],
-                  tasks: Sequence[tuple[int, int, int]], seed: int, chunks_dir: Path,
-                  rows_back: bool = True) -> Iterator[dict]:
+                  tasks: Sequence[tuple[int, int, int]], seed: int, chunks_dir: Path) -> Iterator[dict]:
     """Submit one dask task per chunk (each condition's plan sent to the cluster once) and yield the
-    payloads as they finish, writing those whose file the workers could not write. Pending tasks
-    are cancelled if the caller stops early (an error, Ctrl-C)."""
+    payloads as they finish, writing those whose file the workers could not write. The rows always
+    come back: a worker may see a run directory of the same name that this process does not. Pending
+    tasks are cancelled if the caller stops early (an error, Ctrl-C)."""
     from distributed import as_completed
 
     from .runner import _run_chunk
@@ -99,16 +99,13 @@ def _dask_results(client: Any, simulate: Callable, plans: Sequence[Any], streams
     plan_refs = dict(zip(needed, client.scatter([plans[c] for c in needed], hash=False)))
     cdir = str(chunks_dir)
     pending = {client.submit(_run_chunk, simulate, plan_refs[c], c, streams[c], f, l, seed, cdir, "if_shared",
-                             rows_back, pure=False) for c, f, l in tasks}
+                             pure=False) for c, f, l in tasks}
     try:
         for future in as_completed(pending, loop=client.loop):
             pending.discard(future)
             payload = future.result()
             del future  # the cluster may forget the result now
-            path = chunks_dir / chunk_filename(payload["condition"], payload["first"], payload["last"])
-            if not path.is_file():
-                if payload["replicates"] is None:
-                    raise RuntimeError(f"a dask worker wrote {path.name} to a {chunks_dir} this process cannot see")
+            if not (chunks_dir / chunk_filename(payload["condition"], payload["first"], payload["last"])).is_file():
                 write_chunk(chunks_dir, payload)
             yield payload
     finally:

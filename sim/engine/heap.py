@@ -5,7 +5,8 @@ pages of its own and hands them back to the system when the array is freed, so e
 arrays fault in freshly zeroed pages. On the 2-core bench machine that was about a seventh of a
 replicate's time. Serving arrays up to 32 MB (glibc's largest threshold) from the heap and keeping
 freed heap memory lets the next chunk reuse the same pages; a process holds on to the memory of
-its largest chunk, no more. Elsewhere than glibc nothing changes.
+its largest chunk, no more. Set in whichever process computes chunks: the workers, or the calling
+process itself with n_jobs=1, for the rest of its life. Elsewhere than glibc nothing changes.
 """
 
 from __future__ import annotations

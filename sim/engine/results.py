@@ -2,13 +2,15 @@
 
 Why: a grid of conditions x 10^4-10^5 replicates has gigabytes of replicate rows. A run that
 leaves them in its chunk files (run_chunks(keep_rows=False)) and reads them back one condition at
-a time (`condition_replicates`) needs the memory of one condition, whatever the grid. The rows
-read back are those the run would have held: the same frames, concatenated the same way.
+a time (`condition_replicates`) needs the memory of one condition, whatever the grid. `replicates`
+read back is the table the run would have held (the same frames, concatenated the same way); a
+condition's rows are its chunks concatenated, so their columns are those its chunks have. The
+chunk files must still be there when the rows are read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -40,19 +42,31 @@ class RunResult:
     def replicates(self) -> pd.DataFrame:
         if self.rows is not None:
             return self.rows
-        return concat_rows([read_chunk(path)["replicates"] for *_, path in self.chunk_files])
+        return concat_rows([_rows(path) for *_, path in self.chunk_files])
 
-    def condition_replicates(self) -> Iterator[pd.DataFrame]:
-        """The rows of each condition that has any, in condition order, one condition in memory
-        at a time."""
+    def condition_replicates(self, conditions: Collection[int] | None = None) -> Iterator[pd.DataFrame]:
+        """The rows of each condition that has any (of `conditions`, default all), in condition
+        order, one condition in memory at a time; the others' files are not read."""
         if self.rows is not None:
-            for _, rows in self.rows.groupby("condition", sort=True):
-                yield rows
+            for c, rows in self.rows.groupby("condition", sort=True):
+                if conditions is None or c in conditions:
+                    yield rows
             return
-        for _, files in groupby(self.chunk_files, key=lambda f: f[0]):
-            rows = concat_rows([read_chunk(path)["replicates"] for *_, path in files])
+        for c, files in groupby(self.chunk_files, key=lambda f: f[0]):
+            if conditions is not None and c not in conditions:
+                continue
+            rows = concat_rows([_rows(path) for *_, path in files])
             if len(rows):
                 yield rows
+
+
+def _rows(path: Path) -> pd.DataFrame:
+    try:
+        return read_chunk(path)["replicates"]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"the run's replicate rows are read from its chunk files, and {path} is gone: keep "
+                                "the run directory while its result is used (a run without a directory keeps "
+                                "them in memory)") from None
 
 
 def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:

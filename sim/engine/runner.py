@@ -387,8 +387,7 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
     if not covered.all() and backend == "dask":
         with _dask_client(scheduler, workers) as client:
             tasks = tasks_of(chunk_size or default_chunk_size(reps, _cluster_threads(client) or workers))
-            with contextlib.closing(_dask_results(client, simulate, plans, streams, tasks, seed, chunks_dir,
-                                                  keep_rows)) as res:
+            with contextlib.closing(_dask_results(client, simulate, plans, streams, tasks, seed, chunks_dir)) as res:
                 collect(res)
     elif not covered.all():
         tasks = tasks_of(chunk_size or default_chunk_size(reps, workers))
