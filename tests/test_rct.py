@@ -247,7 +247,7 @@ def test_summary_is_tidy_with_mcse():
 def test_rct_planning_end_to_end(tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ)
-    proc = subprocess.run([sys.executable, "-m", "sim", "experiment=rct_planning", "reps=10", "n_jobs=2",
+    proc = subprocess.run([sys.executable, "-m", "sim", "experiment=rct_planning", "reps=10", "n_jobs=1",
                            f"hydra.run.dir={out}", "experiment.reference_n=20000"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
