@@ -5,7 +5,7 @@ Why: a replicate of the paper-size design is ~15,000 random numbers and a few te
 flops, but analysed one at a time through Python (dicts of rows, a DataFrame, one small numpy call
 per test) it costs milliseconds. Here the PS fits, the balance, the true effects and the outcome
 tests of all B replicates run in compiled loops (numba) over arrays of shape (B, N), the p-values
-in one vectorised scipy call each, and the rows are built once per chunk.
+in one vectorised scipy call each (sim.methods.batched_tests), and the rows are built once per chunk.
 
 Equal to the reference: the PS fit is fit_logit_binary's damped Newton in its compiled twin
 (sim.numerics.fit_logit_binary_batch: same standardisation, start, step halving and stopping
@@ -34,12 +34,11 @@ from typing import Mapping
 import numba
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from sim.methods import matching_cores as MC
-from sim.methods import outcomes as O
+from sim.methods import batched_tests as T
 from sim.methods.matching import CALIPER_SDS, _logit
-from sim.methods.pipeline import MethodSpec, RANK_TESTS
+from sim.methods.pipeline import MethodSpec
 from sim.methods.sensitivity import SENSITIVITY_ANALYSES, sensitivity_fields
 from sim.methods.truncation import TRUNCATION_ANALYSES, truncation_fields
 from sim.methods.propensity import _LOGIT_MAX
@@ -49,7 +48,6 @@ from sim.numerics import expit_numpy, fit_logit_binary_batch
 BATCHED_ANALYSES = ("wilcoxon", "signed_rank", "paired_t", "diff_means")
 #: analyses run pair set by pair set with the reference's own functions, on the batched pairs
 PER_PAIR_ANALYSES = (*SENSITIVITY_ANALYSES, *TRUNCATION_ANALYSES)
-NAN = float("nan")
 
 
 def unsupported(spec: MethodSpec) -> str | None:
@@ -288,90 +286,6 @@ def _group_stats(obs, treated):
     return un
 
 
-# ----------------------------------------------------------------------------- tests from statistics
-
-def _t_fields(est, se, df, n1, n2, reason):
-    """Rows of a t-based result (outcomes._t_result), vectorised; `reason` non-empty: not computed."""
-    ok = (reason == "") & (se > 0) & np.isfinite(se)
-    reason = np.where((reason == "") & ~ok, "zero variance: t statistic undefined", reason)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        q = special.stdtrit(np.where(ok, df, 1.0), 0.975)
-        p = 2.0 * special.stdtr(np.where(ok, df, 1.0), -np.abs(est / np.where(ok, se, 1.0)))
-    nan = np.full(est.shape, NAN)
-    return {"estimate": est, "se": se, "ci_low": np.where(ok, est - q * se, nan),
-            "ci_high": np.where(ok, est + q * se, nan), "p_value": np.where(ok, p, nan),
-            "n_used_treated": n1, "n_used_control": n2, "note": reason}
-
-
-def _wilcoxon(u):
-    n1, n2, u1, var = u[..., 0], u[..., 1], u[..., 2], u[..., 3]
-    have = (n1 >= 1) & (n2 >= 1)
-    tied = have & ~(var > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        big = np.maximum(u1, n1 * n2 - u1)
-        z = (big - n1 * n2 / 2.0 - 0.5) / np.sqrt(np.where(tied, 1.0, var))
-        p = np.clip(2.0 * special.ndtr(-z), 0.0, 1.0)
-        est = u1 / (n1 * n2)
-    reason = np.where(~have, "need >=1 value per arm", np.where(tied, "all values tied", ""))
-    nan = np.full(n1.shape, NAN)
-    return {"estimate": np.where(have, est, nan), "se": nan, "ci_low": nan, "ci_high": nan,
-            "p_value": np.where(have, np.where(tied, 1.0, p), nan),
-            "n_used_treated": n1, "n_used_control": n2, "note": reason}
-
-
-def _welch(u):
-    n1, n2, m1, m2, s1, s2 = (u[..., i] for i in (0, 1, 4, 5, 6, 7))
-    few = (n1 < 2) | (n2 < 2)
-    est = np.where((n1 >= 1) & (n2 >= 1), m1 - m2, NAN)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        v1, v2 = s1 / n1, s2 / n2
-        se = np.sqrt(v1 + v2)
-        df = np.where(se > 0, (v1 + v2) ** 2 / (v1 * v1 / (n1 - 1) + v2 * v2 / (n2 - 1)), NAN)
-    reason = np.where(few, "need >=2 values per arm", "")
-    return _t_fields(est, np.where(few, NAN, se), df, n1, n2, reason)
-
-
-def _paired_t(pa):
-    m, mean, sd = pa[..., 0], pa[..., 6], pa[..., 7]
-    few = m < 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        se = sd / np.sqrt(m)
-    return _t_fields(np.where(few, NAN, mean), np.where(few, NAN, se), m - 1, m, m,
-                     np.where(few, "fewer than 2 complete pairs", ""))
-
-
-def _signed_rank(pa):
-    m, k, rp, tie, ties, med = (pa[..., i] for i in range(6))
-    few = m < 2
-    zero = ~few & (k == 0)
-    exact = ~few & ~zero & (ties == 0) & (k <= 50)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        total = k * (k + 1) / 2.0
-        se = np.sqrt((k * (k + 1) * (2 * k + 1) - tie / 2.0) / 24.0)
-        p = np.minimum(1.0, 2.0 * special.ndtr(-np.abs((rp - total / 2.0) / se)))
-    for idx in zip(*np.nonzero(exact)):
-        cdf = O._signed_rank_cdf(int(k[idx]))
-        r = int(round(rp[idx]))
-        p[idx] = min(1.0, 2.0 * min(cdf[r], 1.0 - (cdf[r - 1] if r > 0 else 0.0)))
-    nan = np.full(m.shape, NAN)
-    reason = np.where(few, "fewer than 2 complete pairs", np.where(zero, "all paired differences are zero", ""))
-    return {"estimate": np.where(few, nan, med), "se": nan, "ci_low": nan, "ci_high": nan,
-            "p_value": np.where(few, nan, np.where(zero, 1.0, p)),
-            "n_used_treated": m, "n_used_control": m, "note": reason}
-
-
-def _fields(name: str, stats: dict) -> dict:
-    """pipeline._result_fields, vectorised: rank tests keep only their p-value and direction."""
-    est = stats["estimate"]
-    centre = 0.5 if name in ("wilcoxon", "crude_wilcoxon") else 0.0
-    with np.errstate(invalid="ignore"):
-        favours = np.where(np.isfinite(est), np.sign(est - centre), NAN)
-    out = dict(stats, favours=favours)
-    if name in RANK_TESTS or name == "crude_wilcoxon":
-        out["estimate"] = np.full(est.shape, NAN)
-    return out
-
-
 # ----------------------------------------------------------------------------- the chunk
 
 def fit_status(X: np.ndarray, treated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -424,13 +338,13 @@ def analyse_batch(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[st
     seen1 = np.stack([seen[t][1][rows] for t in times])
     truths = _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, np.array([times.index(t) for _, t in keys]))
     un, pa = _pair_stats(obs, ti, ci, n_pairs)
-    tests = {"wilcoxon": lambda: _wilcoxon(un), "signed_rank": lambda: _signed_rank(pa),
-             "paired_t": lambda: _paired_t(pa), "diff_means": lambda: _welch(un)}
-    per_analysis = [(a, _fields(a, tests[a]())) for a in spec.analyses if a in tests]
+    tests = {"wilcoxon": lambda: T.wilcoxon(un), "signed_rank": lambda: T.signed_rank(pa),
+             "paired_t": lambda: T.paired_t(pa), "diff_means": lambda: T.welch(un)}
+    per_analysis = [(a, T.result_fields(a, tests[a]())) for a in spec.analyses if a in tests]
     if spec.crude:
         crude = _group_stats(obs, treated)
-        per_analysis += [("crude_diff_means", _fields("crude_diff_means", _welch(crude))),
-                         ("crude_wilcoxon", _fields("crude_wilcoxon", _wilcoxon(crude)))]
+        per_analysis += [("crude_diff_means", T.result_fields("crude_diff_means", T.welch(crude))),
+                         ("crude_wilcoxon", T.result_fields("crude_wilcoxon", T.wilcoxon(crude)))]
     if not any(a in PER_PAIR_ANALYSES for a in spec.analyses):
         return _rows(keep, keys, per_analysis, n_pairs, treated.sum(axis=1), smd, truths), failures, reference
     dead = {t: np.where(np.asarray(columns[f"dead_{t}"])[rows].astype(bool),
