@@ -105,10 +105,7 @@ def check_report_settings(cfg: DictConfig, factors: list[str]) -> None:
             need(h[k] in factors, f"heatmaps[{i}].{k}", f"got {h[k]!r}; allowed (grid factors): {factors}")
         for k in h.get("where") or {}:
             need(k in factors, f"heatmaps[{i}].where.{k}", f"not a grid factor; allowed: {factors}")
-    key_cfg = plain_setting(cfg.experiment.get("key_table"), {})
-    need(isinstance(key_cfg, dict), "key_table", f"must be a mapping with keys {list(KEY_TABLE_KEYS)}")
-    for k in key_cfg:
-        need(k in KEY_TABLE_KEYS, f"key_table.{k}", f"unknown key; allowed: {list(KEY_TABLE_KEYS)}")
+    key_cfg = _mapping(cfg, "key_table", KEY_TABLE_KEYS, need)
     pivot = key_cfg.get("pivot")
     need(pivot is None or (isinstance(pivot, str) and pivot in factors), "key_table.pivot",
          f"got {pivot!r}; allowed: a grid factor of this run {factors} (its levels become the table's columns), "
@@ -119,10 +116,7 @@ def check_report_settings(cfg: DictConfig, factors: list[str]) -> None:
         need(isinstance(c, list) and len(c) == 2, "key_table.columns", f"entries are [analysis, measure], got {c!r}")
     for k in key_cfg.get("exp_factors") or {}:
         need(k in factors, f"key_table.exp_factors.{k}", f"not a grid factor; allowed: {factors}")
-    fig_cfg = plain_setting(cfg.experiment.get("figures"), {})
-    need(isinstance(fig_cfg, dict), "figures", f"must be a mapping with keys {list(FIGURES_KEYS)}")
-    for k in fig_cfg:
-        need(k in FIGURES_KEYS, f"figures.{k}", f"unknown key; allowed: {list(FIGURES_KEYS)}")
+    fig_cfg = _mapping(cfg, "figures", FIGURES_KEYS, need)
     if any(k in fig_cfg for k in FIGURE_SETTINGS):
         from sim.config import ANALYSES
         from sim.methods.pipeline import CRUDE_ANALYSES
@@ -131,6 +125,15 @@ def check_report_settings(cfg: DictConfig, factors: list[str]) -> None:
         for name in FIGURE_SETTINGS:
             if fig_cfg.get(name) is not None and applies(fig_cfg[name], factors):
                 _check_figure(name, fig_cfg[name], factors, analyses, need)
+
+
+def _mapping(cfg: DictConfig, name: str, keys: tuple[str, ...], need) -> dict:
+    """experiment.<name> as a plain mapping whose keys are among `keys` ({} when absent)."""
+    node = plain_setting(cfg.experiment.get(name), {})
+    need(isinstance(node, dict), name, f"must be a mapping with keys {list(keys)}")
+    for k in node:
+        need(k in keys, f"{name}.{k}", f"unknown key; allowed: {list(keys)}")
+    return node
 
 
 def applies(spec: Any, factors: list[str]) -> bool:
