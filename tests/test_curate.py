@@ -7,6 +7,7 @@ minimal fake run from the curated files themselves (summary, key table, report, 
 
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
 import subprocess
@@ -50,9 +51,10 @@ def _fake_run(name: str, run: Path, *, answer_module=None) -> Path:
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([*args, f"hydra.run.dir={run}"]))
     module = answer_module or C.load_answer(name)
-    for f in ["summary.csv", "report.md", getattr(module, "KEY_TABLE", C.KEY_TABLE), *(p.name for p in src.glob("*.png")),
+    for f in ["report.md", getattr(module, "KEY_TABLE", C.KEY_TABLE), *(p.name for p in src.glob("*.png")),
               *getattr(module, "EXTRA_FILES", ())]:
         shutil.copy2(src / f, run / f)
+    (run / "summary.csv").write_bytes(gzip.decompress((src / C.SUMMARY).read_bytes()))
     return run
 
 
@@ -75,7 +77,11 @@ def test_curating_the_run_reproduces_the_committed_readme(name, tmp_path):
     assert _section(written, "Answer") == _section(committed, "Answer")
     # nor anything else, up to the run directory named in the regenerate command
     assert written.replace(str(run), _committed_command(name)[1]) == committed
-    assert {p.name for p in dest.iterdir()} == {p.name for p in run.iterdir() if p.is_file()} | {"README.md"}
+    run_files = {p.name for p in run.iterdir() if p.is_file()} - {"summary.csv"}
+    assert {p.name for p in dest.iterdir()} == run_files | {"README.md", C.SUMMARY}
+    # the summary compressed with a fixed header: the run's bytes, and the committed file's
+    assert gzip.decompress((dest / C.SUMMARY).read_bytes()) == (run / "summary.csv").read_bytes()
+    assert (dest / C.SUMMARY).read_bytes() == (ROOT / "experiments" / name / C.SUMMARY).read_bytes()
 
 
 def test_command_line_curates_into_dest(tmp_path):
@@ -110,7 +116,7 @@ def _new_experiment_run(tmp_path: Path) -> Path:
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
         {"experiment": {"name": "no_such_experiment", "description": "?"}, "reps": 2, "seed": 1}))
-    shutil.copy2(ROOT / "experiments" / "caliper_sweep" / "summary.csv", run / "summary.csv")
+    (run / "summary.csv").write_bytes(gzip.decompress((ROOT / "experiments" / "caliper_sweep" / C.SUMMARY).read_bytes()))
     shutil.copy2(ROOT / "experiments" / "caliper_sweep" / "key_table.csv", run / "key_table.csv")
     return run
 

@@ -1,5 +1,7 @@
-"""Curated results: `python -m sim.report.curate RUN_DIR` copies a finished run's summary, key
-table and figures into experiments/<name>/ and writes its README.md: the question, the answer in
+"""Curated results: `python -m sim.report.curate RUN_DIR` copies a finished run's summary (as
+summary.csv.gz: the same CSV, gzip-compressed with a fixed header so that the same summary gives
+the same bytes; a grid's tidy summary runs to megabytes), key table and figures into
+experiments/<name>/ and writes its README.md: the question, the answer in
 two sentences (computed from the summary, so it is regenerated with the numbers), the key figure
 and table, and the exact command that regenerates it all.
 
@@ -25,6 +27,7 @@ An experiment without answer.py is refused (exit 2) with one `error:` line namin
 from __future__ import annotations
 
 import argparse
+import gzip
 import importlib.util
 import shutil
 import sys
@@ -36,6 +39,8 @@ import yaml
 
 from sim.report.tables import key_table_markdown, markdown
 from sim.report.units import in_sd, run_units
+
+SUMMARY = "summary.csv.gz"  #: the curated copy of the run's summary.csv
 
 ROOT = Path(__file__).resolve().parents[2]
 #: what answer.py declares unless it says otherwise
@@ -146,11 +151,12 @@ def curate(run: Path, dest: Path | None = None) -> Path:
                               "answer() should derive it in the run directory)")
     sections = [line for title, f, caption in tables
                 for line in (f"## {title}", "", caption, "", markdown(pd.read_csv(run / f)), "")]
-    files = [p for p in sorted(run.iterdir()) if p.suffix == ".png" or p.name in
-             ("summary.csv", key_table, "report.md", *extra)]
+    files = [p for p in sorted(run.iterdir()) if p.suffix == ".png" or p.name in (key_table, "report.md", *extra)]
     dest.mkdir(parents=True, exist_ok=True)
     for p in files:
         shutil.copy2(p, dest / p.name)
+    (dest / SUMMARY).write_bytes(gzip.compress((run / "summary.csv").read_bytes(), mtime=0))
+    (dest / "summary.csv").unlink(missing_ok=True)  # an uncompressed copy of an earlier curation
     figs = [p.name for p in files if p.suffix == ".png"]
     key_fig = key_figure if key_figure in figs else (figs[0] if figs else "")
     text = "\n".join([
@@ -163,7 +169,8 @@ def curate(run: Path, dest: Path | None = None) -> Path:
         "## Key table", "", key_table_markdown(key), "",
         *sections,
         f"All figures: {', '.join(f'[{f}]({f})' for f in figs)}. Full tidy results with Monte Carlo SEs: "
-        "[summary.csv](summary.csv); the run's report (configuration included): [report.md](report.md).", "",
+        f"[{SUMMARY}]({SUMMARY}) (`pandas.read_csv` reads it as it is); the run's report (configuration "
+        "included): [report.md](report.md).", "",
         f"Run: reps = {cfg['reps']} per condition, seed = {cfg['seed']}.", "",
     ])
     (dest / "README.md").write_text(text)
