@@ -16,8 +16,8 @@ from sim.jobs.conditions import conditions, matched_plan
 from sim.jobs.psm import psm_chunk, psm_replicate
 from sim.methods import batched
 from sim.methods.matching import match
-from sim.methods import matching_cores as MC
-from sim.methods.matching_cores import TIE_TOL
+from sim.methods import matching_compiled as MC
+from sim.methods.matching_cores import TIE_TOL, _greedy_ordered_py
 from sim.methods.propensity import fit_propensity
 
 RTOL = 1e-9  # the agreement the batched path promises (it differs only in the order of float sums)
@@ -182,7 +182,7 @@ def test_mirror_ties_go_to_the_lower_control_index_whatever_the_rounding(core):
         d = np.array(scores)
         dt, tid, dc, cid = d[:1], np.array([0]), d[1:], np.array([1, 2])
         if core == "python":
-            links = MC._greedy_ordered_py(dt, tid, dc, cid, 1, None)
+            links = _greedy_ordered_py(dt, tid, dc, cid, 1, None)
         else:
             dt, tid, pos, vals, cs, w = MC._greedy_prepare(dt, tid, dc, cid, None)
             _, c, _ = MC._kernel("_greedy_ordered_kernel")(dt, pos, vals, cs, 1, w)

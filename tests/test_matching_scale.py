@@ -1,8 +1,9 @@
 """The fast matching cores against the reference implementations they replace.
 
-sim.methods.matching_cores keeps the original cores as references: ``_greedy_ordered_py`` and
-``_greedy_closest_py`` (plain Python) for the compiled (numba) greedy cores, ``_optimal_dense``
-(dense cost matrix, ``linear_sum_assignment``) for the caliper-sparse optimal core. Here:
+sim.methods.matching_cores keeps the original greedy cores as references, ``_greedy_ordered_py`` and
+``_greedy_closest_py`` (plain Python), for the compiled (numba) cores of matching_compiled, and
+matching_optimal ``_optimal_dense`` (dense cost matrix, ``linear_sum_assignment``) for the
+caliper-sparse optimal core. Here:
 
 * greedy: ``match`` with the compiled cores gives exactly the result of ``match`` with the
   reference cores (same links in the same order, pair ids, weights), for every order, ratio,
@@ -27,21 +28,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sim.methods.matching as MM
-from sim.methods import matching_cores as MC
+from sim.methods import matching_compiled as MC
+from sim.methods import matching_cores as MR
+from sim.methods import matching_optimal as MO
 from sim.methods.matching import CALIPER_SDS, ORDERS, check_match, match
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-REFERENCE = {"_greedy_ordered": MC._greedy_ordered_py, "_greedy_closest": MC._greedy_closest_py,
-             "_optimal": MC._optimal_dense}
+REFERENCE = {"_greedy_ordered": MR._greedy_ordered_py, "_greedy_closest": MR._greedy_closest_py,
+             "_optimal": MO._optimal_dense}
 TIE_VALUES = [0.125, 0.25, 0.375, 0.5, 0.625, 0.75]  # dyadic: exact distance ties
 
 
 @pytest.fixture(autouse=True)
 def compiled_always(monkeypatch):
     """The compiled greedy kernels for inputs of any size (small strata normally
-    run the reference code until the kernels are loaded: see matching_cores.COMPILED_MIN_UNITS)."""
+    run the reference code until the kernels are loaded: see matching_compiled.COMPILED_MIN_UNITS)."""
     monkeypatch.setattr(MC, "COMPILED_MIN_UNITS", 0)
 
 
@@ -134,7 +137,7 @@ def test_greedy_equals_reference_larger_tied_inputs(order):
 def test_greedy_cores_called_directly():
     """The cores on their own: controls in any index order, ties, zero width, empty sides."""
     rng = np.random.default_rng(11)
-    cores = [(MC._greedy_ordered, MC._greedy_ordered_py), (MC._greedy_closest, MC._greedy_closest_py)]
+    cores = [(MC._greedy_ordered, MR._greedy_ordered_py), (MC._greedy_closest, MR._greedy_closest_py)]
     for rep in range(1500):
         nt, nc = (int(k) for k in rng.integers(0, 15, 2))
         if rep % 2:
@@ -200,7 +203,7 @@ def test_optimal_2000_rows_same_total_as_dense(share, ratio, caliper, strata):
 @pytest.fixture
 def sparse_always(monkeypatch):
     """The sparse optimal core on inputs of any size (normally small ones go to the dense one)."""
-    monkeypatch.setattr(MC, "SPARSE_MIN_CELLS", 0)
+    monkeypatch.setattr(MO, "SPARSE_MIN_CELLS", 0)
 
 
 @settings(max_examples=300, **SETTINGS)
@@ -212,7 +215,7 @@ def test_optimal_sparse_equals_dense_small(sample, ratio, caliper, scale, sd):
     kw = dict(algorithm="optimal", ratio=ratio, caliper=caliper, caliper_scale=scale, caliper_sd=sd, exact=exact)
     ref = match_ref(score, treated, **kw)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(MC, "SPARSE_MIN_CELLS", 0)
+        mp.setattr(MO, "SPARSE_MIN_CELLS", 0)
         res = match(score, treated, **kw)  # check_match runs inside
     d = distance_score(score, scale)
     assert res.n_pairs == ref.n_pairs
@@ -231,8 +234,8 @@ def test_optimal_sparse_seeded_cores(sparse_always):
         tid, cid = ids[:nt], np.sort(ids[nt:])
         width = [0.0, 0.05, 0.25, 1.0, 3.0][rep % 5]
         ratio = int(rng.integers(1, 4))
-        got = np.asarray(MC._optimal(dt, tid, dc, cid, ratio, width)).reshape(-1, 3)
-        want = np.asarray(MC._optimal_dense(dt, tid, dc, cid, ratio, width)).reshape(-1, 3)
+        got = np.asarray(MO._optimal(dt, tid, dc, cid, ratio, width)).reshape(-1, 3)
+        want = np.asarray(MO._optimal_dense(dt, tid, dc, cid, ratio, width)).reshape(-1, 3)
         score = dict(zip(np.r_[tid, cid].tolist(), np.r_[dt, dc].tolist()))
         dist = np.array([abs(score[t] - score[c]) for t, c, _ in got.tolist()])
         ref = np.array([abs(score[t] - score[c]) for t, c, _ in want.tolist()])
@@ -255,8 +258,8 @@ def test_optimal_sparse_links_at_exactly_the_width(sparse_always):
         y = x + float(rng.uniform(0.01, 2.0) * 10.0 ** rng.integers(-3, 2)) * float(rng.choice([-1, 1]))
         w = abs(x - y)
         dt, dc = np.array([x]), np.array([y])
-        assert len(np.asarray(MC._optimal(dt, np.r_[0], dc, np.r_[1], 1, w)).reshape(-1, 3)) == 1
-        assert len(np.asarray(MC._optimal(dt, np.r_[0], dc, np.r_[1], 1, np.nextafter(w, 0.0))).reshape(-1, 3)) == 0
+        assert len(np.asarray(MO._optimal(dt, np.r_[0], dc, np.r_[1], 1, w)).reshape(-1, 3)) == 1
+        assert len(np.asarray(MO._optimal(dt, np.r_[0], dc, np.r_[1], 1, np.nextafter(w, 0.0))).reshape(-1, 3)) == 0
 
 
 def test_optimal_without_caliper_or_all_pairs_allowed_is_the_dense_core():

@@ -35,7 +35,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from sim.methods import matching_cores as MC
+from sim.methods import matching_compiled as MC
 from sim.methods import batched_tests as T
 from sim.methods.matching import CALIPER_SDS, _logit
 from sim.methods.pipeline import MethodSpec

@@ -7,8 +7,8 @@ Design notes (why it looks like this):
   finds its position and two "next available" union-find structures (one
   scanning right, one scanning left) skip controls already used. Cost is
   O(N log N) plus a loop over treated units, compiled with numba
-  (sim.methods.matching_cores; the plain-Python original is kept there as the
-  tests' reference).
+  (sim.methods.matching_compiled; the plain-Python original is kept in
+  sim.methods.matching_cores as the tests' reference).
 * Tie rule (greedy, all orders): among controls at equal distance the one with
   the lowest input index wins; in the ordered greedy, distances above and below
   the treated unit's score that differ by at most ``TIE_TOL * (1 + |score|)``
@@ -49,8 +49,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.methods.match_checks import MatchingInvariantError, check_match
-from sim.methods.matching_cores import (MAX_OPTIMAL_CELLS, _greedy_closest, _greedy_ordered, _nearest_with_replacement,
-                                        _optimal)
+from sim.methods.matching_compiled import _greedy_closest, _greedy_ordered
+from sim.methods.matching_cores import _nearest_with_replacement
+from sim.methods.matching_optimal import MAX_OPTIMAL_CELLS, _optimal
 
 __all__ = [
     "MatchResult",
