@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from sim.engine import ReplicateFailure, expand_grid, run_experiment
-from sim.engine import dask_backend, runner
+from sim.engine import dask_backend, progress, runner
 from sim.engine.store import chunk_filename, parse_chunk_filename, read_chunk
 
 distributed = pytest.importorskip("distributed", reason="backend=dask needs the 'cluster' extra")
@@ -119,7 +119,7 @@ def test_interrupted_dask_run_keeps_finished_chunks(tmp_path, cluster, local_ref
     """Ctrl-C in the driver: pending tasks are cancelled, every received chunk is on disk, and the
     same run resumes from them."""
     seen = []
-    add = runner._Progress.add
+    add = progress.Progress.add
 
     def interrupt_after_five(self, c, n, resumed=False):
         add(self, c, n, resumed)
@@ -129,7 +129,7 @@ def test_interrupted_dask_run_keeps_finished_chunks(tmp_path, cluster, local_ref
                 raise KeyboardInterrupt
 
     kw = dict(chunk_size=3, progress=False, backend="dask", scheduler=cluster.scheduler_address)
-    monkeypatch.setattr(runner._Progress, "add", interrupt_after_five)
+    monkeypatch.setattr(progress.Progress, "add", interrupt_after_five)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(functools.partial(slow_toy_replicate, seconds=0.01), CONDITIONS, 20, 11, tmp_path, **kw)
     monkeypatch.undo()
