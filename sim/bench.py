@@ -36,20 +36,19 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
-import pandas as pd
 
-from sim.cohort.generate import Design, generate
+from sim.cohort.generate import Design
 from sim.engine import ChunkOutput, default_chunk_size, per_replicate, replicate_rng, run_chunks
 from sim.jobs.conditions import Condition, conditions
 from sim.jobs.psm import PsmJob, psm_chunk, psm_replicate
-from sim.methods import outcomes as O
-from sim.methods.pipeline import MethodSpec, _matrix
+from sim.methods.pipeline import MethodSpec
+from sim.bench_agreement import Agreement, agreement
+from sim.bench_baseline import baseline_replicate
 from sim.bench_matching import (GREEDY_N, MATCH_RUNS, OPTIMAL_N, QUICK_GREEDY_N, QUICK_OPTIMAL_N,  # noqa: F401
                                 REFERENCE_RUNS, jit_seconds, matching_rows)
 from sim.bench_process import BATCHED_JIT_PROBE, MEMORY_N, main_job, main_job_size, memory_rows
@@ -105,68 +104,6 @@ def rngs(first: int, count: int) -> list[np.random.Generator]:
     return [replicate_rng(SEED, STREAM, r) for r in range(first, first + count)]
 
 
-# ----------------------------------------------------------------------------- the baseline
-
-def baseline_ps(X: np.ndarray, treated: np.ndarray) -> np.ndarray:
-    import statsmodels.api as sm
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = sm.Logit(treated.astype(float), sm.add_constant(X, has_constant="add")).fit(disp=0)
-    return np.asarray(res.predict(), dtype=float)
-
-
-def baseline_greedy(ps: np.ndarray, treated: np.ndarray, caliper: float | None) -> list[tuple[int, int]]:
-    """Plain greedy 1:1 nearest neighbour on the logit PS, caliper x pooled SD (ddof=1), without
-    replacement; treated in descending PS order; ties go to the lower control index."""
-    ps = np.clip(ps, 1e-10, 1 - 1e-10)
-    lp = np.log(ps / (1 - ps))
-    t = treated.astype(bool)
-    width = math.inf
-    if caliper is not None:
-        width = caliper * math.sqrt((np.var(lp[t], ddof=1) + np.var(lp[~t], ddof=1)) / 2)
-    t_idx = [int(i) for i in np.flatnonzero(t)]
-    t_idx.sort(key=lambda i: (-ps[i], i))
-    controls = [int(j) for j in np.flatnonzero(~t)]
-    score = lp.tolist()
-    used = [False] * len(score)
-    pairs = []
-    for i in t_idx:
-        x = score[i]
-        best, best_d = -1, math.inf
-        for j in controls:
-            if used[j]:
-                continue
-            d = abs(score[j] - x)
-            if d < best_d:
-                best, best_d = j, d
-        if best >= 0 and best_d <= width:
-            used[best] = True
-            pairs.append((i, best))
-    return pairs
-
-
-def baseline_replicate(plan: tuple[Design, MethodSpec], rng: np.random.Generator) -> pd.DataFrame:
-    """Same cohort as psm_replicate with this rng; statsmodels PS + plain greedy; same tests."""
-    design, spec = plan
-    cohort = generate(design, rng)
-    cols = cohort.columns
-    treated = np.asarray(cols["treated"]).astype(bool)
-    ps = baseline_ps(_matrix(cols, spec.ps_covariates), treated)
-    pairs = baseline_greedy(ps, treated, spec.caliper)
-    ti = np.array([p[0] for p in pairs], dtype=np.int64)
-    ci = np.array([p[1] for p in pairs], dtype=np.int64)
-    rows = []
-    for name in spec.outcomes:
-        for tp in spec.times:
-            d0, d1 = cohort.potential_deltas[(name, tp)]
-            observed = np.where(treated, d1, d0)
-            for a, r in O.analyse_deltas(observed[ti], observed[ci], spec.analyses).items():
-                rows.append({"outcome": name, "timepoint": tp, "analysis": a, "n_pairs": len(pairs),
-                             "estimate": r.estimate, "p_value": r.p_value})
-    return pd.DataFrame(rows)
-
-
 # ----------------------------------------------------------------------------- timing
 
 def rate(fn: Callable[[int], Any], reps: int | None, seconds: float, step: int = 1) -> tuple[float, int, float]:
@@ -184,72 +121,6 @@ def rate(fn: Callable[[int], Any], reps: int | None, seconds: float, step: int =
         elapsed = time.perf_counter() - start
         if (reps is not None and done >= reps) or (reps is None and elapsed >= seconds):
             return done / elapsed, done, warm
-
-
-@dataclass
-class Agreement:
-    """The batched rows against the per-replicate rows on replicates 0..reps-1 (and the naive
-    baseline's pair counts on the replicates it ran)."""
-
-    reps: int
-    same_failures: bool
-    same_pairs: int  #: replicates with the same n_pairs (a failure on both sides counts as the same)
-    same_layout: bool  #: same columns, dtypes and non-float values, NaN at the same places
-    max_diff: dict[str, float]  #: max |batched - per-replicate| of estimate, p_value, any float column
-    naive_reps: int
-    naive_same_pairs: int
-
-
-def _stack(outputs: list[tuple[int, ChunkOutput]], reps: int) -> tuple[pd.DataFrame, set[int]]:
-    """Rows (replicate = absolute replicate number) and failed replicates below `reps`."""
-    frames, failed = [], set()
-    for first, out in outputs:
-        if len(out.rows):
-            frames.append(out.rows.assign(replicate=out.rows["replicate"] + first))
-        failed |= {first + b for b in out.failures}
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"replicate": []})
-    rows = rows[rows["replicate"] < reps].reset_index(drop=True)
-    return rows, {r for r in failed if r < reps}
-
-
-def _pairs(rows: pd.DataFrame, failed: set[int], reps: int) -> np.ndarray:
-    """n_pairs of replicates 0..reps-1 (0 for a failed one)."""
-    out = np.zeros(reps, dtype=np.int64)
-    if "n_pairs" not in rows:  # every replicate failed
-        return out
-    first = rows.groupby("replicate", sort=True)["n_pairs"].first()
-    out[first.index.to_numpy(dtype=np.int64)] = first.to_numpy()
-    out[list(failed)] = 0
-    return out
-
-
-def agreement(ref: list[tuple[int, ChunkOutput]], fast: list[tuple[int, ChunkOutput]], reps: int,
-              naive: dict[int, int | None]) -> Agreement:
-    a, a_failed = _stack(fast, reps)
-    b, b_failed = _stack(ref, reps)
-    pairs_a, pairs_b = _pairs(a, a_failed, reps), _pairs(b, b_failed, reps)
-    layout = list(a.columns) == list(b.columns) and len(a) == len(b)
-    diff = {"estimate": math.nan, "p_value": math.nan, "any": math.nan}
-    if layout:
-        worst = 0.0
-        for col in b.columns:
-            x, y = a[col].to_numpy(), b[col].to_numpy()
-            if a[col].dtype != b[col].dtype:
-                layout = False
-            elif b[col].dtype.kind == "f":
-                nan = np.isnan(y)
-                layout &= bool(np.array_equal(np.isnan(x), nan))
-                d = float(np.max(np.abs(x[~nan] - y[~nan]), initial=0.0))
-                worst = max(worst, d)
-                if col in diff:
-                    diff[col] = d
-            else:
-                layout &= bool((x == y).all())
-        diff["any"] = worst
-    naive_reps = [r for r in naive if r < reps]
-    return Agreement(reps=reps, same_failures=a_failed == b_failed, same_pairs=int((pairs_a == pairs_b).sum()),
-                     same_layout=layout, max_diff=diff, naive_reps=len(naive_reps),
-                     naive_same_pairs=sum(int(naive[r] == pairs_b[r]) for r in naive_reps))
 
 
 @dataclass
