@@ -14,7 +14,7 @@ import pytest
 
 import sim
 from sim.jobs import psm
-from sim.report.montecarlo import write_parquet
+from sim.report.parquet import write_parquet
 
 SENS = "method.outcomes.analyses=[wilcoxon,diff_means,rosenbaum,tost]"
 GRID = "experiment.grid={method.matching.caliper:[0.05,0.2,null],cohort.effect_mcid:[0.0]}"
