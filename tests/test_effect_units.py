@@ -4,6 +4,7 @@ n for one MCID beside that for 0.5 SD (checked against statsmodels' power solver
 
 from __future__ import annotations
 
+import gzip
 import math
 import shutil
 from pathlib import Path
@@ -93,6 +94,7 @@ def _run_from_curated(name: str, run: Path) -> Path:
     for p in src.iterdir():
         if p.suffix in (".csv", ".md", ".png"):
             shutil.copy2(p, run / p.name)
+    (run / "summary.csv").write_bytes(gzip.decompress((src / C.SUMMARY).read_bytes()))
     return run
 
 
@@ -230,7 +232,7 @@ def test_curated_trial_sets_one_mcid_beside_half_an_sd():
     assert len(one) == len(units)
     assert (one["n_ttest_one_mcid"] == one["closed_ttest_nct"]).all()
     assert (one["n_ancova_one_mcid"] == one["closed_ancova_nct"]).all()
-    answer = C.load_answer("rct_planning").answer(pd.read_csv(src / "summary.csv"), src)
+    answer = C.load_answer("rct_planning").answer(pd.read_csv(src / C.SUMMARY), src)
     u80 = units[units["power"] == 0.8]
     lo = u80.loc[u80["n_ttest_0.5sd"].idxmin()]
     assert f"but {int(lo['n_ttest_0.5sd'])} ({lo.outcome} {lo.timepoint}) to " in answer
