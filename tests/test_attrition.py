@@ -75,7 +75,7 @@ def big(model):
 # ------------------------------------------------------------------ 1. no effect on who is seen
 def test_no_survival_or_attrition_effect_means_the_same_survivors(model):
     """survival_effect = attrition_effect = 1: T1 is T0 bit for bit, and alive/seen agree under both
-    arms, so the SACE (truth_ate) equals the complete-case contrast (truth_while_alive) exactly,
+    arms, so the SACE (truth_ate) equals the whole cohort's complete-case contrast (truth_while_alive_cohort) exactly,
     even with a non-zero effect; the always-seen truth is the effect among those seen."""
     seed, n = 606, 4_000
     design = make_design(model, n, effect_mcid=1.0, survival_effect=1.0, attrition_effect=1.0)
@@ -99,12 +99,12 @@ def test_no_survival_or_attrition_effect_means_the_same_survivors(model):
         key = (r["outcome"], r["timepoint"])
         d0, d1 = c.potential_deltas[key]
         assert r["truth_ate"] != 0.0, key  # a real effect, so the equality below is not 0 == 0
-        assert r["truth_ate"] == pytest.approx(r["truth_while_alive"], rel=1e-12, abs=1e-12), key
+        assert r["truth_ate"] == pytest.approx(r["truth_while_alive_cohort"], rel=1e-12, abs=1e-12), key
         # always seen = seen under the arm received (both arms alike here): an independent computation
         seen = c.columns[f"seen_{r['timepoint']}"] == 1
         np.testing.assert_array_equal(seen, c.seen[r["timepoint"]][0])
-        assert r["truth_always_seen"] == pytest.approx(float(np.mean((d1 - d0)[seen])), rel=1e-12), key
-        differs += r["truth_always_seen"] != pytest.approx(r["truth_ate"], rel=1e-9)
+        assert r["truth_always_seen_cohort"] == pytest.approx(float(np.mean((d1 - d0)[seen])), rel=1e-12), key
+        differs += r["truth_always_seen_cohort"] != pytest.approx(r["truth_ate"], rel=1e-9)
     # the effect varies (floors, ceilings) and missed visits select on H: the always-seen truth is
     # generally not the SACE
     assert differs > 0
@@ -452,9 +452,9 @@ def test_principal_strata_are_known_per_patient(model):
 
 
 def test_analysis_truths_when_decompression_changes_who_is_seen(model):
-    """HR = 0.7 and OR = 2: truth_ate is the mean effect over the always-alive, truth_while_alive
+    """HR = 0.7 and OR = 2: truth_ate is the mean effect over the always-alive, truth_while_alive_cohort
     compares each arm's own survivors (now a different set, so it is not the SACE), and
-    truth_always_seen is the mean effect over the patients seen under both arms."""
+    truth_always_seen_cohort is the mean effect over the patients seen under both arms."""
     seed, n = 4242, 4_000
     design = make_design(model, n, effect_mcid=1.0, survival_effect=0.7, attrition_effect=2.0)
     c = generate(design, np.random.default_rng(seed))
@@ -474,10 +474,10 @@ def test_analysis_truths_when_decompression_changes_who_is_seen(model):
         assert not np.isnan(d1 - d0)[both].any() and both.sum() < (a0 & a1).sum()
         assert r["truth_ate"] == pytest.approx(float(np.mean((d1 - d0)[a0 & a1])), rel=1e-12), (o, t)
         wa = float(np.mean(d1[a1]) - np.mean(d0[a0]))
-        assert r["truth_while_alive"] == pytest.approx(wa, rel=1e-12, abs=1e-12), (o, t)
-        assert r["truth_always_seen"] == pytest.approx(float(np.mean((d1 - d0)[both])), rel=1e-12), (o, t)
+        assert r["truth_while_alive_cohort"] == pytest.approx(wa, rel=1e-12, abs=1e-12), (o, t)
+        assert r["truth_always_seen_cohort"] == pytest.approx(float(np.mean((d1 - d0)[both])), rel=1e-12), (o, t)
     # the added survivors under decompression are sicker: the while-alive contrast is not the SACE
-    assert any(r["truth_while_alive"] != pytest.approx(r["truth_ate"], rel=1e-6) for r in rows)
+    assert any(r["truth_while_alive_cohort"] != pytest.approx(r["truth_ate"], rel=1e-6) for r in rows)
 
 
 # ------------------------------------------------------------------ 8. validation names the key

@@ -138,11 +138,22 @@ def _nanmean_where(x, mask):
 
 
 @numba.njit(cache=True)
+def _nanmean_both(x, a, b):
+    s = 0.0
+    c = 0
+    for i in range(x.size):
+        if a[i] and b[i] and not np.isnan(x[i]):
+            s += x[i]
+            c += 1
+    return s / c if c else np.nan
+
+
+@numba.njit(cache=True)
 def _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, time_of):
-    """The five estimands of pipeline.analyse per replicate and outcome x time (B, K, 5); d0, d1:
-    (K, B, N), seen0, seen1: (T, B, N)."""
+    """The estimands of pipeline.analyse (TRUTH_NAMES) per replicate and outcome x time (B, K, 7);
+    d0, d1: (K, B, N), seen0, seen1: (T, B, N)."""
     K, B, N = d0.shape
-    out = np.full((B, K, 5), np.nan)
+    out = np.full((B, K, 7), np.nan)
     ones = np.ones(N, np.bool_)
     for b in range(B):
         matched = np.zeros(N, np.bool_)
@@ -151,11 +162,14 @@ def _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, time_of):
         for k in range(K):
             t = time_of[k]
             indiv = d1[k, b] - d0[k, b]
+            both = seen0[t, b] & seen1[t, b]
             out[b, k, 0] = _nanmean_where(indiv, ones)
             out[b, k, 1] = _nanmean_where(indiv, treated[b])
             out[b, k, 2] = _nanmean_where(indiv, matched)
-            out[b, k, 3] = _nanmean_where(d1[k, b], ones) - _nanmean_where(d0[k, b], ones)
-            out[b, k, 4] = _nanmean_where(indiv, seen0[t, b] & seen1[t, b])
+            out[b, k, 3] = _nanmean_where(d1[k, b], matched) - _nanmean_where(d0[k, b], matched)
+            out[b, k, 4] = _nanmean_both(indiv, matched, both)
+            out[b, k, 5] = _nanmean_where(d1[k, b], ones) - _nanmean_where(d0[k, b], ones)
+            out[b, k, 6] = _nanmean_where(indiv, both)
     return out
 
 

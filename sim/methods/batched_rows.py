@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sim.methods.pipeline import TRUTH_NAMES
 from sim.methods.sensitivity import SENSITIVITY_ANALYSES, sensitivity_fields
 from sim.methods.truncation import TRUNCATION_ANALYSES, truncation_fields
 
@@ -36,7 +37,6 @@ def records(keep, keys, spec, batched_fields, pairs, n_pairs, n_treated, smd, tr
     cells = {a: {n: (np.asarray(f[n]).astype(np.int64) if n in as_int else np.asarray(f[n])).tolist() for n in names}
              for a, f in batched_fields.items()}
     mcid = dict(spec.mcid)
-    truth_names = ("truth_ate", "truth_att", "truth_matched", "truth_while_alive", "truth_always_seen")
     crude = [a for a in batched_fields if a.startswith("crude_")]
     records, replicate = [], []
     for i, b in enumerate(keep.tolist()):
@@ -44,7 +44,7 @@ def records(keep, keys, spec, batched_fields, pairs, n_pairs, n_treated, smd, tr
                   "max_abs_smd": float(smd[i, 0]), "mean_abs_smd": float(smd[i, 1]), "ps_separation": False}
         for k, (outcome, t) in enumerate(keys):
             base = {"outcome": outcome, "timepoint": t, **common,
-                    **{name: float(truths[i, k, j]) for j, name in enumerate(truth_names)}}
+                    **{name: float(truths[i, k, j]) for j, name in enumerate(TRUTH_NAMES)}}
             for a in (*spec.analyses, *crude):
                 if a in SENSITIVITY_ANALYSES:
                     fields = sensitivity_fields(a, *pairs.changes(i, k), mcid[outcome], spec.alpha)
@@ -72,7 +72,7 @@ def tidy_rows(keep, keys, per_analysis, n_pairs, n_treated, smd, truths) -> pd.D
         "n_pairs": each(n_pairs), "share_treated_matched": each(n_pairs / np.maximum(n_treated, 1)),
         "max_abs_smd": each(smd[:, 0]), "mean_abs_smd": each(smd[:, 1]), "ps_separation": each(np.zeros(B, bool)),
     }
-    for j, name in enumerate(("truth_ate", "truth_att", "truth_matched", "truth_while_alive", "truth_always_seen")):
+    for j, name in enumerate(TRUTH_NAMES):
         out[name] = np.repeat(truths[:, :, j].reshape(-1), A)
     out["analysis"] = np.tile(np.array([a for a, _ in per_analysis], dtype=object), B * K)
     for name in ("estimate", "se", "ci_low", "ci_high", "p_value", "favours"):

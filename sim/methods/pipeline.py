@@ -2,19 +2,23 @@
 tests on the change from baseline. Returns tidy rows (one per outcome x time x analysis) with the
 true effects beside the estimates, so performance can be measured against a named estimand.
 
-Estimands (per outcome and time). An individual effect exists for a patient alive at the visit
-under both arms, so the first three are survivor average causal effects (SACE):
-  truth_ate     mean individual effect in the whole cohort;
-  truth_att     ... among the treated;
-  truth_matched ... among the matched treated, weighted as the estimator weights them (once per
-                link): what a matched treated-minus-control comparison estimates. It differs from the
-                ATT when treated go unmatched (189 treated vs 74 controls: at most 74 can be) and
-                the effect varies (floors and ceilings make it vary).
-  truth_while_alive   mean change of the cohort's patients alive under decompression minus that of
-                those alive without it: what a randomised complete-case comparison estimates; it
-                equals the SACE when decompression does not change who survives;
-  truth_always_seen   mean individual effect among the patients seen at the visit under both arms:
-                what trimming bounds (lee_bounds) bound.
+Estimands (per outcome and time), each on the population the matched comparison targets: the
+matched treated (each matched treated unit once, as the estimator weights them), from both potential
+outcomes. An individual effect exists for a patient alive at the visit under both arms:
+  truth_matched       mean individual effect among the matched treated alive under both arms (a
+                      survivor average causal effect): what a matched treated-minus-control comparison
+                      estimates. It differs from the ATT when treated go unmatched (189 treated vs 74
+                      controls: at most 74 can be) and the effect varies (floors and ceilings make it vary);
+  truth_while_alive   among the matched treated: mean change of those alive under decompression minus
+                      that of those alive without it (each arm's potential changes and potential
+                      deaths): what a complete-case matched comparison estimates when no one alive is
+                      missed; it equals truth_matched when decompression does not change who survives;
+  truth_always_seen   mean individual effect among the matched treated seen at the visit under both
+                      arms: what trimming bounds (lee_bounds) bound;
+  truth_att, truth_ate  the survivor effect among all treated, and in the whole cohort;
+  truth_while_alive_cohort, truth_always_seen_cohort  the while-alive and always-seen contrasts over the
+                      whole cohort (a randomised trial's targets), named so: they are not what the
+                      matched comparison estimates.
 The analyses see only the data: the change where the patient was seen at the visit, NaN where they
 had died or missed it.
 Rank tests (wilcoxon, signed_rank) carry a p-value but no effect estimate (NaN), so they enter
@@ -41,7 +45,11 @@ from sim.methods.truncation import TRUNCATION_ANALYSES, truncation_fields
 RANK_TESTS = ("wilcoxon", "signed_rank")
 #: estimand name -> per-replicate truth column (bias, MSE and coverage are measured against one)
 ESTIMANDS = {"att": "truth_att", "ate": "truth_ate", "matched": "truth_matched",
-             "while_alive": "truth_while_alive", "always_seen": "truth_always_seen"}
+             "while_alive": "truth_while_alive", "always_seen": "truth_always_seen",
+             "while_alive_cohort": "truth_while_alive_cohort", "always_seen_cohort": "truth_always_seen_cohort"}
+#: the per-replicate truth columns, in the order the rows carry them
+TRUTH_NAMES = ("truth_ate", "truth_att", "truth_matched", "truth_while_alive", "truth_always_seen",
+               "truth_while_alive_cohort", "truth_always_seen_cohort")
 CRUDE_ANALYSES = {"crude_diff_means": O.diff_means, "crude_wilcoxon": O.wilcoxon_ranksum}
 
 
@@ -167,19 +175,20 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
             d0, d1 = potential[(name, t)]
             observed = np.asarray(columns.get(f"{name}_delta_{t}", np.where(treated, d1, d0)), dtype=float)
             indiv = d1 - d0
+            if by_sets:
+                pop, y_t, y_c = matched_sets(ti, ci, observed)
+            else:
+                pop, y_t, y_c = ti, observed[ti], observed[ci]
+            both_seen = seen[t][0] & seen[t][1] if seen is not None else np.ones(indiv.shape, bool)
             truths = {
                 "truth_ate": _nanmean(indiv),
                 "truth_att": _nanmean(indiv[treated]),
-                "truth_matched": _nanmean(indiv[ti]),
-                "truth_while_alive": _nanmean(d1) - _nanmean(d0),
-                "truth_always_seen": (_nanmean(indiv[seen[t][0] & seen[t][1]]) if seen is not None
-                                      else _nanmean(indiv)),
+                "truth_matched": _nanmean(indiv[pop]),
+                "truth_while_alive": _nanmean(d1[pop]) - _nanmean(d0[pop]),
+                "truth_always_seen": _nanmean(indiv[pop][both_seen[pop]]),
+                "truth_while_alive_cohort": _nanmean(d1) - _nanmean(d0),
+                "truth_always_seen_cohort": _nanmean(indiv[both_seen]),
             }
-            if by_sets:
-                sets, y_t, y_c = matched_sets(ti, ci, observed)
-                truths["truth_matched"] = _nanmean(indiv[sets])
-            else:
-                y_t, y_c = observed[ti], observed[ci]
             base = {"outcome": name, "timepoint": t, **common, **truths}
             if res.n_pairs:
                 results = O.analyse_deltas(y_t, y_c, [a for a in spec.analyses if a in O.ANALYSES])

@@ -39,9 +39,11 @@ ESTIMAND_TEXT = {
     "att": "the effect among all treated alive at the visit under both arms",
     "ate": "the effect in the whole cohort among those alive at the visit under both arms (the survivor "
            "average causal effect)",
-    "while_alive": "the mean change of the cohort alive with decompression minus that of the cohort alive "
-                   "without it",
-    "always_seen": "the effect among the patients who would be seen at the visit under both arms",
+    "while_alive": "among the matched treated, the mean change of those alive with decompression minus that of "
+                   "those alive without it",
+    "always_seen": "the effect among the matched treated who would be seen at the visit under both arms",
+    "while_alive_cohort": "the while-alive contrast over the whole cohort (a randomised trial's target)",
+    "always_seen_cohort": "the effect among the whole cohort's patients seen at the visit under both arms",
 }
 
 
