@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sim.report import phrasing as P
+
 KEY_TABLE = "key_table.csv"
 KEY_FIGURE = "mse_bias.png"
 REF = 0.2  # Austin's recommended caliper (SD units of the logit PS)
@@ -18,28 +20,21 @@ def _get(s: pd.DataFrame, beta: float, measure: str, caliper: float | None = Non
     return d[np.isclose(d["caliper"], caliper)]
 
 
-def _vm(d: pd.DataFrame, digits: int = 3) -> str:
-    r = d.iloc[0]
-    return f"{r.value:.{digits}f} (MCSE {r.mcse:.{digits}f})"
-
-
 def _mse_sentence(s: pd.DataFrame, beta: float) -> tuple[str, bool]:
+    """Where the MSE is smallest at this beta, and whether the 0.2 caliper's MSE cannot be told from
+    it (the paired difference on the same data sets when the run has it)."""
     mse = _get(s, beta, "mse")
     best = mse.loc[mse["value"].idxmin()]
     ref = _get(s, beta, "mse", REF).iloc[0]
-    gap = ref.value - best.value
-    agree = gap <= 2 * ref.mcse
     diff = _get(s, beta, "mse_minus_ref", best.caliper)
-    paired = (f"; paired on the same data sets MSE({best.caliper:g}) - MSE({REF:g}) = {diff.iloc[0].value:+.5f} "
-              f"(MCSE {diff.iloc[0].mcse:.5f})" if len(diff) else "")
+    gap = P.Est.of(diff.iloc[0]) if len(diff) else P.Est.of(best).minus(P.Est.of(ref))
     if np.isclose(best.caliper, REF):
-        text = (f"at beta = {beta:g} the MSE is smallest at the {REF:g} caliper itself "
-                f"({ref.value:.4f}, MCSE {ref.mcse:.4f})")
-    else:
-        text = (f"at beta = {beta:g} the MSE is smallest at a caliper of {best.caliper:g} SD "
-                f"({best.value:.4f}, MCSE {best.mcse:.4f}) against {ref.value:.4f} (MCSE {ref.mcse:.4f}) at {REF:g}"
-                f"{paired}")
-    return text, agree
+        return (f"at beta = {beta:g} the MSE is smallest at the {REF:g} caliper itself ({P.fmt(P.Est.of(ref))})", True)
+    word = P.compare(gap, 0.0, "above", "below")
+    paired = "paired on the same data sets, " if len(diff) else ""
+    return (f"at beta = {beta:g} the MSE is smallest at a caliper of {best.caliper:g} SD ({P.fmt(P.Est.of(best))}) "
+            f"against {P.fmt(P.Est.of(ref))} at {REF:g}; {paired}MSE({best.caliper:g}) - MSE({REF:g}) = {P.fmt(gap)}, "
+            f"{word} 0", word.startswith("indistinguishable"))
 
 
 def answer(summary: pd.DataFrame, run_dir: Path) -> str:
@@ -49,35 +44,29 @@ def answer(summary: pd.DataFrame, run_dir: Path) -> str:
     mse_main, agree_main = _mse_sentence(s, main)
     mse_null, agree_null = _mse_sentence(s, null)
     widest = float(s.loc[s["analysis"] == "matched", "caliper"].max())
-    pbr_ref = _get(s, main, "pct_bias_removed", REF).iloc[0]
-    pbr_wide = _get(s, main, "pct_bias_removed", widest).iloc[0]
-    crude = s[(s["beta"] == main) & (s["analysis"] == "crude") & (s["measure"] == "bias")].iloc[0]
-    cov = _get(s, main, "coverage", REF).iloc[0]
-    t1 = _get(s, null, "rejection", REF).iloc[0]
-    t1_wide = _get(s, null, "rejection", widest).iloc[0]
+    pbr_ref = P.Est.of(_get(s, main, "pct_bias_removed", REF).iloc[0])
+    pbr_wide = P.Est.of(_get(s, main, "pct_bias_removed", widest).iloc[0])
+    crude = P.Est.of(s[(s["beta"] == main) & (s["analysis"] == "crude") & (s["measure"] == "bias")].iloc[0])
+    cov = P.Est.of(_get(s, main, "coverage", REF).iloc[0])
+    t1 = P.Est.of(_get(s, null, "rejection", REF).iloc[0])
+    t1_wide = P.Est.of(_get(s, null, "rejection", widest).iloc[0])
     pairs = _get(s, main, "mean_share_treated_matched", REF).iloc[0]
-
     if agree_main and agree_null:
-        verdict = ("sim agrees with Austin's recommendation: at both effect sizes the 0.2 caliper's MSE is "
-                   "within 2 of its MCSEs of the smallest one")
+        verdict = ("sim reproduces Austin's recommendation: at both effect sizes the 0.2 caliper's MSE cannot be "
+                   "told from the smallest one")
     elif agree_main or agree_null:
-        verdict = (f"sim agrees only in part: the 0.2 caliper's MSE is within 2 MCSE of the smallest one at "
-                   f"beta = {main if agree_main else null:g} but not at beta = {null if agree_main else main:g}")
+        verdict = (f"sim reproduces the recommendation in part: the 0.2 caliper's MSE cannot be told from the "
+                   f"smallest one at beta = {main if agree_main else null:g} but is above it at beta = "
+                   f"{null if agree_main else main:g}")
     else:
-        verdict = ("sim does not reproduce the recommendation: the 0.2 caliper's MSE is more than 2 MCSE above "
-                   "the smallest one at both effect sizes")
-    bias_ok = pbr_ref.value + 2 * pbr_ref.mcse >= 98
-    cov_ok = abs(cov.value - 0.95) <= 2 * cov.mcse
-    t1_ok = abs(t1.value - 0.05) <= 2 * t1.mcse
+        verdict = "sim does not reproduce the recommendation: the 0.2 caliper's MSE is above the smallest one at both"
+    removed = P.at_least(pbr_ref, 98.0, "at least 98 %") or P.compare(pbr_ref, 98.0, "above 98 %", "below 98 %")
     return (
-        f"Running Austin's (2011) continuous-outcome design through sim's own PS fit, greedy 1:1 matching "
-        f"(random order) and paired t, {mse_main}; {mse_null}; so {verdict}. "
-        f"The caliper of 0.2 removes {pbr_ref.value:.1f} % (MCSE {pbr_ref.mcse:.1f}) of the crude bias "
-        f"({crude.value:.2f}) against {pbr_wide.value:.1f} % (MCSE {pbr_wide.mcse:.1f}) at {widest:g} SD "
-        f"({'consistent with' if bias_ok else 'short of'} Austin's 'at least 98 %'; "
-        f"{100 * pairs.value:.1f} % of treated matched at 0.2); "
-        f"its 95 % CI covers {cov.value:.3f} (MCSE {cov.mcse:.3f}) and the type-I error at beta = 0 is "
-        f"{t1.value:.3f} (MCSE {t1.mcse:.3f}), {'both' if cov_ok and t1_ok else 'not both'} within 2 MCSE of "
-        f"the nominal 0.95 and 0.05 (Austin: approximately correct), whereas at {widest:g} SD the type-I error "
-        f"rises to {t1_wide.value:.3f}."
+        f"Monte Carlo SEs are in brackets. Running Austin's (2011) continuous-outcome design through sim's own PS fit, "
+        f"greedy 1:1 matching (random order) and paired t, {mse_main}; {mse_null}; so {verdict}. "
+        f"The caliper of 0.2 removes {P.fmt(pbr_ref)} % of the crude bias ({P.fmt(crude)}) against "
+        f"{P.fmt(pbr_wide)} % at {widest:g} SD ({removed}, Austin's benchmark; {100 * pairs.value:.1f} % of "
+        f"treated matched at 0.2); its 95 % CI covers {P.fmt(cov)}, {P.bound_phrase(cov, 0.95)}, and the type-I "
+        f"error at beta = 0 is {P.fmt(t1)}, {P.bound_phrase(t1, 0.05)} (Austin: approximately correct), whereas at "
+        f"{widest:g} SD the type-I error is {P.fmt(t1_wide)}."
     )

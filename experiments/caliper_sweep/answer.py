@@ -1,17 +1,25 @@
 """The curated answer of caliper_sweep (README.md, "## Answer"), computed from the run's summary by
-`python -m sim.report.curate RUN_DIR`."""
+`python -m sim.report.curate RUN_DIR`; every comparative word comes from sim.report.phrasing."""
 
 from pathlib import Path
 
 import pandas as pd
 
-from sim.report.curate import by_outcome, pick, units, value_range
-from sim.report.units import UNITS_FILE, UNITS_SECTION, span
+from sim.report import phrasing as P
+from sim.report.curate import pick, units
+from sim.report.units import UNITS_FILE, UNITS_SECTION, in_sd, span
 
 KEY_TABLE = "key_table.csv"
 KEY_FIGURE = "rejection.png"
 EXTRA_FILES = (UNITS_FILE,)  # one MCID in SD units of each outcome's change (the run's effect_units.csv)
 README_TABLES = (UNITS_SECTION,)
+ALPHA, TARGET = 0.05, 0.8
+
+
+def _rates(d: pd.DataFrame, u: pd.DataFrame | None = None) -> str:
+    return ", ".join(f"{r.outcome} {r.timepoint} "
+                     + P.fmt(P.Est.of(r), note=in_sd(u, r.outcome, r.timepoint) if u is not None else None)
+                     for r in d.itertuples())
 
 
 def answer(summary: pd.DataFrame, run_dir: Path) -> str:
@@ -23,26 +31,32 @@ def answer(summary: pd.DataFrame, run_dir: Path) -> str:
     bias02 = pick(s, caliper=0.2, effect_mcid=0.0, analysis="diff_means", measure="bias")
     bias_none = pick(s, caliper=None, effect_mcid=0.0, analysis="diff_means", measure="bias")
     null_none = pick(s, caliper=None, effect_mcid=0.0, analysis="wilcoxon", measure="rejection")
+    # power is read only where the test keeps its size: type-I error not told apart from 5 %
+    sized_words = {(r.outcome, r.timepoint): P.compare(P.Est.of(r), ALPHA, "above", "below")
+                   for r in null.itertuples()}
+    sized = {k for k, w in sized_words.items() if w.startswith("indistinguishable")}
+    off = [f"{o} {t} ({w} 5 %)" for (o, t), w in sized_words.items() if (o, t) not in sized]
+    size_txt = (f"a type-I error indistinguishable (within 2 MCSE) from 5 % in {len(sized)} of the {len(null)} "
+                f"outcome x time comparisons ({P.span([P.Est.of(r) for r in null.itertuples()])}"
+                + (f"; not {', '.join(off)}" if off else "") + ")")
+    power = power[[k in sized for k in zip(power.outcome, power.timepoint)]]
+    verdicts = {(r.outcome, r.timepoint): P.compare(P.Est.of(r), TARGET, "above", "below")
+                for r in power.itertuples()}
+    above = power[[verdicts[k] == "above" for k in zip(power.outcome, power.timepoint)]]
+    below = power[[verdicts[k] == "below" for k in zip(power.outcome, power.timepoint)]]
+    target_txt = (f"power is below 80 % beyond 2 MCSE for {len(below)} of these {len(power)}"
+                  + (f" and above it for {_rates(above)}" if len(above) else ""))
     worst = bias_none.loc[bias_none["value"].abs().idxmax()]
-    at02 = bias02[(bias02.outcome == worst.outcome) & (bias02.timepoint == worst.timepoint)]["value"].iloc[0]
-    # power is read only where the test keeps its size: type-I error within 3 MCSE of 5 %
-    sized = null[(null["value"] - 0.05).abs() <= 3 * null["mcse"]]
-    keys = set(zip(sized.outcome, sized.timepoint))
-    power = power[[k in keys for k in zip(power.outcome, power.timepoint)]]
-    off = "" if len(sized) == len(null) else (
-        f"; not {', '.join(f'{o} {t}' for o, t in zip(null.outcome, null.timepoint) if (o, t) not in keys)}")
-    size_txt = (f"within 3 MCSE of 5 % in {len(sized)} of the {len(null)} outcome x time comparisons "
-                f"({value_range(null)}{off})")
-    powered = power[power["value"] >= 0.8]
-    powered_txt = (f"only {by_outcome(powered, u)} reach{'es' if len(powered) == 1 else ''} 80 %"
-                   if len(powered) else "none reaches 80 %")
-    return (f"With the paper's caliper (0.2 SD of the logit PS) its Wilcoxon test keeps the type-I error {size_txt} "
-            f"but has little power to detect "
-            f"a true improvement of one MCID (significant in its favour, where the size holds: "
-            f"{by_outcome(power, u)}; {powered_txt}; "
-            f"one MCID is {span(u)} of the change, so these rates compare effects of different standardised "
-            f"sizes), so the published null result cannot rule out a clinically important benefit of decompression. "
-            f"Dropping the caliper raises the rejection rate for a benefit to {value_range(power_none)}, but "
-            f"through confounding bias (largest for {worst.outcome} {worst.timepoint}: {worst.value:.2f} without a "
-            f"caliper vs {at02:.2f} at 0.2) and a type-I error of up to {null_none['value'].max():.2f}, so those "
-            f"extra rejections are not power.")
+    at02 = pick(bias02, outcome=worst.outcome, timepoint=worst.timepoint).iloc[0]
+    worst_null = null_none.loc[null_none["value"].idxmax()]
+    return (f"Monte Carlo SEs are in brackets. With the paper's caliper (0.2 SD of the logit PS) its Wilcoxon "
+            f"test has {size_txt}. Where it keeps its "
+            f"size, its power to detect a true improvement of one MCID (significant in its favour) is "
+            f"{_rates(power, u)}: {target_txt}; one MCID is {span(u)} of the change, so these rates compare effects "
+            f"of different standardised sizes. A null result of this design therefore cannot rule out a clinically "
+            f"important benefit of decompression on {len(below)} of the {len(power)} outcome x time comparisons. "
+            f"Without a caliper the rejection rate for a benefit is {P.span([P.Est.of(r) for r in power_none.itertuples()])}, "
+            f"but that comes with confounding bias (largest for {worst.outcome} {worst.timepoint}: "
+            f"{P.fmt(P.Est.of(worst))} without a caliper against {P.fmt(P.Est.of(at02))} at 0.2, outcome units) and "
+            f"a type-I error of up to {P.fmt(P.Est.of(worst_null))} ({worst_null.outcome} {worst_null.timepoint}), "
+            f"so those rejections are not power.")

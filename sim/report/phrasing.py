@@ -70,26 +70,31 @@ class Est:
         return fmt(self)
 
 
-def fmt(x: Est | float, mcse: float | None = None) -> str:
+def fmt(x: Est | float, mcse: float | None = None, note: str | None = None) -> str:
     """'value (mcse)', with the decimals the MCSE warrants (its first significant digit, at least
-    two decimals for values below 10); a number without MCSE to three significant digits."""
+    two decimals for values below 10); a number without MCSE to three significant digits; a `note`
+    joins the bracket: 'value (mcse; note)'."""
+    if note is not None:
+        text = fmt(x, mcse)
+        return text[:-1] + f"; {note})" if text.endswith(")") else f"{text} ({note})"
     if not isinstance(x, Est):
         x = Est(float(x), 0.0 if mcse is None else float(mcse))
     if not math.isfinite(x.value):
         return "NA"
     if x.mcse <= 0 or not math.isfinite(x.mcse):
         return number(x.value)
-    d = max(0, 1 - math.floor(math.log10(x.mcse)) - 1)
+    d = max(0, -math.floor(math.log10(x.mcse)))
     d = max(d, 2 if abs(x.value) < 10 else 0)
     return f"{x.value:.{d}f} ({x.mcse:.{d}f})"
 
 
 def number(v: float, sig: int = 3) -> str:
-    """A number without MCSE: `sig` significant digits, no exponent for ordinary magnitudes."""
+    """A number without MCSE: `sig` significant digits, no trailing zeros, no exponent for
+    ordinary magnitudes (0.05, 0.95, 98, 5000)."""
     if v == 0 or not math.isfinite(v):
         return f"{v:g}"
-    d = max(0, sig - 1 - math.floor(math.log10(abs(v))))
-    return f"{v:.{d}f}"
+    text = f"{v:.{sig}g}"
+    return f"{v:.0f}" if "e" in text and abs(v) >= 1 else text
 
 
 # -- the ledger ----------------------------------------------------------------------------------
