@@ -313,6 +313,12 @@ def amplification_table(gamma, lams=None):
 
 
 # ----------------------------------------------------------------------------- MCID and tables
+def _rejects(p, alpha):
+    """A bound rejects at level alpha when p <= alpha (a bound equal to alpha rejects): the one rule
+    behind mcid_excluded in the tables and in the Monte Carlo summaries."""
+    return p <= alpha
+
+
 def mcid_exclusion(d, mcid, gammas, alpha=0.05, *, method="auto"):
     """Can a benefit of one MCID be excluded? At each Γ the bound for H0: τ = mcid vs τ < mcid.
 
@@ -324,7 +330,7 @@ def mcid_exclusion(d, mcid, gammas, alpha=0.05, *, method="auto"):
     g = _gammas(gammas, "gammas")
     ranks, t = _signed_ranks(_oriented(_diffs(d), _mcid(mcid), "less"))
     p = _tail(ranks, t, g, method)
-    return pd.DataFrame({"gamma": g, "p_upper_mcid": p, "mcid_excluded": p <= alpha})
+    return pd.DataFrame({"gamma": g, "p_upper_mcid": p, "mcid_excluded": _rejects(p, alpha)})
 
 
 def largest_gamma_excluding(d, mcid, alpha=0.05, *, method="auto") -> float:
@@ -388,6 +394,6 @@ def rosenbaum_summary(y_treated, y_control, *, mcid, alpha=0.05, gammas=(1.0, 1.
     out["gamma_mcid"] = float(_gamma_star(r_mc, t_mc, alpha, method))
     p_mc = _tail(r_mc, t_mc, g, method)
     for x, p in zip(g, p_mc):
-        out[_gamma_key(x)] = float(p <= alpha)
+        out[_gamma_key(x)] = float(_rejects(p, alpha))
     out["p_upper_at_1"] = float(_tail(r_pos, t_pos, np.array([1.0]), method)[0])
     return out
