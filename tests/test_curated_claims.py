@@ -105,4 +105,5 @@ def test_fmt_shows_the_digits_the_mcse_warrants():
     assert P.fmt(P.Est(0.0226, 0.0074)) == "0.023 (0.007)"
     assert P.fmt(P.Est(7.4712, 0.3)) == "7.47 (0.30)"  # two decimals at least below 10
     assert P.fmt(P.Est(1234.4, 12.0)) == "1234 (12)"
+    assert P.fmt(P.Est(-0.00004, 0.00063)) == "-0.00004 (0.00063)"  # not -0.0000
     assert P.fmt(P.Est(0.5, 0.0)) == "0.5" and P.fmt(P.Est(5000.0, 0.0)) == "5000"  # known exactly

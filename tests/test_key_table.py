@@ -14,7 +14,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from sim.config import ConfigError
-from sim.report.montecarlo import key_table, layout_key_table, pivot_key_table
+from sim.report.montecarlo import key_columns, key_table, layout_key_table, pivot_key_table
 from sim.report.settings import check_report_settings
 from sim.report.tables import key_table_markdown
 
@@ -98,13 +98,25 @@ def _cfg(key_table_cfg) -> OmegaConf:
     ({"pivot": "outcome"}, "experiment.key_table.pivot: got 'outcome'"),
     ({"pivot": ["caliper"]}, "experiment.key_table.pivot: got ['caliper']"),
     ({"pivott": "caliper"}, "experiment.key_table.pivott: unknown key; allowed: ['where', 'columns', 'exp_factors', "
-                            "'pivot']"),
-    (["caliper"], "experiment.key_table: must be a mapping with keys ['where', 'columns', 'exp_factors', 'pivot']"),
+                            "'pivot', 'defaults']"),
+    (["caliper"], "experiment.key_table: must be a mapping with keys ['where', 'columns', 'exp_factors', 'pivot', "
+                  "'defaults']"),
+    ({"defaults": "no"}, "experiment.key_table.defaults: got 'no'; allowed: true"),
 ])
 def test_bad_settings_are_refused_naming_the_key(setting, needle):
     with pytest.raises(ConfigError) as e:
         check_report_settings(_cfg(setting), FACTORS)
     assert str(e.value).startswith(needle), str(e.value)
+
+
+def test_key_columns_defaults_first_each_once_or_only_the_listed():
+    """A column listed twice, or listed and also a default, appears once; `defaults: false` keeps
+    only the listed columns (a small table of the measures an answer cites)."""
+    listed = {"columns": [["wilcoxon", "rejection_benefit"], ["wilcoxon", "rejection"], ["wilcoxon", "rejection_benefit"]]}
+    assert key_columns(["wilcoxon"], ["diff_means"], listed) == [
+        ("wilcoxon", "rejection"), ("diff_means", "bias"), ("wilcoxon", "rejection_benefit")]
+    assert key_columns(["wilcoxon"], ["diff_means"], {**listed, "defaults": False}) == [
+        ("wilcoxon", "rejection_benefit"), ("wilcoxon", "rejection")]
 
 
 def test_good_settings_pass():

@@ -214,8 +214,7 @@ def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path
     extra, captions, notes = methods_figures(fig_cfg, result, out_dir, estimand, alpha)
     figures += extra
     key_cfg = plain_setting(cfg.experiment.get("key_table"), {})
-    columns = [(a, "rejection") for a in tests] + [(a, "bias") for a in estimates]
-    columns += [tuple(c) for c in key_cfg.get("columns", [])]
+    columns = key_columns(tests, estimates, key_cfg)
     keyed = summary
     for k, v in (key_cfg.get("where") or {}).items():
         keyed = keyed[keyed[k] == v]
@@ -224,6 +223,13 @@ def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path
     units = condition_units(result.conditions, dict(zip(result.conditions[0].factors, factors)))
     atomic_csv(units, out_dir / UNITS_FILE)
     atomic_text(_report(cfg, result, estimand, figures, table, captions, notes, units), out_dir / "report.md")
+
+
+def key_columns(tests: list[str], estimates: list[str], key_cfg: dict) -> list[tuple[str, str]]:
+    """The key table's (analysis, measure) columns: the figures' rejection and bias columns unless
+    `defaults: false`, then `columns`; each once, in that order."""
+    first = [(a, "rejection") for a in tests] + [(a, "bias") for a in estimates] if key_cfg.get("defaults", True) else []
+    return list(dict.fromkeys(first + [tuple(c) for c in key_cfg.get("columns", [])]))
 
 
 def _exp_label(factor: str, name: str) -> Callable[[Any], str]:

@@ -85,6 +85,8 @@ def fmt(x: Est | float, mcse: float | None = None, note: str | None = None) -> s
         return number(x.value)
     d = max(0, -math.floor(math.log10(x.mcse)))
     d = max(d, 2 if abs(x.value) < 10 else 0)
+    if x.value and round(x.value, d) == 0:  # a value far below its MCSE: show its first digit, not -0.0000
+        d = max(d, -math.floor(math.log10(abs(x.value))))
     return f"{x.value:.{d}f} ({x.mcse:.{d}f})"
 
 

@@ -11,8 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 
 HEATMAP_KEYS = {"file", "title", "analysis", "measure", "x", "y", "where", "complement"}
 #: experiment.key_table: rows kept (`where`), extra [analysis, measure] columns, exp(factor) columns,
-#: and the grid factor whose levels become the columns (`pivot`, see pivot_key_table)
-KEY_TABLE_KEYS = ("where", "columns", "exp_factors", "pivot")
+#: the grid factor whose levels become the columns (`pivot`, see pivot_key_table), and whether the
+#: figures' rejection and bias columns come first (`defaults`, true unless set)
+KEY_TABLE_KEYS = ("where", "columns", "exp_factors", "pivot", "defaults")
 ROW_KEYS = ("outcome", "timepoint", "analysis")
 #: experiment.figures.<name> of the methods-paper figures: (required keys, allowed keys)
 FIGURE_SETTINGS = {
@@ -114,6 +115,9 @@ def check_report_settings(cfg: DictConfig, factors: list[str]) -> None:
         need(k in factors or k in ROW_KEYS, f"key_table.where.{k}", f"allowed: {factors + list(ROW_KEYS)}")
     for c in key_cfg.get("columns") or []:
         need(isinstance(c, list) and len(c) == 2, "key_table.columns", f"entries are [analysis, measure], got {c!r}")
+    need(isinstance(key_cfg.get("defaults", True), bool), "key_table.defaults",
+         f"got {key_cfg.get('defaults')!r}; allowed: true (the figures' rejection and bias columns first) or false "
+         "(only key_table.columns)")
     for k in key_cfg.get("exp_factors") or {}:
         need(k in factors, f"key_table.exp_factors.{k}", f"not a grid factor; allowed: {factors}")
     fig_cfg = _mapping(cfg, "figures", FIGURES_KEYS, need)
