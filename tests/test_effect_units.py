@@ -108,17 +108,17 @@ def test_sample_size_answer_follows_the_summary_and_the_units(tmp_path):
     top = power.loc[power["value"].idxmax()]
     u = pd.read_csv(run / U.UNITS_FILE)
     sd = U.mcid_in_sd(u, top.outcome, top.timepoint)
-    quoted = f"{top.value:.2f} ({top.outcome} {top.timepoint}, 1 MCID = {sd:.2f} SD)"
+    quoted = f"{top.value:.2f} ({top.mcse:.2f}; {top.outcome} {top.timepoint}, 1 MCID = {sd:.2f} SD)"
     assert quoted in before
     # edit the summary: the sentence follows
     edited = summary.copy()
     edited.loc[top.name, "value"] = 0.97
     after = m.answer(edited, run)
-    assert quoted not in after and f"0.97 ({top.outcome} {top.timepoint}, 1 MCID = " in after
+    assert quoted not in after and f"0.97 ({top.mcse:.2f}; {top.outcome} {top.timepoint}, 1 MCID = " in after
     # edit the units: the SD part follows
     u.loc[u["outcome"] == top.outcome, "mcid_in_sd"] = 9.87
     u.to_csv(run / U.UNITS_FILE, index=False)
-    assert f"({top.outcome} {top.timepoint}, 1 MCID = 9.87 SD)" in m.answer(summary, run)
+    assert f"; {top.outcome} {top.timepoint}, 1 MCID = 9.87 SD)" in m.answer(summary, run)
 
 
 def test_caliper_sweep_answer_quotes_each_power_with_its_units(tmp_path):
@@ -139,19 +139,20 @@ def test_caliper_sweep_answer_quotes_each_power_with_its_units(tmp_path):
                                  "analysis": analysis, "measure": measure, "value": value, "mcse": 0.01})
     summary = pd.DataFrame(rows)
     text = C.load_answer("caliper_sweep").answer(summary, run)
-    assert "face m1 0.83 (1 MCID = 0.62 SD), vas m1 0.52 (1 MCID = 0.50 SD)" in text
-    assert "only face m1 0.83 (1 MCID = 0.62 SD) reaches 80 %" in text
+    assert "face m1 0.83 (0.01; 1 MCID = 0.62 SD), vas m1 0.52 (0.01; 1 MCID = 0.50 SD)" in text
+    assert "power is below 80 % beyond 2 MCSE for 1 of these 2; above 80 % beyond 2 MCSE for face m1 0.83 (0.01" in text
     assert "one MCID is 0.50 SD (vas m1) to 0.62 SD (face m1) of the change" in text
     summary.loc[(summary["outcome"] == "vas") & (summary["measure"] == "rejection_benefit"), "value"] = 0.91
     text = C.load_answer("caliper_sweep").answer(summary, run)
-    assert "face m1 0.83 (1 MCID = 0.62 SD), vas m1 0.91 (1 MCID = 0.50 SD) reach 80 %" in text
-    assert "within 3 MCSE of 5 % in 2 of the 2 outcome x time comparisons" in text
+    assert "above 80 % beyond 2 MCSE for face m1 0.83 (0.01), vas m1 0.91 (0.01)" in text
+    assert "below 80 %" not in text and "cannot rule out" not in text
+    assert "indistinguishable (within 2 MCSE) from 5 % in 2 of the 2 outcome x time comparisons" in text
     # a test that does not keep its size (type-I error 0.09, 4 MCSE above 5 %) has no power to quote
     summary.loc[(summary["outcome"] == "vas") & (summary["measure"] == "rejection")
                 & (summary["caliper"] == 0.2), "value"] = 0.09
     text = C.load_answer("caliper_sweep").answer(summary, run)
-    assert "in 1 of the 2 outcome x time comparisons (0.05-0.09; not vas m1)" in text
-    assert "vas m1 0.91" not in text and "only face m1 0.83 (1 MCID = 0.62 SD) reaches 80 %" in text
+    assert "in 1 of the 2 outcome x time comparisons (0.05 (0.01) to 0.09 (0.01); not vas m1 (above 5 %))" in text
+    assert "vas m1 0.91" not in text and "above 80 % beyond 2 MCSE for face m1 0.83 (0.01" in text
 
 
 def test_units_are_computed_from_the_run_config_when_the_run_has_none(tmp_path, model):

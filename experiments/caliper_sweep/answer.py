@@ -44,8 +44,14 @@ def answer(summary: pd.DataFrame, run_dir: Path) -> str:
                 for r in power.itertuples()}
     above = power[[verdicts[k] == "above" for k in zip(power.outcome, power.timepoint)]]
     below = power[[verdicts[k] == "below" for k in zip(power.outcome, power.timepoint)]]
-    target_txt = (f"power is below 80 % beyond 2 MCSE for {len(below)} of these {len(power)}"
-                  + (f" and above it for {_rates(above)}" if len(above) else ""))
+    near = power[[verdicts[k].startswith("indistinguishable") for k in zip(power.outcome, power.timepoint)]]
+    target_txt = "; ".join(t for t in (
+        f"power is below 80 % beyond 2 MCSE for {len(below)} of these {len(power)}" if len(below) else "",
+        f"above 80 % beyond 2 MCSE for {_rates(above)}" if len(above) else "",
+        f"not distinguishable from 80 % for {_rates(near)}" if len(near) else "") if t)
+    verdict = (f"A null result of this design therefore cannot rule out a clinically important benefit of "
+               f"decompression on {len(below)} of the {len(power)} outcome x time comparisons where its size holds. "
+               if len(below) else "")
     worst = bias_none.loc[bias_none["value"].abs().idxmax()]
     at02 = pick(bias02, outcome=worst.outcome, timepoint=worst.timepoint).iloc[0]
     worst_null = null_none.loc[null_none["value"].idxmax()]
@@ -53,8 +59,7 @@ def answer(summary: pd.DataFrame, run_dir: Path) -> str:
             f"test has {size_txt}. Where it keeps its "
             f"size, its power to detect a true improvement of one MCID (significant in its favour) is "
             f"{_rates(power, u)}: {target_txt}; one MCID is {span(u)} of the change, so these rates compare effects "
-            f"of different standardised sizes. A null result of this design therefore cannot rule out a clinically "
-            f"important benefit of decompression on {len(below)} of the {len(power)} outcome x time comparisons. "
+            f"of different standardised sizes. {verdict}"
             f"Without a caliper the rejection rate for a benefit is {P.span([P.Est.of(r) for r in power_none.itertuples()])}, "
             f"but that comes with confounding bias (largest for {worst.outcome} {worst.timepoint}: "
             f"{P.fmt(P.Est.of(worst))} without a caliper against {P.fmt(P.Est.of(at02))} at 0.2, outcome units) and "
