@@ -9,7 +9,7 @@ outcomes; nothing in `sim` assumes a particular schedule.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,6 +23,11 @@ VISIT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 KINDS = ("continuous", "binary", "categorical")
 SCALE_TYPES = ("normal", "lognormal")
 SUM_TOLERANCE = 0.01  # published counts may be off by rounding or a typo (Table 1 level: 190/189)
+#: sections only the report reads (the number analysed at each visit, sim.report.published). They
+#: are held apart from `Study.raw`, which keys the calibrated cohort model (sim.cohort.calibrate
+#: hashes it): adding or correcting a count the model never uses must not invalidate it.
+REPORT_SECTIONS = ("analysed",)
+ANALYSED_BOUNDS = ("n", "low", "high")
 
 
 class StudySpecError(ValueError):
@@ -167,6 +172,56 @@ def _section(raw: Mapping, key: str) -> Mapping:
     return block
 
 
+def _text(x: Any, path: str) -> str:
+    if not isinstance(x, str) or not x.strip():
+        _fail(path, f"must be a non-empty text (the source or the assumption), got {x!r}")
+    return x
+
+
+def _validate_analysed(raw: Mapping, n: Mapping[str, int]) -> None:
+    """`analysed`: how many of each matched group have a change at each follow-up visit. Per visit
+    and group a point value `n` and a plausible range [`low`, `high`] (2 <= low <= n <= high <=
+    the matched group's size, `matched.n`, else the study's), each justified in the visit's
+    `basis` (`n`, `low`, `high`: a source or a stated assumption); `deaths` per group with its
+    `source`. Which visits it lists is checked where it is used (`Study.analysed_sizes`): a study
+    may rename or drop visits for the generator without touching what only the report reads."""
+    block = raw.get("analysed")
+    if block is None:
+        return
+    if not isinstance(block, Mapping):
+        _fail("analysed", f"must be a mapping of follow-up visit -> counts, got {type(block).__name__}")
+    matched = raw.get("matched")
+    sizes = matched.get("n") if isinstance(matched, Mapping) and isinstance(matched.get("n"), Mapping) else n
+    _text(_get(block, "source", "analysed"), "analysed.source")
+    deaths = _get(block, "deaths", "analysed")
+    _text(_get(deaths, "source", "analysed.deaths"), "analysed.deaths.source")
+    for g in GROUPS:
+        _count(_get(deaths, g, "analysed.deaths"), f"analysed.deaths.{g}", int(sizes[g]))
+    for visit, entry in block.items():
+        if visit in ("source", "deaths"):
+            continue
+        path = f"analysed.{visit}"
+        _visit_name(visit, path)
+        if not isinstance(entry, Mapping):
+            _fail(path, f"must be a mapping with treated, control and basis, got {entry!r}")
+        basis = _get(entry, "basis", path)
+        for key in ANALYSED_BOUNDS:
+            _text(_get(basis, key, f"{path}.basis"), f"{path}.basis.{key}")
+        for g in GROUPS:
+            gp = f"{path}.{g}"
+            counts = _get(entry, g, path)
+            if not isinstance(counts, Mapping):
+                _fail(gp, f"must be a mapping {{n, low, high}}, got {counts!r}")
+            extra = sorted(str(k) for k in counts if k not in ANALYSED_BOUNDS)
+            if extra:
+                _fail(f"{gp}.{extra[0]}", f"unknown key; allowed: {list(ANALYSED_BOUNDS)}")
+            v = {k: _count(_get(counts, k, gp), f"{gp}.{k}", int(sizes[g])) for k in ANALYSED_BOUNDS}
+            if v["low"] < 2:
+                _fail(f"{gp}.low", f"must be >= 2 (a group's SD needs two patients), got {v['low']}")
+            if not v["low"] <= v["n"] <= v["high"]:
+                _fail(f"{gp}.n", f"must lie in [low, high] = [{v['low']}, {v['high']}], got {v['n']}")
+
+
 def validate(raw: Any) -> None:
     """Raise StudySpecError naming the first field that breaks the schema."""
     if not isinstance(raw, Mapping):
@@ -199,13 +254,16 @@ def validate(raw: Any) -> None:
             _fail(f"{p}.ci", f"odds ratio {or_} is not inside its CI [{lo}, {hi}]")
     for name, out in _section(raw, "outcomes").items():
         _validate_outcome(name, out, f"outcomes.{name}", (baseline, *follow_up))
+    _validate_analysed(raw, n)
 
 
 @dataclass(frozen=True)
 class Study:
-    """A validated study spec with accessors for the targets the generator uses."""
+    """A validated study spec with accessors for the targets the generator uses. `raw` is the
+    file less its REPORT_SECTIONS, which are in `report` (see REPORT_SECTIONS for why)."""
 
     raw: Mapping[str, Any]
+    report: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -261,6 +319,28 @@ class Study:
         counts = np.asarray(var[group]["n"], dtype=float)
         return counts / counts.sum()
 
+    def analysed_sizes(self) -> dict[str, dict[str, dict[str, int]]]:
+        """{visit: {group: {"n", "low", "high"}}} for every follow-up visit, from `analysed`
+        (validated on load); StudySpecError naming the field if a visit has no entry or an entry
+        names no follow-up visit."""
+        block = self.report.get("analysed")
+        if not isinstance(block, Mapping):
+            _fail("analysed", f"study {self.name!r} gives no number analysed per group at each visit; add "
+                              "analysed.<visit>.{treated,control}: {n, low, high} with their basis")
+        extra = sorted(str(k) for k in block if k not in ("source", "deaths") and k not in self.follow_up)
+        if extra:
+            _fail(f"analysed.{extra[0]}", f"not a follow-up visit; allowed: {list(self.follow_up)}")
+        out = {}
+        for t in self.follow_up:
+            entry = _get(block, t, "analysed")
+            out[t] = {g: {k: int(entry[g][k]) for k in ANALYSED_BOUNDS} for g in GROUPS}
+        return out
+
+    def analysed_basis(self, visit: str) -> dict[str, str]:
+        """The source or assumption of `n`, `low` and `high` at `visit`."""
+        self.analysed_sizes()
+        return dict(self.report["analysed"][visit]["basis"])
+
     def log_odds_ratios(self) -> dict[str, float]:
         pm = self.raw["propensity_model"]
         return {c: float(np.log(pm["odds_ratios"][c]["or"])) for c in pm["covariates"]}
@@ -278,7 +358,8 @@ def load_study(source: str | Path | Mapping[str, Any]) -> Study:
             raw = yaml.safe_load(fh)
     raw = _plain(raw)
     validate(raw)
-    return Study(raw)
+    report = {k: raw[k] for k in REPORT_SECTIONS if k in raw}
+    return Study({k: v for k, v in raw.items() if k not in report}, report)
 
 
 def _plain(obj: Any) -> Any:

@@ -2,19 +2,27 @@
 
 The replicates are the paper-size cohorts whose matched pairs are counted: one condition,
 `experiment.pair_cohorts` replicates, each a cohort of `cohort.n` patients (the paper's 263 by
-default) matched by the same PS fit and matching as the Monte Carlo job (`pipeline.fit_and_match`).
-Every cohort setting is honoured (`cohort.n`, `cohort.confounding`, effects, ...). Writes, in the
-run directory:
-  calibration.csv   every published marginal beside its value in a large synthetic cohort of
-                    `experiment.check_n` patients (the same cohort settings), with the acceptance
-                    rule (exit code 1 if a required target fails), and the mean matched pairs
-                    beside the published 51;
-  summary.csv       the tidy table of the pairs (mean with its MCSE, failed cohorts);
+default) matched by the same PS fit and matching as the Monte Carlo job (`pipeline.fit_and_match`);
+each also counts its matched patients seen at each visit and dead (beside Table 4's deaths and the
+study file's number analysed). Every cohort setting is honoured (`cohort.n`, `cohort.confounding`,
+effects, ...). Writes, in the run directory:
+  calibration.csv   every published marginal beside its mean over `experiment.check_cohorts`
+                    independent cohorts of `experiment.check_n` patients (the same cohort settings):
+                    mean error with its MCSE, margin (|error| / tolerance), status (passed / failed /
+                    not reproduced, with the reason; sim.report.calibration), the completers'
+                    baseline gaps as reported targets, and the mean matched pairs beside the
+                    published 51; exit code 1 only if a required target fails;
+  summary.csv       the tidy table of the pairs (mean with its MCSE, failed cohorts) and of the
+                    matched patients seen per visit and dead;
   cohort.csv        one synthetic cohort of `cohort.n` patients (potential outcomes included);
-  table1.md         Table 1 and Fig. 1, published beside synthetic;
+  table1.md         Table 1 and Fig. 1, published beside the first check cohort;
   table3.md, table4.md, table5.md
                     the paper's analysis re-run on that cohort: multivariable logistic model,
                     matched marginals with SMDs, matched delta comparisons;
+  completers.md/.csv  the completers' baselines, published beside the mean over the check cohorts;
+  published_sensitivity.csv/.md, published_sensitivity_by_n.csv
+                    the paper's own Table 5 at the number analysed per visit (study file), and
+                    every decision over the plausible range of that number (sim.report.published);
   calibration.png   synthetic vs published for every marginal;
   report.md         all of the above in one page.
 """
@@ -33,7 +41,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sim.cohort.checks import calibration_table, completers_table, failed_required, matched_pairs_row  # noqa: E402
 from sim.cohort.generate import Design, generate  # noqa: E402
 from sim.cohort.model import CohortModel, numeric_column  # noqa: E402
 from sim.config import ConfigError, _is_int  # noqa: E402
@@ -46,12 +53,14 @@ from sim.methods.matching import MatchResult  # noqa: E402
 from sim.methods.outcomes import wilcoxon_ranksum  # noqa: E402
 from sim.methods.pipeline import MethodSpec, _matrix, fit_and_match  # noqa: E402
 from sim.methods.propensity import fit_propensity, odds_ratio_table  # noqa: E402
-from sim.report.published import published_sensitivity, published_sensitivity_markdown
+from sim.report.calibration import calibration_over_cohorts, failed_required, pairs_row  # noqa: E402
+from sim.report.published import published_sensitivity, published_sensitivity_markdown  # noqa: E402
+from sim.report.published_n import decisions_by_n  # noqa: E402
 from sim.report.tables import mean_sd_cell, markdown, outcome_table, table1  # noqa: E402
 from sim.study import Study  # noqa: E402
 
 #: the lower bounds of the job's own settings
-MINIMA = {"check_n": 1000, "pair_cohorts": 2}
+MINIMA = {"check_n": 1000, "check_cohorts": 10, "pair_cohorts": 2}
 
 
 def published_pairs(study: Study) -> int:
@@ -59,10 +68,24 @@ def published_pairs(study: Study) -> int:
 
 
 def pairs_replicate(plan: tuple[Design, MethodSpec], rng: np.random.Generator) -> pd.DataFrame:
-    """One paper-size cohort, matched as the Monte Carlo job matches: its number of pairs."""
+    """One paper-size cohort, matched as the Monte Carlo job matches: its number of pairs, and per
+    group of the matched the patients seen at each visit (`seen_<visit>_<group>`) and dead by
+    the end of follow-up (`died_<group>`): the model's answer to Table 5's missing n per visit."""
     design, spec = plan
-    _, res = fit_and_match(generate(design, rng).columns, spec, rng)
-    return pd.DataFrame({"n_pairs": [res.n_pairs]})
+    cols = generate(design, rng).columns
+    _, res = fit_and_match(cols, spec, rng)
+    row = {"n_pairs": res.n_pairs}
+    for g, idx in (("treated", res.treated_idx), ("control", res.control_idx)):
+        for t in design.model.follow_up:
+            row[f"seen_{t}_{g}"] = int(np.sum(cols[f"seen_{t}"][idx]))
+        row[f"died_{g}"] = int(np.sum(cols["died"][idx]))
+    return pd.DataFrame([row])
+
+
+def matched_counts(replicates: pd.DataFrame) -> dict[str, float]:
+    """Mean over the pair cohorts of each matched count (seen per visit, died) per group."""
+    cols = [c for c in replicates.columns if c.startswith(("seen_", "died_"))]
+    return {c: float(replicates[c].mean()) for c in cols}
 
 
 def table3(study: Study, columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
@@ -136,29 +159,82 @@ def table5(study: Study, columns: Mapping[str, np.ndarray], res: MatchResult) ->
     return pd.DataFrame(rows)
 
 
+STATUS_COLOURS = {"passed": "C0", "failed": "red", "not reproduced": "orange"}
+
+
 def calibration_figure(table: pd.DataFrame, path: Path) -> None:
-    t = table[~table["tolerance"].str.contains("CI|reported")]
+    """Required targets: published vs mean synthetic proportion, mean errors in SDs and relative SD
+    errors (each a mean over the check cohorts), coloured by status."""
+    t = table[table["required"].astype(bool) & ~table["tolerance"].str.contains("CI")]
     props = t[t["tolerance"].str.endswith("abs")]
-    means = t[t["quantity"].str.endswith("mean") & t["required"]]
+    means = t[t["quantity"].str.endswith("mean")]
     sds = t[t["quantity"].str.endswith("SD")]
+    colour = lambda d: [STATUS_COLOURS.get(x, "grey") for x in d["status"]]  # noqa: E731
     fig, ax = plt.subplots(1, 3, figsize=(14, 4.6))
-    ax[0].scatter(props["target"], props["synthetic"], s=10, c=np.where(props["ok"], "C0", "red"))
+    ax[0].scatter(props["target"], props["synthetic"], s=10, c=colour(props))
     lim = [0, max(props["target"].max(), props["synthetic"].max()) * 1.05]
     ax[0].plot(lim, lim, "k-", lw=0.8)
     ax[0].fill_between(lim, [lim[0] - 0.03, lim[1] - 0.03], [lim[0] + 0.03, lim[1] + 0.03], alpha=0.15)
-    ax[0].set(xlabel="published proportion", ylabel="synthetic proportion",
+    ax[0].set(xlabel="published proportion", ylabel="synthetic proportion (mean over cohorts)",
               title="Table 1 proportions (band: +/- 3 points)")
     for a, d, tol, lab in ((ax[1], means, 0.1, "mean error / published SD"),
                            (ax[2], sds, 0.15, "SD relative error")):
         y = np.arange(len(d))
-        a.scatter(d["error"], y, s=10, c=np.where(d["ok"], "C0", "red"))
+        a.errorbar(d["error"], y, xerr=2 * d["error_mcse"], fmt="none", ecolor="k", lw=0.5)
+        a.scatter(d["error"], y, s=10, c=colour(d))
         a.axvspan(-tol, tol, alpha=0.15)
         a.axvline(0, color="k", lw=0.8)
         a.set_yticks(y, [f"{q} [{g}]" for q, g in zip(d["quantity"], d["group"])], fontsize=4.5)
-        a.set(xlabel=lab, title=f"{lab} (band: +/- {tol})")
+        a.set(xlabel=lab + " (mean, ±2 MCSE)", title=f"{lab} (band: +/- {tol})")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+def calibration_summary(table: pd.DataFrame, cohorts: int, n: int) -> str:
+    """One paragraph: the statuses of the required targets, the largest margins, the MCSE."""
+    req = table[table["required"].astype(bool)]
+    counts = req["status"].value_counts()
+    top = req.sort_values("margin", ascending=False).head(3)
+    worst = req.loc[req["margin_mcse"].idxmax()]
+    near = req[(req["margin"] - 1).abs() <= 2 * req["margin_mcse"]]
+    return (f"{len(req)} required calibration targets, each judged on its error averaged over {cohorts} independent "
+            f"cohorts of n = {n}: {int(counts.get('passed', 0))} passed, {int(counts.get('failed', 0))} failed, "
+            f"{int(counts.get('not reproduced', 0))} not reproduced. Largest margins (|mean error| / tolerance): "
+            + "; ".join(f"{r['quantity']} [{r['group']}] {r['margin']:.3f} (MCSE {r['margin_mcse']:.3f}, "
+                        f"{r['status']})" for _, r in top.iterrows())
+            + f". The MCSE of a margin is at most {worst['margin_mcse']:.3f} ({worst['quantity']} [{worst['group']}]); "
+            + (f"{len(near)} within 2 MCSE of its tolerance ("
+               + "; ".join(f"{r['quantity']} [{r['group']}]" for _, r in near.iterrows()) + ")."
+               if len(near) else "none lies within 2 MCSE of its tolerance."))
+
+
+def _show(table: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    out = table[cols].copy()
+    for c in ("target", "synthetic", "error", "error_mcse", "tolerance_value", "margin", "margin_mcse", "published_se"):
+        if c in out:
+            out[c] = [f"{x:.4g}" if x == x else "" for x in out[c]]
+    return out
+
+
+def matched_counts_markdown(counts: Mapping[str, float], study: Study, pairs: float, k: int, n: int) -> str:
+    """The model's matched samples beside Table 4's deaths and the study file's n per visit."""
+    if not counts:
+        return ""
+    sizes = study.analysed_sizes() if "analysed" in study.report else {}
+    deaths = study.report.get("analysed", {}).get("deaths", {})
+    lines = [f"Cross-check from the calibrated model: over {k} synthetic cohorts of n = {n} matched as the paper "
+             f"did (mean {pairs:.1f} pairs), the matched groups (decompression / no decompression) have"]
+    lines.append(f"- died by the end of follow-up: {counts['died_treated']:.1f} / {counts['died_control']:.1f}"
+                 + (f" (Table 4: {deaths['treated']} / {deaths['control']} of 51)" if deaths else ""))
+    for t in study.follow_up:
+        lines.append(f"- a change at {t}: {counts[f'seen_{t}_treated']:.1f} / {counts[f'seen_{t}_control']:.1f}"
+                     + (f" (study file: n {sizes[t]['treated']['n']} / {sizes[t]['control']['n']}, plausible "
+                        f"{sizes[t]['treated']['low']}-{sizes[t]['treated']['high']} / "
+                        f"{sizes[t]['control']['low']}-{sizes[t]['control']['high']})" if t in sizes else ""))
+    return "\n".join(lines) + "\n\nThe model's counts rest on its own assumptions (death timing calibrated to " \
+        "Table 1's survival days, missed visits of the living as conf/cohort sets them); they are a check on the " \
+        "study file's range, not a source of it.\n"
 
 
 class ReproduceJob(Job):
@@ -191,46 +267,58 @@ class ReproduceJob(Job):
 
     def summarise(self, run: RunResult, conds: list[Condition]) -> pd.DataFrame:
         reps = run.replicates.assign(outcome="all", timepoint="all", analysis="matching")
-        pairs = mean_rows(reps, {"n_pairs": "mean_n_pairs"}) if "n_pairs" in reps else []
+        counts = {c: f"mean_matched_{c}" for c in reps.columns if c.startswith(("seen_", "died_"))}
+        pairs = mean_rows(reps, {"n_pairs": "mean_n_pairs", **counts}) if "n_pairs" in reps else []
         return tidy([*pairs, failure_rows(run.failures, conds, self.reps())], conds)
 
     def finish(self, result: ExperimentResult) -> None:
-        """result.tables: calibration (with the mean pairs), cohort (one cohort of cohort.n),
-        table1, fig1 (on the calibration cohort), table3, table4, table5 (on that cohort); exit
-        code 1 if a required calibration target fails."""
+        """result.tables: calibration (judged over the check cohorts, with the completers' gaps and
+        the mean pairs), completers, cohort (one cohort of cohort.n), table1, fig1 (on the first
+        check cohort), table3, table4, table5 (on that cohort of cohort.n), published (Table 5 at
+        the number analysed, with its decisions over the plausible range) and published_by_n;
+        exit code 1 if a required calibration target fails."""
         cond = result.conditions[0]
         design, spec = self.plan(cond)
         study, model, seed = study_of(cond.cfg), design.model, int(self.cfg.seed)
-        big = generate(dataclasses.replace(design, n=int(self.cfg.experiment.check_n)),
-                       np.random.default_rng([seed, 1]))
-        pairs = result.replicates.sort_values("rep")["n_pairs"].to_numpy(dtype=float) if len(result.replicates) \
-            else np.array([])
-        table = pd.concat([calibration_table(study, model, big),
-                           pd.DataFrame([matched_pairs_row(pairs, published_pairs(study), design.n)])],
+        check = calibration_over_cohorts(study, model, design, n=int(self.cfg.experiment.check_n),
+                                         cohorts=int(self.cfg.experiment.check_cohorts), seed=seed)
+        reps = result.replicates.sort_values("rep") if len(result.replicates) else result.replicates
+        pairs = reps["n_pairs"].to_numpy(dtype=float) if len(reps) else np.array([])
+        table = pd.concat([check.table, pd.DataFrame([pairs_row(pairs, published_pairs(study), design.n)])],
                           ignore_index=True)
         rng = np.random.default_rng([seed, 2])
         small = generate(design, rng)
         _, res = fit_and_match(small.columns, spec, rng)
-        label = f"synthetic (n={big.n})"
+        label = f"synthetic (n={check.n}, check cohort 1 of {check.cohorts})"
+        published = published_sensitivity(study)
         result.tables.update(
-            calibration=table, cohort=small.to_frame(model), table1=table1(study, big.columns, label=label),
-            fig1=outcome_table(study, big.columns, "fig1", label=label), table3=table3(study, small.columns),
+            calibration=table, cohort=small.to_frame(model),
+            table1=table1(study, check.first.columns, label=label),
+            fig1=outcome_table(study, check.first.columns, "fig1", label=label), table3=table3(study, small.columns),
             table4=table4(study, model, small.columns, res, spec.balance_denominator),
-            table5=table5(study, small.columns, res), published=published_sensitivity(study),
-            completers=completers_table(study, model, big))
+            table5=table5(study, small.columns, res), published=published, published_by_n=decisions_by_n(published),
+            completers=check.completers,
+            matched_counts=pd.DataFrame([matched_counts(reps)]) if len(reps) else pd.DataFrame())
         result.exit_code = int(len(failed_required(table)) > 0)
 
     def report(self, result: ExperimentResult, out_dir: Path) -> int:
         from sim.report.montecarlo import atomic_csv, atomic_text
 
         t, n = result.tables, len(result.tables["cohort"])
+        study = study_of(result.conditions[0].cfg)
         table = t["calibration"]
         atomic_csv(table, out_dir / "calibration.csv")
         atomic_csv(result.summary, out_dir / "summary.csv")
         calibration_figure(table, out_dir / "calibration.png")
         atomic_csv(t["cohort"], out_dir / "cohort.csv")
         atomic_csv(t["published"], out_dir / "published_sensitivity.csv")
+        atomic_csv(t["published_by_n"], out_dir / "published_sensitivity_by_n.csv")
         atomic_csv(t["completers"], out_dir / "completers.csv")
+        pairs = result.replicates["n_pairs"] if len(result.replicates) else pd.Series(dtype=float)
+        cohorts, check_n = int(self.cfg.experiment.check_cohorts), int(self.cfg.experiment.check_n)
+        mc = t["matched_counts"]
+        counts = matched_counts_markdown(mc.iloc[0].to_dict() if len(mc) else {}, study,
+                                         float(pairs.mean()) if len(pairs) else float("nan"), len(pairs), n)
         texts = {
             "table1.md": "# Table 1 and Fig. 1: published vs synthetic\n\n" + markdown(t["table1"]) + "\n"
                          + markdown(t["fig1"]),
@@ -239,24 +327,42 @@ class ReproduceJob(Job):
             "table5.md": f"# Table 5 (matched deltas), synthetic cohort n = {n}\n\n" + markdown(t["table5"]),
             "completers.md": "# Who has a change: the baseline of the patients seen at each visit\n\n"
                              "Published: the baseline of all patients (Fig. 1) and of those with a change at the "
-                             "visit (Fig. 1 at the visit minus the Table 2 change); synthetic: the same on the "
-                             f"calibration cohort (n = {int(self.cfg.experiment.check_n)}), "
-                             "with the shares seen and dead at the visit.\n\n" + markdown(t["completers"]),
-            "published_sensitivity.md": published_sensitivity_markdown(t["published"]),
+                             "visit (Fig. 1 at the visit minus the Table 2 change); synthetic: the same, mean over "
+                             f"{cohorts} check cohorts of n = {check_n} (synthetic_gap_mcse: its MCSE), with the "
+                             "shares seen and dead at the visit. calibration.csv judges the gaps (rows "
+                             "\"completers' baseline gap\").\n\n" + markdown(t["completers"]),
+            "published_sensitivity.md": published_sensitivity_markdown(t["published"], study) + "\n" + counts,
         }
         for name, text in texts.items():
             atomic_text(text, out_dir / name)
         failed = failed_required(table)
-        pairs = result.replicates["n_pairs"] if len(result.replicates) else pd.Series(dtype=float)
-        published = published_pairs(study_of(result.conditions[0].cfg))
-        summary = (f"{int(table['required'].sum())} required calibration targets, {len(failed)} failed; "
-                   f"mean pairs {pairs.mean():.1f} (paper: {published:g}) over {len(pairs)} cohorts of n = {n}"
-                   + (f" ({len(result.failures)} cohorts failed, see summary.csv)" if len(result.failures) else ""))
+        published = published_pairs(study)
+        summary = (calibration_summary(table, cohorts, check_n) + f" Mean pairs {pairs.mean():.1f} (paper: "
+                   f"{published:g}) over {len(pairs)} cohorts of n = {n}"
+                   + (f" ({len(result.failures)} cohorts failed, see summary.csv)" if len(result.failures) else "")
+                   + ".")
+        cols = ["source", "quantity", "group", "target", "synthetic", "error", "error_mcse", "tolerance", "margin",
+                "status", "reason"]
+        not_rep = table[table["status"] == "not reproduced"]
+        gaps = table[table["quantity"].str.contains("completers' baseline gap")]
+        closest = table[table["required"].astype(bool)].sort_values("margin", ascending=False).head(15)
         report = "\n".join([
             "# reproduce_paper", "", summary, "",
             "![calibration](calibration.png)", "",
-            "## Failed required targets", "", markdown(failed) if len(failed) else "none", "",
-            "## Reported, not required", "", markdown(table[~table["required"]]), "",
+            "## Failed required targets", "", markdown(_show(failed, cols)) if len(failed) else "none", "",
+            "## Not reproduced (the model cannot reach them; listed, not failed)", "",
+            markdown(_show(not_rep, cols)) if len(not_rep) else "none", "",
+            "## The completers' baseline gaps (reported targets)", "",
+            "Gap = baseline of the patients with a change at the visit minus everyone's (outcome units; published: "
+            "Fig. 1 at the visit minus the Table 2 change, minus Fig. 1's baseline); published_se: the approximate "
+            "sampling SE of the published gap itself (the model's share seen).", "",
+            markdown(_show(gaps, ["quantity", "group", "target", "synthetic", "error", "error_mcse", "tolerance",
+                                  "published_se", "status"])), "",
+            "## Required targets closest to their tolerance", "",
+            markdown(_show(closest, ["source", "quantity", "group", "target", "synthetic", "error", "error_mcse",
+                                     "error_min", "error_max", "margin", "margin_mcse", "status"])), "",
+            "## Reported, not required", "",
+            markdown(_show(table[~table["required"].astype(bool) & ~table.index.isin(gaps.index)], cols)), "",
             *texts.values(),
         ])
         atomic_text(report, out_dir / "report.md")

@@ -21,26 +21,26 @@ checks the convention against Fig. 2 (same matched sample): if, for an outcome, 
 Table 5 mean contradicts direction x (Fig. 2 follow-up mean - Fig. 2 pre mean), the direction
 flag (or the transcription) is wrong and it raises.
 
-Sizes: Table 5's header gives N = 51 per group (``matched.n``); it gives no count per visit,
-although 18 and 21 of the matched patients died (Table 4). SEs computed with 51 are therefore,
-if anything, too small, and equivalence too easily shown; ``n=`` overrides them.
+Sizes: Table 5's header gives N = 51 per group, but no count per visit, although 18 and 21 of
+the matched patients died (Table 4): SEs computed with 51 are too small and equivalence too
+easily shown. So each visit uses the number analysed the study file gives (``analysed``: a point
+``n`` and a plausible range [low, high] per group, each with its source or assumption), and
+``sim.report.published_n`` sweeps every decision over that range; ``n=`` overrides them.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
-from sim.methods.equivalence import tost_from_summary
-from sim.methods.evalue import evalue_diff_means
+from sim.report.published_n import DECISIONS, comparison, decision_ranges
 from sim.report.tables import markdown
 from sim.study import GROUPS, Study, load_study
 
-__all__ = ["published_sensitivity", "published_sensitivity_markdown", "READINGS", "TIME_LABELS"]
+__all__ = ["published_sensitivity", "published_sensitivity_markdown", "comparison", "READINGS", "TIME_LABELS",
+           "DECISIONS"]
 
 TIME_LABELS = {"m1": "1 month", "m6": "6 months"}
 
@@ -55,26 +55,40 @@ READINGS = {
 COLUMNS = [
     "outcome", "label", "time", "higher_is_better", "mcid",
     "n_treated", "mean_treated", "sd_treated", "n_control", "mean_control", "sd_control",
+    "n_treated_low", "n_treated_high", "n_control_low", "n_control_high", "n_basis",
     "p_published", "diff", "diff_raw", "se", "df", "ci_low", "ci_high", "p_welch",
     "sd_pooled", "d", "evalue_estimate", "evalue_ci", "evalue_mcid", "evalue_mcid_ci",
-    "tost_p", "ci90_low", "ci90_high", "equivalent", "reading",
+    "tost_p", "ci90_low", "ci90_high", "equivalent", "ci_excludes_zero", "ci_excludes_mcid", "reading", "alpha",
 ]
+#: per decision (DECISIONS), from sim.report.published_n.decision_ranges: its sidedness, its value at
+#: the low and high ends of the plausible n, over that range, and the n per arm at which it flips
+RANGE_FIELDS = ("sidedness", "holds_at_low", "holds_at_high", "over_range", "flip_n", "by_n")
 
 
-def _sizes(study: Study, n: Mapping[str, int] | None) -> dict[str, int]:
-    if n is None:
-        matched = study.raw.get("matched")
-        if not isinstance(matched, Mapping) or not isinstance(matched.get("n"), Mapping):
-            raise ValueError(f"study {study.name!r} has no matched.n (the matched group sizes of Table 5); "
-                             "pass n={'treated': ..., 'control': ...}")
-        n = matched["n"]
+def _group_sizes(n: Any, where: str) -> dict[str, int]:
     out = {}
     for g in GROUPS:
         v = n.get(g) if isinstance(n, Mapping) else None
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 2:
-            raise ValueError(f"n[{g!r}] must be an integer >= 2; got {v!r}")
+            raise ValueError(f"{where}[{g!r}] must be an integer >= 2; got {v!r}")
         out[g] = int(v)
     return out
+
+
+def _sizes(study: Study, n: Mapping | None) -> tuple[dict[str, dict[str, dict[str, int]]], dict[str, str]]:
+    """Per follow-up visit and group {"n", "low", "high"}, and per visit the basis of n: from the
+    study's ``analysed`` section, or ``n`` ({group: size} for every visit, or {visit: {group:
+    size}}), whose range is the point itself."""
+    if n is None:
+        sizes = study.analysed_sizes()
+        return sizes, {t: study.analysed_basis(t)["n"] for t in study.follow_up}
+    per_visit = isinstance(n, Mapping) and all(t in n for t in study.follow_up) and not any(g in n for g in GROUPS)
+    sizes, basis = {}, {}
+    for t in study.follow_up:
+        got = _group_sizes(n[t], f"n[{t!r}]") if per_visit else _group_sizes(n, "n")
+        sizes[t] = {g: {"n": v, "low": v, "high": v} for g, v in got.items()}
+        basis[t] = "given (n=)"
+    return sizes, basis
 
 
 def _check_direction(study: Study, name: str, out: Mapping[str, Any]) -> None:
@@ -106,27 +120,34 @@ def _reading(sig: bool, equivalent: bool, diff: float) -> str:
     return READINGS["sig_t" if diff > 0 else "sig_c"]
 
 
-def published_sensitivity(study: Study | Mapping | str, *, n: Mapping[str, int] | None = None,
-                          alpha: float = 0.05) -> pd.DataFrame:
+def published_sensitivity(study: Study | Mapping | str, *, n: Mapping | None = None,
+                          alpha: float = 0.05, ranges: bool = True) -> pd.DataFrame:
     """One row per outcome x time of Table 5 (the matched changes from baseline): E-values and TOST.
 
     Columns: outcome, label, time (the study's follow-up visits: m1, m6), higher_is_better, mcid; n/mean/sd per group
-    (``_treated`` = decompression, ``_control`` = no decompression; n from ``matched.n`` unless
-    ``n`` is given); p_published (the paper's Wilcoxon p); diff = mean improvement with
-    decompression - without (> 0 favours decompression for every outcome: Table 5's changes are
-    improvement-signed, see the module docstring); diff_raw = the same on the follow-up - baseline
-    scale (= diff x direction); se, df, ci_low, ci_high, p_welch: Welch SE, Satterthwaite df,
-    (1 - alpha) CI and two-sided p; sd_pooled = sqrt((sd_t² + sd_c²)/2) of the change and
-    d = diff / sd_pooled; evalue_estimate / evalue_ci: E-values to explain the estimate / the CI
-    limit nearer 0 away (``evalue_diff_means`` with the Welch CI, 1 if it contains 0);
-    evalue_mcid / evalue_mcid_ci: to move the estimate / CI to a true benefit of one MCID
-    (``true = mcid``); tost_p, ci90_low, ci90_high, equivalent: TOST (Welch) against ±MCID with its
-    (1 - 2 alpha) CI; reading: "significant" means the Welch CI excludes 0.
+    (``_treated`` = decompression, ``_control`` = no decompression; n = the number analysed at
+    that visit, ``analysed.<visit>.<group>.n`` of the study file, unless ``n`` is given: {group:
+    n} for every visit or {visit: {group: n}}); n_<group>_low / _high: the plausible range of
+    that number and n_basis its source or assumption; p_published (the paper's Wilcoxon p);
+    diff = mean improvement with decompression - without (> 0 favours decompression for every
+    outcome: Table 5's changes are improvement-signed, see the module docstring); diff_raw = the
+    same on the follow-up - baseline scale (= diff x direction); se, df, ci_low, ci_high, p_welch:
+    Welch SE, Satterthwaite df, (1 - alpha) CI and two-sided p; sd_pooled = sqrt((sd_t² + sd_c²)/2)
+    of the change and d = diff / sd_pooled; evalue_estimate / evalue_ci: E-values to explain the
+    estimate / the CI limit nearer 0 away (``evalue_diff_means`` with the Welch CI, 1 if it
+    contains 0); evalue_mcid / evalue_mcid_ci: to move the estimate / CI to a true benefit of one
+    MCID (``true = mcid``); tost_p, ci90_low, ci90_high, equivalent: TOST (Welch) against ±MCID
+    with its (1 - 2 alpha) CI; ci_excludes_zero, ci_excludes_mcid: the (1 - alpha) CI excludes 0 /
+    +1 MCID (DECISIONS); reading: "significant" means the Welch CI excludes 0; alpha. With
+    ``ranges``, per decision D: D_sidedness, D_holds_at_low / D_holds_at_high (at the low / high
+    ends of the plausible n of both groups), D_over_range ("yes throughout", "no throughout" or
+    how many (n_treated, n_control) of the range it holds at), D_flip_n (the n per arm, equal in
+    both groups, from which on it is as at the largest plausible n; NaN if it never flips) and
+    D_by_n (that in words): ``sim.report.published_n.decision_ranges``.
     """
     if not isinstance(study, Study):
         study = load_study(study)
-    sizes = _sizes(study, n)
-    n1, n0 = sizes["treated"], sizes["control"]
+    sizes, basis = _sizes(study, n)
     rows = []
     for name, out in study.outcomes.items():
         _check_direction(study, name, out)
@@ -136,30 +157,26 @@ def published_sensitivity(study: Study | Mapping | str, *, n: Mapping[str, int] 
         for t in study.follow_up:
             (m1, s1), (m0, s0) = tab["treated"][t], tab["control"][t]
             m1, s1, m0, s0 = float(m1), float(s1), float(m0), float(s0)
-            tost = tost_from_summary(m1, s1, n1, m0, s0, n0, mcid, alpha)
-            diff, se, df = tost.estimate, tost.se, tost.df
-            q = float(special.stdtrit(df, 1.0 - alpha / 2.0))
-            ci = (diff - q * se, diff + q * se)
-            p_welch = float(2.0 * special.stdtr(df, -abs(diff / se)))
-            sd = math.sqrt((s1 * s1 + s0 * s0) / 2.0)
-            null = evalue_diff_means(diff, sd, se, ci=ci)
-            shift = evalue_diff_means(diff, sd, se, ci=ci, true=mcid)
-            sig = not (ci[0] <= 0.0 <= ci[1])
+            size = sizes[t]
+            c = comparison(m1, s1, size["treated"]["n"], m0, s0, size["control"]["n"], mcid, alpha)
             rows.append({
-                "outcome": name, "label": out.get("label", name), "time": t,
+                **c, "outcome": name, "label": out.get("label", name), "time": t,
                 "higher_is_better": bool(out["higher_is_better"]), "mcid": mcid,
-                "n_treated": n1, "mean_treated": m1, "sd_treated": s1,
-                "n_control": n0, "mean_control": m0, "sd_control": s0,
+                "mean_treated": m1, "sd_treated": s1, "mean_control": m0, "sd_control": s0,
+                **{f"n_{g}_{k}": size[g][k] for g in GROUPS for k in ("low", "high")}, "n_basis": basis[t],
                 "p_published": tab.get("p", {}).get(t, float("nan")),
-                "diff": diff, "diff_raw": direction * diff + 0.0, "se": se, "df": df,  # + 0.0: no -0.0
-                "ci_low": ci[0], "ci_high": ci[1], "p_welch": p_welch,
-                "sd_pooled": sd, "d": null["d"],
-                "evalue_estimate": null["evalue_estimate"], "evalue_ci": null["evalue_ci"],
-                "evalue_mcid": shift["evalue_estimate"], "evalue_mcid_ci": shift["evalue_ci"],
-                "tost_p": tost.p_value, "ci90_low": tost.ci_low, "ci90_high": tost.ci_high,
-                "equivalent": bool(tost.equivalent), "reading": _reading(sig, bool(tost.equivalent), diff),
+                "diff_raw": direction * c["diff"] + 0.0,  # + 0.0: no -0.0
+                "reading": _reading(c["ci_excludes_zero"], c["equivalent"], c["diff"]), "alpha": alpha,
             })
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    if not ranges:
+        return table
+    rng = decision_ranges(table, alpha)
+    for d in DECISIONS:
+        part = rng[rng["decision"] == d].reset_index(drop=True)
+        for f in RANGE_FIELDS:
+            table[f"{d}_{f}"] = part[f].to_numpy()
+    return table
 
 
 def _num(x: float) -> str:
@@ -172,8 +189,77 @@ def _where(row) -> str:
     return f"{row['label']}, {TIME_LABELS.get(row['time'], row['time'])}"
 
 
-def published_sensitivity_markdown(table: pd.DataFrame) -> str:
-    """A report section: the table of ``published_sensitivity`` and sentences computed from it."""
+def _yes(x) -> str:
+    return "yes" if bool(x) else "no"
+
+
+def _sizes_section(table: pd.DataFrame, study: Study | None) -> list[str]:
+    """Where each visit's n and its range come from (the study file's `analysed` basis)."""
+    out = ["## The number analysed at each visit", ""]
+    per_visit = table.drop_duplicates("time")
+    if study is None or "analysed" not in study.report:
+        for _, r in per_visit.iterrows():
+            out.append(f"- {TIME_LABELS.get(r['time'], r['time'])}: n = {r['n_treated']}/{r['n_control']} "
+                       f"(decompression/no decompression), {r['n_basis']}.")
+        return out + [""]
+    block = study.report["analysed"]
+    out.append(f"Table 5 prints N = 51 per group and no count per visit. Deaths among the matched: "
+               f"{block['deaths']['treated']}/{block['deaths']['control']} ({block['deaths']['source']}).")
+    out.append("")
+    from sim.report.published_n import paper_bounds
+
+    bounds = paper_bounds(study)
+    for _, r in per_visit.iterrows():
+        t = r["time"]
+        basis = study.analysed_basis(t)
+        out += [f"**{TIME_LABELS.get(t, t)}**: n used {r['n_treated']}/{r['n_control']}; plausible range "
+                f"{r['n_treated_low']}-{r['n_treated_high']} / {r['n_control_low']}-{r['n_control_high']} "
+                f"(decompression / no decompression; at most {bounds[t]['treated']}/{bounds[t]['control']} by "
+                "Fig. 2 vs Table 5).", "",
+                f"- n: {basis['n']}", f"- low: {basis['low']}", f"- high: {basis['high']}", ""]
+    return out
+
+
+def _decisions_section(table: pd.DataFrame) -> list[str]:
+    """Each decision at the study's n, at the ends of the plausible range, over it, and by n (the
+    decisions that are 'no' at every n are counted, not listed)."""
+    rows, never = [], 0
+    for _, r in table.iterrows():
+        for d, (what, _) in DECISIONS.items():
+            if not r[d] and r[f"{d}_over_range"] == "no throughout" and r[f"{d}_flip_n"] != r[f"{d}_flip_n"]:
+                never += 1
+                continue
+            rows.append({
+                "outcome": r["label"], "time": TIME_LABELS.get(r["time"], r["time"]), "decision": what,
+                "at n used": f"{_yes(r[d])} ({r['n_treated']}/{r['n_control']})",
+                "at range low": f"{_yes(r[f'{d}_holds_at_low'])} ({r['n_treated_low']}/{r['n_control_low']})",
+                "at range high": f"{_yes(r[f'{d}_holds_at_high'])} ({r['n_treated_high']}/{r['n_control_high']})",
+                "over the range": r[f"{d}_over_range"], "by n per arm (brute force)": r[f"{d}_by_n"]})
+    sided = "; ".join(f"{what}: {how}" for what, how in DECISIONS.values())
+    fragile = [f"{_where(r)}, {DECISIONS[d][0]}: {r[f'{d}_over_range']} ({r[f'{d}_by_n']})"
+               for _, r in table.iterrows() for d in DECISIONS if r[f"{d}_over_range"].startswith("depends")]
+    near = [f"{_where(r)}, {DECISIONS[d][0]}: {r[f'{d}_by_n']}, range low {r['n_treated_low']}/{r['n_control_low']}"
+            for _, r in table.iterrows() for d in DECISIONS
+            if r[f"{d}_over_range"] == "yes throughout" and r[f"{d}_flip_n"] == r[f"{d}_flip_n"]
+            and r[f"{d}_flip_n"] > min(r["n_treated_low"], r["n_control_low"]) - 5]
+    out = ["## Decisions over the plausible number analysed", "",
+           f"Sidedness (alpha = {table['alpha'].iloc[0]:g}): {sided}. 'Over the range': every (n_treated, "
+           "n_control) with each group inside its plausible range; 'by n per arm': both groups at the same n, "
+           "every n from 2 to the largest plausible one, the decision recomputed at each "
+           "(published_sensitivity_by_n.csv has each n's statistics).", ""]
+    out += [markdown(pd.DataFrame(rows)) if rows else "", f"The other {never} decisions are 'no' at every n.", ""]
+    out += ["Decisions that change inside the plausible range: " + ("; ".join(fragile) if fragile else "none") + ".",
+            ""]
+    if near:
+        out += ["Decisions that hold over the whole range but flip (by n per arm) within 5 patients of its low end: "
+                + "; ".join(near) + ".", ""]
+    return out
+
+
+def published_sensitivity_markdown(table: pd.DataFrame, study: Study | None = None) -> str:
+    """A report section: the table of ``published_sensitivity``, sentences computed from it, where
+    each visit's n comes from (``study``'s ``analysed`` basis, if given) and every decision over the
+    plausible n (the table's range columns)."""
     if not len(table):
         raise ValueError("published_sensitivity_markdown needs at least one row")
     show = pd.DataFrame({
@@ -182,7 +268,7 @@ def published_sensitivity_markdown(table: pd.DataFrame) -> str:
         "MCID": [f"{m:g}" for m in table["mcid"]],
         "decompression mean (SD)": [f"{m:g} ({s:g})" for m, s in zip(table["mean_treated"], table["sd_treated"])],
         "no decompression mean (SD)": [f"{m:g} ({s:g})" for m, s in zip(table["mean_control"], table["sd_control"])],
-        "n": [f"{a}/{b}" for a, b in zip(table["n_treated"], table["n_control"])],
+        "n used": [f"{a}/{b}" for a, b in zip(table["n_treated"], table["n_control"])],
         "published p": [str(p) for p in table["p_published"]],
         "difference (95% CI)": [f"{_num(d)} ({_num(lo)} to {_num(hi)})"
                                 for d, lo, hi in zip(table["diff"], table["ci_low"], table["ci_high"])],
@@ -191,14 +277,14 @@ def published_sensitivity_markdown(table: pd.DataFrame) -> str:
         "E-value to 1 MCID (CI)": [f"{e:.2f} ({c:.2f})" for e, c in zip(table["evalue_mcid"], table["evalue_mcid_ci"])],
         "TOST p (90% CI)": [f"{p:.3f} ({_num(lo)} to {_num(hi)})"
                             for p, lo, hi in zip(table["tost_p"], table["ci90_low"], table["ci90_high"])],
-        "equivalent": ["yes" if e else "no" for e in table["equivalent"]],
+        "equivalent": [_yes(e) for e in table["equivalent"]],
         "reading": table["reading"],
     })
     total = len(table)
     eq = table[table["equivalent"].astype(bool)]
     inconclusive = int((table["reading"] == READINGS["inconclusive"]).sum())
     listed = f" ({'; '.join(_where(r) for _, r in eq.iterrows())})" if len(eq) else ""
-    s1 = (f"{len(eq)} of {total} comparisons are shown equivalent within one MCID{listed}, and "
+    s1 = (f"{len(eq)} of {total} comparisons are shown equivalent within one MCID{listed} at the n used, and "
           f"{inconclusive} of {total} show no significant difference without being shown equivalent "
           "(inconclusive: for those the non-significant test is not evidence of no difference).")
     top = table.loc[table["evalue_mcid"].idxmax()]
@@ -207,18 +293,20 @@ def published_sensitivity_markdown(table: pd.DataFrame) -> str:
           f"{top['evalue_mcid']:.2f} ({_where(top)}: difference {_num(top['diff'])} vs MCID {top['mcid']:g}), "
           f"the smallest {low['evalue_mcid']:.2f} ({_where(low)}): unmeasured confounding associated with both "
           f"decompression and the change by risk ratios of {top['evalue_mcid']:.2f} could move every one of the "
-          f"{total} point estimates to a true benefit of one MCID.")
+          f"{total} point estimates to a true benefit of one MCID. These E-values of the estimates do not depend "
+          "on n; those of the CIs do (below).")
     s3 = ("Rosenbaum bounds need the matched pair differences, which the paper does not publish: with "
           "individual data, `python -m sim.sensitivity DIR/matched.csv --outcome COL --gamma 1,1.5,2,3 "
           "--mcid X` (add `--lower-is-better` for a raw VAS or face-scale column) computes them.")
     note = ("Differences are decompression minus no decompression in the *improvement* of each score "
             "(Table 5 prints VAS and face-scale changes as pre - post), so > 0 favours decompression; Welch "
-            "SE and CI from the published means and SDs with the published group sizes (deaths at follow-up "
-            "make the true sizes smaller, the CIs wider); d = difference / sqrt((SD_t² + SD_c²)/2); E-values "
-            "as VanderWeele & Ding (RR ≈ exp(0.91 d)), of the estimate and of the 95% CI limit nearer the "
-            "null (1 if the CI includes it); TOST (Welch) against ±1 MCID, equivalent when the 90% CI lies "
-            "inside.")
-    return "\n".join([
-        "# Published Table 5: precision, equivalence and E-values (summary data only)", "",
-        markdown(show), note, "", s1, "", s2, "", s3, "",
-    ])
+            "SE and CI from the published means and SDs with the number analysed at each visit (n used: "
+            "decompression/no decompression, from the study file, below); d = difference / sqrt((SD_t² + "
+            "SD_c²)/2); E-values as VanderWeele & Ding (RR ≈ exp(0.91 d)), of the estimate and of the 95% CI "
+            "limit nearer the null (1 if the CI includes it); TOST (Welch) against ±1 MCID, equivalent when "
+            "the 90% CI lies inside.")
+    parts = ["# Published Table 5: precision, equivalence and E-values (summary data only)", "",
+             markdown(show), note, "", s1, "", s2, "", s3, "", *_sizes_section(table, study)]
+    if all(f"{d}_over_range" in table for d in DECISIONS):
+        parts += _decisions_section(table)
+    return "\n".join(parts)
