@@ -14,6 +14,7 @@ from sim.methods.truncation import (
     TRUNCATION_ANALYSES,
     composite_rank,
     lee_bounds,
+    matched_seen_shares,
     truncation_fields,
 )
 
@@ -345,6 +346,47 @@ def test_truncation_fields_with_all_dead_groups():
     assert comp["favours"] == -1.0 and comp["p_value"] < ALPHA and comp["note"] == ""
     both = truncation_fields("composite_rank", yt, np.full(10, 5.0), np.full(6, np.nan), np.full(6, 5.0), ALPHA)
     assert both["p_value"] == 1.0 and both["favours"] == 0.0 and both["note"] == "all values tied"
+
+
+def test_lee_fields_say_which_group_was_trimmed_and_whether_the_ci_excludes_0():
+    """trimmed_treated follows LeeBounds.trimmed (1 treated, 0 control, NaN none); ci_excludes_0 is
+    1 exactly when the Imbens-Manski CI lies on one side of 0; the widths are the intervals'."""
+    rng = np.random.default_rng(72)
+    seen = {"treated": (0.9, 0.6), "control": (0.6, 0.9)}
+    for trimmed, (p_t, p_c) in seen.items():
+        for shift, excludes in ((0.0, 0.0), (5.0, 1.0), (-5.0, 1.0)):
+            yt, yc = stepped_groups(rng, 200, 200, p_t, p_c)
+            yt = yt + shift
+            b = lee_bounds(yt, yc, ALPHA)
+            row = truncation_fields("lee_bounds", yt, np.full(200, np.inf), yc, np.full(200, np.inf), ALPHA)
+            assert b.trimmed == trimmed
+            assert row["trimmed_treated"] == {"treated": 1.0, "control": 0.0}[trimmed]
+            assert row["ci_excludes_0"] == float(b.ci_low > 0 or b.ci_high < 0) == excludes
+            assert row["bound_width"] == b.bound_high - b.bound_low > 0
+            assert row["ci_width"] == b.ci_high - b.ci_low > row["bound_width"]
+    yt, yc = stepped_groups(rng, 80, 80, 1, 1)  # equal observed shares: nothing trimmed
+    row = truncation_fields("lee_bounds", yt, np.full(80, np.inf), yc, np.full(80, np.inf), ALPHA)
+    assert row["trim_share"] == 0.0 and math.isnan(row["trimmed_treated"])
+    fail = truncation_fields("lee_bounds", np.full(5, np.nan), np.full(5, 1.0), yc, np.full(80, np.inf), ALPHA)
+    assert math.isnan(fail["ci_excludes_0"]) and math.isnan(fail["trimmed_treated"])
+
+
+def test_matched_seen_shares_against_explicit_counts():
+    """The shares of one matched sample counted by hand: 4 pairs; the treated are seen under
+    control in pairs 0 and 1, under treatment in 0, 1, 2 (monotone: decompression only adds), their
+    controls in 0, 1, 2, 3 (as-if-random fails: the controls are seen more often)."""
+    s0 = np.array([1, 1, 0, 0, 1, 1, 1, 1, 0], bool)  # seen under control; units 0-3 treated, 4-7 controls
+    s1 = np.array([1, 1, 1, 0, 0, 0, 0, 0, 1], bool)  # seen under treatment (unit 8 unmatched)
+    got = matched_seen_shares(s0, s1, [0, 1, 2, 3], [4, 5, 6, 7])
+    assert got == pytest.approx({"treated_seen_control": 0.5, "treated_seen_treated": 0.75, "control_seen": 1.0,
+                                 "gap": 0.5, "true_trim_share": 0.25 / 0.75, "true_trimmed_treated": 1.0,
+                                 "non_monotone": 0.0})
+    s1[0] = False  # treated unit 0 now seen under control only: a monotonicity violation
+    got = matched_seen_shares(s0, s1, [0, 1, 2, 3], [4, 5, 6, 7])
+    assert got["treated_seen_treated"] == got["treated_seen_control"] == 0.5
+    assert got["true_trim_share"] == 0.0 and math.isnan(got["true_trimmed_treated"])
+    assert got["non_monotone"] == 0.25
+    assert all(math.isnan(v) for v in matched_seen_shares(s0, s1, [], []).values())
 
 
 def test_unknown_analysis_lists_the_allowed_names():

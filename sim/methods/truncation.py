@@ -10,6 +10,10 @@ treatment changes who is alive at the visit, so neither of its answers is causal
                   every survivor, earlier deaths lower. Tests the treatment's effect on the
                   composite (survival, then change), needing only as-if-random assignment; patients
                   alive who missed the visit are dropped (assumed missing at random).
+
+`matched_seen_shares` checks the bounds' as-if-random assumption where the truth is known (a
+synthetic cohort's potential `seen` masks): are the matched controls seen as often as their matched
+treated would be without the treatment?
 """
 
 from __future__ import annotations
@@ -25,8 +29,12 @@ from sim.methods.outcomes import TestResult, wilcoxon_ranksum
 
 NAN = float("nan")
 #: analysis name -> the per-replicate columns it adds (their means and quantiles are summarised)
+#: lee_bounds: bound_width = high - low (its own MCSE); ci_width = Imbens-Manski CI width;
+#: ci_excludes_0 = 1.0 when that CI lies wholly on one side of 0, else 0.0; trimmed_treated = 1.0 when
+#: the treated group was trimmed, 0.0 the control group, NaN nothing trimmed (equal observed shares)
 TRUNCATION_ANALYSES = {
-    "lee_bounds": ("bound_low", "bound_high", "trim_share"),
+    "lee_bounds": ("bound_low", "bound_high", "bound_width", "ci_width", "trim_share", "trimmed_treated",
+                   "ci_excludes_0"),
     "composite_rank": (),  # a rank test: its p-value enters rejection rates only
 }
 
@@ -180,18 +188,49 @@ def truncation_fields(name: str, y_t, death_t, y_c, death_c, alpha: float) -> di
 
     lee_bounds: estimate/se/p_value NaN (an interval is identified), ci_* = Imbens-Manski CI,
     favours = +1 / -1 when the whole identified interval is above / below 0 (NaN when it straddles
-    0: the sign is not identified), n_used = all units. composite_rank: a rank test, so estimate
-    NaN; favours = sign(P(treated > control) - 1/2)."""
+    0: the sign is not identified), n_used = all units; the TRUNCATION_ANALYSES columns, so that a
+    summary says how often the CI excludes 0 and which group was trimmed (both NaN when the bounds
+    fail). composite_rank: a rank test, so estimate NaN; favours = sign(P(treated > control) - 1/2)."""
     row = {"estimate": NAN, "se": NAN, "ci_low": NAN, "ci_high": NAN, "p_value": NAN}
     if name == "lee_bounds":
         b = lee_bounds(y_t, y_c, alpha=alpha)
         favours = 1.0 if b.bound_low > 0 else -1.0 if b.bound_high < 0 else NAN
+        excludes = NAN if math.isnan(b.ci_low) or math.isnan(b.ci_high) else float(b.ci_low > 0 or b.ci_high < 0)
         return {**row, "ci_low": b.ci_low, "ci_high": b.ci_high, "favours": favours,
                 "n_used_treated": b.n_treated, "n_used_control": b.n_control, "note": b.reason,
-                "bound_low": b.bound_low, "bound_high": b.bound_high, "trim_share": b.trim_share}
+                "bound_low": b.bound_low, "bound_high": b.bound_high, "bound_width": b.bound_high - b.bound_low,
+                "ci_width": b.ci_high - b.ci_low, "trim_share": b.trim_share,
+                "trimmed_treated": {"treated": 1.0, "control": 0.0}.get(b.trimmed, NAN), "ci_excludes_0": excludes}
     if name == "composite_rank":
         r = composite_rank(y_t, death_t, y_c, death_c)
         favours = float(np.sign(r.estimate - 0.5)) if np.isfinite(r.estimate) else NAN
         return {**row, "p_value": r.p_value, "favours": favours, "n_used_treated": r.n_treated,
                 "n_used_control": r.n_control, "note": r.reason}
     raise ValueError(f"unknown truncation analysis {name!r}; allowed: {list(TRUNCATION_ANALYSES)}")
+
+
+def matched_seen_shares(seen_control, seen_treated, treated_idx, control_idx) -> dict[str, float]:
+    """Who is seen at a visit in one matched sample, from the potential `seen` masks (per patient:
+    seen under control, seen under treatment; Cohort.seen[t]) and the pairs' indices.
+
+    Lee's bounds read the matched controls' observed share as the share of their matched treated who
+    would be seen without the treatment (as-if-random assignment in the matched sample). Returned:
+    treated_seen_control / treated_seen_treated (the matched treated's shares under each arm),
+    control_seen (the matched controls', under control, as observed), gap = control_seen -
+    treated_seen_control (0 when the assumption holds), true_trim_share = |p1 - p0| / max(p1, p0)
+    among the matched treated (0 when the treatment changes no one's being seen), true_trimmed_treated
+    (1.0 when p1 > p0: the treated are the group to trim; 0.0 when p1 < p0; NaN when equal), and
+    non_monotone = share of the matched treated seen under control but not under treatment when
+    p1 >= p0 (the reverse otherwise): monotone selection means 0."""
+    s0, s1 = np.asarray(seen_control, bool), np.asarray(seen_treated, bool)
+    ti, ci = np.asarray(treated_idx, dtype=np.intp), np.asarray(control_idx, dtype=np.intp)
+    if ti.size == 0:
+        return dict.fromkeys(("treated_seen_control", "treated_seen_treated", "control_seen", "gap",
+                              "true_trim_share", "true_trimmed_treated", "non_monotone"), NAN)
+    p0, p1, pc = float(s0[ti].mean()), float(s1[ti].mean()), float(s0[ci].mean())
+    big = max(p0, p1)
+    wrong = (s0[ti] & ~s1[ti]) if p1 >= p0 else (s1[ti] & ~s0[ti])
+    return {"treated_seen_control": p0, "treated_seen_treated": p1, "control_seen": pc, "gap": pc - p0,
+            "true_trim_share": abs(p1 - p0) / big if big > 0 else NAN,
+            "true_trimmed_treated": 1.0 if p1 > p0 else 0.0 if p1 < p0 else NAN,
+            "non_monotone": float(wrong.mean())}
