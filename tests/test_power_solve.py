@@ -1,7 +1,9 @@
 """Sample size by root-finding on simulated power (sim.power.solve_simulated_n: probit GLM of the
 rejection counts on sqrt(n), Fieller / delta-method interval), the Wilcoxon closed form after
-Noether (1987) with its tie factor, and the sample-size table that sets them side by side.
-Statistical checks use fixed seeds and tolerances of 3 Monte Carlo SEs."""
+Noether (1987) with its tie factor, the composite's diluted closed form, the Bonferroni factor, the
+sample-size table and the unrounded comparison that set them side by side, and the direct
+simulation that checks a gap. Statistical checks use fixed seeds and tolerances of 3 Monte Carlo
+SEs."""
 
 from __future__ import annotations
 
@@ -198,7 +200,7 @@ ANALYSES = ("ttest", "ancova", "wilcoxon", "composite")
 def _ref(**over):
     row = dict(outcome="vas", timepoint="m6", delta=10.0, ate_reference=10.0, survival=0.8, sd_change=33.0,
                sd_post=22.0, rho=0.2, seen=0.7, sd_change_seen=30.0, effect_seen=9.0, p_superiority=0.58,
-               p_tie=0.01, tie_factor=0.999, p_superiority_worst_rank=0.56, tie_factor_worst_rank=0.93)
+               p_tie=0.01, tie_factor=0.999, p_superiority_worst_rank=0.56, tie_factor_worst_rank=0.93, dead=0.2)
     row.update(over)
     return pd.DataFrame([row])
 
@@ -211,7 +213,7 @@ def _summary(ref: pd.DataFrame, reps: int = 1000) -> pd.DataFrame:
               "ancova": PW.power_ancova(GRID, r.delta, r.sd_post, r.rho, survival=r.seen),
               "wilcoxon": _probit_curve(2000.0)(GRID)}
     rows = [{"n_per_arm": n, "effect_mcid": 1.0, "outcome": r.outcome, "timepoint": r.timepoint, "analysis": an,
-             "measure": "rejection", "value": round(float(p) * reps) / reps, "mcse": NAN_, "n": reps}
+             "measure": "rejection_benefit", "value": round(float(p) * reps) / reps, "mcse": NAN_, "n": reps}
             for an, ps in curves.items() for n, p in zip(GRID, ps)]
     return pd.DataFrame(rows)
 
@@ -224,8 +226,8 @@ def test_sample_size_table_columns_and_values():
         for suffix in ("", "_low", "_high", "_status"):
             assert f"sim_{an}{suffix}" in ss.columns
     for col in ("closed_ttest", "closed_ttest_nct", "closed_ancova", "closed_ancova_nct", "closed_wilcoxon",
-                "closed_wilcoxon_ties", "closed_ttest_informative", "closed_ttest_table2sd", "p_superiority",
-                "tie_factor", "notes"):
+                "closed_wilcoxon_ties", "closed_composite", "closed_ttest_informative", "closed_ttest_table2sd",
+                "p_superiority", "tie_factor", "q_composite", "alpha", "notes"):
         assert col in ss.columns, col
     for r in ss.itertuples():
         # the exact noncentral-t answers lie inside the fitted intervals (rounded up, all three)
@@ -245,20 +247,72 @@ def test_sample_size_table_columns_and_values():
     assert wr["p_superiority"].iloc[0] == 0.56 and wr["tie_factor"].iloc[0] == 0.93
 
 
-def test_largest_gap_is_read_off_the_table():
-    ss = pd.DataFrame({
-        "effect_mcid": [1.0, 1.0], "outcome": ["vas", "face"], "timepoint": ["m1", "m6"], "power": [0.8, 0.9],
-        "sim_ttest": [100.0, 50.0], "sim_ttest_low": [90.0, 45.0], "sim_ttest_high": [110.0, 56.0],
-        "closed_ttest_nct": [96, 60],
-        "sim_ancova": [40.0, NAN_], "sim_ancova_low": [36.0, NAN_], "sim_ancova_high": [44.0, NAN_],
-        "closed_ancova_nct": [35, 20],
-        "sim_wilcoxon": [120.0, 70.0], "sim_wilcoxon_low": [110.0, 60.0], "sim_wilcoxon_high": [131.0, 80.0],
-        "closed_wilcoxon": [118, 75]})
-    g = PW.gaps(ss)
-    assert len(g) == 5  # the face ANCOVA has no simulated N
-    assert g["inside"].sum() == 3  # 96 in [90, 110], 118 in [110, 131], 75 in [60, 80]
-    top = PW.largest_gap(ss)
-    assert (top.analysis, top.closed, top.outcome, top.timepoint, top.power) == (
-        "ttest", "closed_ttest_nct", "face", "m6", 0.9)  # -17 %, beyond the ANCOVA's +14 %
-    assert top.gap == pytest.approx(50 / 60 - 1)
-    assert PW.largest_gap(ss.assign(sim_ttest=NAN_, sim_ancova=NAN_, sim_wilcoxon=NAN_)) is None
+def test_largest_gap_is_read_off_the_comparison_table():
+    cmp = pd.DataFrame([[1.0, "vas", "m1", 0.8, "ttest", "closed_ttest_nct", 100.2, 90.1, 110.3, 96.4],
+                        [1.0, "face", "m6", 0.9, "ttest", "closed_ttest_nct", 50.0, 45.0, 55.9, 60.2],
+                        [1.0, "vas", "m1", 0.8, "ancova", "closed_ancova_nct", 40.0, 36.0, 44.0, 35.1],
+                        [1.0, "vas", "m1", 0.8, "wilcoxon", "closed_wilcoxon_ties", 99.0, 98.0, 100.0, 10.0]],
+                       columns=PW.COMPARISON_COLUMNS[:-2])
+    cmp["gap"] = cmp["sim_n"] / cmp["closed_n"] - 1
+    cmp["inside"] = (cmp["sim_low"] <= cmp["closed_n"]) & (cmp["closed_n"] <= cmp["sim_high"])
+    assert len(PW.gaps(cmp)) == 3  # the tie-corrected Wilcoxon form is not a gap pair
+    top = PW.largest_gap(cmp)
+    assert (top.analysis, top.outcome, top.timepoint, top.power) == ("ttest", "face", "m6", 0.9)
+    assert top.gap == pytest.approx(50 / 60.2 - 1)  # -17 %, beyond the ANCOVA's +14 %
+    assert list(PW.largest_gap(cmp, k=2)["analysis"]) == ["ttest", "ancova"]
+    assert PW.largest_gap(cmp.iloc[3:]) is None
+
+
+def test_comparison_is_unrounded_and_solved_on_the_benefit_direction():
+    """comparison_table: the simulated n is the fit's unrounded solution on `rejection_benefit`,
+    the closed form unrounded, so a gap is not moved by rounding; sample_size_table rounds both up
+    for planning. A summary whose two-sided rejections differ (harm-direction rejections added) gives
+    the same n: power is counted in favour of treatment."""
+    ref = _ref()
+    summary = _summary(ref)
+    harm = summary.assign(measure="rejection", value=np.minimum(summary["value"] + 0.05, 1.0))
+    both = pd.concat([summary, harm], ignore_index=True)
+    cmp = PW.comparison_table(both, {1.0: ref}, [0.8], 0.05, {})
+    r = ref.iloc[0]
+    t = cmp[cmp["analysis"] == "ttest"].iloc[0]
+    c = summary[summary["analysis"] == "ttest"]
+    fit = PW.solve_simulated_n(c["n_per_arm"], np.round(c["value"] * c["n"]), c["n"].astype(float), 0.8)
+    assert t.sim_n == fit.n and (t.sim_low, t.sim_high) == (fit.low, fit.high)
+    exact = PW.n_per_arm_ttest(r.delta, r.sd_change, 0.05, 0.8, exact=True, survival=r.seen)
+    assert t.closed_n == exact and exact != math.ceil(exact)
+    assert t.gap == pytest.approx(fit.n / exact - 1, rel=1e-12)
+    ss = PW.sample_size_table(both, {1.0: ref}, ANALYSES, [0.8], 0.05, {})
+    assert ss["sim_ttest"].iloc[0] == math.ceil(fit.n) and ss["closed_ttest_nct"].iloc[0] == math.ceil(exact)
+    with pytest.raises(ValueError, match="'rejection_benefit'"):
+        PW.comparison_table(harm, {1.0: ref}, [0.8], 0.05, {})
+
+
+def test_informative_loss_is_planned_with_the_noncentral_t():
+    """closed_ttest_informative uses the noncentral t like the other t closed forms: statsmodels'
+    TTestIndPower on the patients seen, divided by the share seen."""
+    from statsmodels.stats.power import TTestIndPower
+
+    ref = _ref()
+    r = ref.iloc[0]
+    ss = PW.sample_size_table(_summary(ref), {1.0: ref}, ANALYSES, [0.8, 0.9], 0.05, {})
+    for row in ss.itertuples():
+        sm = TTestIndPower().solve_power(r.effect_seen / r.sd_change_seen, nobs1=None, alpha=0.05, power=row.power)
+        assert row.closed_ttest_informative == math.ceil(sm / r.seen - 1e-9)
+        assert row.closed_ttest_informative >= math.ceil(PW.n_per_arm_ttest(r.effect_seen, r.sd_change_seen, 0.05,
+                                                                            row.power, survival=r.seen))
+
+
+def test_composite_closed_form_is_noether_at_the_diluted_p():
+    """closed_composite: Noether at 1/2 + (1 - q)^2 (P_seen - 1/2), q = dead / (dead + seen), divided by
+    the share ranked (dead + seen); per patient randomised (1 - q)^-3 times the complete-case
+    Noether n."""
+    ref = _ref()
+    r = ref.iloc[0]
+    q = r.dead / (r.dead + r.seen)
+    cf = PW.closed_forms(r, 0.8, 0.05, {})
+    assert cf["closed_composite"] == pytest.approx(
+        PW.n_per_arm_noether(PW.composite_superiority(r.p_superiority, q), survival=r.dead + r.seen), rel=1e-12)
+    assert cf["closed_composite"] / cf["closed_wilcoxon"] == pytest.approx((1 - q) ** -3, rel=1e-12)
+    ss = PW.sample_size_table(_summary(ref), {1.0: ref}, ANALYSES, [0.8], 0.05, {})
+    assert ss["closed_composite"].iloc[0] == math.ceil(cf["closed_composite"])
+    assert ss["q_composite"].iloc[0] == pytest.approx(q)

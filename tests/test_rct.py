@@ -133,6 +133,11 @@ def test_t_tests_match_scipy():
 def test_worst_rank_and_crossing():
     d = np.array([3.0, np.nan, -2.0, 5.0, np.nan])
     assert np.array_equal(trial.worst_rank(d), [3.0, -3.0, -2.0, 5.0, -3.0])
+    # the text says what the code does: every patient without a change ranks worst, missed ones too
+    assert "alive but not seen" in trial.worst_rank.__doc__
+    for doc in (rct.__doc__, trial.__doc__):
+        assert "every patient without a change (dead, or alive but not seen" in " ".join(doc.split())
+        assert "a patient dead before the visit gets the worst" not in " ".join(doc.split())
     n, status = PW.crossing([60, 20, 40], [0.9, 0.5, 0.7], 0.8)  # any order
     assert n == pytest.approx(50.0) and status == "interpolated"
     assert PW.crossing([20, 40, 60], [0.85, 0.9, 0.95], 0.8) == (20.0, "at or below the smallest grid n")
@@ -232,7 +237,8 @@ def test_summary_is_tidy_with_mcse():
             rows.append({"condition": c, "rep": r, "outcome": "vas", "timepoint": "m1", "analysis": "ttest",
                          "estimate": est, "se": 1.0, "ci_low": est - 1.96, "ci_high": est + 1.96,
                          "p_value": 2 * stats.norm.sf(abs(est)), "truth": 0.0, "truth_pop": 0.0,
-                         "n_used_treated": 20, "n_used_control": 19, "n_deaths": 1, "sd_change": 3.0})
+                         "n_used_treated": 20, "n_used_control": 19, "n_deaths": 1, "sd_change": 3.0,
+                         "favours": float(np.sign(est))})
     s = rct.summary_table(pd.DataFrame(rows), pd.DataFrame(columns=["condition", "rep", "reason"]), conds, 0.05, 50)
     assert list(s.columns) == ["n_per_arm", "effect_mcid", "outcome", "timepoint", "analysis", "measure", "value",
                                "mcse", "n"]
@@ -240,6 +246,12 @@ def test_summary_is_tidy_with_mcse():
         assert m in set(s["measure"]), m
     rej = s[(s["measure"] == "rejection")]
     assert np.allclose(rej["mcse"], np.sqrt(rej["value"] * (1 - rej["value"]) / 50))
+    # power counts only the significant results in favour of treatment (one-sided at alpha/2)
+    reps = pd.DataFrame(rows)
+    for c, g in reps.groupby("condition"):
+        hit = ((g["p_value"] < 0.05) & (g["favours"] > 0)).mean()
+        got = s[(s["measure"] == "rejection_benefit") & (s["n_per_arm"] == 20 * (c + 1))]
+        assert got["value"].iloc[0] == pytest.approx(hit) and got["n"].iloc[0] == 50
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -248,7 +260,8 @@ def test_rct_planning_end_to_end(tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ)
     proc = subprocess.run([sys.executable, "-m", "sim", "experiment=rct_planning", "reps=10", "n_jobs=1",
-                           f"hydra.run.dir={out}", "experiment.reference_n=20000"],
+                           f"hydra.run.dir={out}", "experiment.reference_n=20000", "experiment.direct_checks.top=1",
+                           "experiment.direct_checks.reps=200"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("summary.csv", "sample_size.csv", "report.md", "failures.csv", "power_effect1.png",
@@ -265,8 +278,15 @@ def test_rct_planning_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     assert "## Sample size per arm" in report and "closed form t (normal)" in report
     assert "patients seen at it" in report and "informative loss" in report
+    assert "rather than the share alive" not in report and "## Estimands (ICH E9(R1))" in report
+    assert "8 outcome x visit comparisons" in report and "Bonferroni" in report
+    assert "rejection_benefit" in set(summary["measure"])
+    cmp, checks = pd.read_csv(out / "closed_vs_simulated.csv"), pd.read_csv(out / "direct_checks.csv")
+    assert (cmp["closed_n"] != np.ceil(cmp["closed_n"])).any() and set(cmp["analysis"]) <= set(summary["analysis"])
+    assert len(checks) >= 2 and (checks["reps"] <= 200).all() and checks["role"].iloc[:2].tolist() == ["floor", "ceil"]
 
 
+@pytest.mark.slow  # ~4 s: one Hydra compose and prepare per bad setting
 def test_bad_settings_are_config_errors():
     """Every job-specific setting is checked by the job before any replicate runs (prepare), in one
     line naming the key; the allowed analyses are those of the registry sim.methods.trial.ANALYSES."""
@@ -280,6 +300,9 @@ def test_bad_settings_are_config_errors():
              ("experiment.analyses=[ttest,cox]", "experiment.analyses"),
              ("experiment.power_targets=[0.8,1.2]", "experiment.power_targets"),
              ("experiment.reference_n=10", "experiment.reference_n"),
+             ("experiment.direct_checks.reps=5", "experiment.direct_checks.reps"),
+             ("experiment.direct_checks.top=-1", "experiment.direct_checks.top"),
+             ("+experiment.direct_checks.trials=5", "experiment.direct_checks"),
              ("experiment.grid={experiment.n_per_arm:[2,40],cohort.effect_mcid:[0.0]}", "experiment.n_per_arm"),
              (None, "experiment.grid"))
     for override, key in cases:
@@ -369,50 +392,3 @@ def test_reference_superiority_is_the_mann_whitney_p_of_the_patients_seen(model)
     u = stats.mannwhitneyu(worst[:c.n], worst[c.n:]).statistic
     assert ref["p_superiority_worst_rank"] == pytest.approx(u / c.n ** 2, rel=1e-12)
     assert ref["tie_factor_worst_rank"] < ref["tie_factor"]  # the block of patients not seen is one tie
-
-
-def _ss_for_report():
-    """A two-row sample-size table as sim.power.sample_size_table writes it."""
-    ref = pd.DataFrame([dict(outcome="vas", timepoint="m6", delta=10.0, survival=0.8, sd_change=33.0, sd_post=22.0,
-                             rho=0.2, seen=0.7, sd_change_seen=30.0, effect_seen=9.0, p_superiority=0.58,
-                             p_tie=0.01, tie_factor=0.999, p_superiority_worst_rank=0.56,
-                             tie_factor_worst_rank=0.93)])
-    grid = np.array([20, 40, 60, 80, 100, 150, 200, 300, 450, 650], dtype=float)
-    curves = {"ttest": PW.power_ttest(grid, 10.0, 33.0, survival=0.8),
-              "ancova": PW.power_ancova(grid, 10.0, 22.0, 0.2, survival=0.8),
-              "wilcoxon": PW.power_ttest(grid, 10.0, 50.0, survival=0.7)}
-    summary = pd.DataFrame([{"n_per_arm": n, "effect_mcid": 1.0, "outcome": "vas", "timepoint": "m6", "analysis": an,
-                             "measure": "rejection", "value": round(float(p) * 1000) / 1000, "n": 1000}
-                            for an, ps in curves.items() for n, p in zip(grid, ps)])
-    return PW.sample_size_table(summary, {1.0: ref}, ("ttest", "ancova", "wilcoxon"), [0.8, 0.9], 0.05, {})
-
-
-def test_report_shows_n_with_its_interval_and_quotes_the_largest_gap():
-    from sim.report import rct as R
-
-    ss = _ss_for_report()
-    md = R._sample_size_md(ss, ("ttest", "ancova", "wilcoxon"))
-    r = ss.iloc[0]
-    assert md["simulated ttest"].iloc[0] == f"{r.sim_ttest:g} [{r.sim_ttest_low:g}, {r.sim_ttest_high:g}]"
-    assert md["simulated wilcoxon"].iloc[1] == "beyond grid"  # 90 % with the weaker curve: past n = 650
-    assert "closed form Wilcoxon (Noether)" in md.columns and "closed form t (normal)" in md.columns
-    note = R.gap_note(ss)
-    top = PW.largest_gap(ss)
-    assert f"{100 * top.gap:+.0f} %" in note and f"{top.analysis} at {top.outcome} {top.timepoint}" in note
-    assert f"simulated {top.sim:g} [{top.sim_low:g}, {top.sim_high:g}] against {top.closed_n:g}" in note
-    assert "No simulated N" in R.gap_note(ss.assign(sim_ttest=np.nan, sim_ancova=np.nan, sim_wilcoxon=np.nan))
-
-
-def test_curated_answer_quotes_the_fitted_n_and_the_largest_gap(tmp_path):
-    from sim.report.curate import load_answer
-
-    ss = _ss_for_report()
-    ss.to_csv(tmp_path / "sample_size.csv", index=False)
-    ref = pd.DataFrame([dict(outcome="vas", timepoint="m6", sd_change=33.0, sd_post=22.0, rho=0.2, seen=0.7)])
-    units = pd.DataFrame([dict(outcome="vas", timepoint="m6", mcid=10.0, sd_change=33.0, mcid_in_sd=10 / 33)])
-    PW.standardised_n_table({1.0: ref}, units, [0.8, 0.9], 0.05).to_csv(tmp_path / "effect_units.csv", index=False)
-    text = load_answer("rct_planning").answer(pd.DataFrame(), tmp_path)
-    r = ss[ss["power"] == 0.8].iloc[0]
-    assert f"{int(r.sim_ancova)} [{int(r.sim_ancova_low)}, {int(r.sim_ancova_high)}] (vas m6, 1 MCID = 0.30 SD)" in text
-    top = PW.largest_gap(ss)
-    assert f"largest relative gap is {100 * top.gap:+.0f} % ({top.analysis}, vas m6" in text

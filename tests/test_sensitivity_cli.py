@@ -1,6 +1,8 @@
-"""`python -m sim.sensitivity`: results equal the library's, and every bad input ends with one
-`error:` line naming the culprit and exit code 2 (in-process via main(), one subprocess run)."""
+"""`python -m sim.sensitivity`: results equal the library's, every number at the one sidedness
+`--alternative` names (printed and written), and every bad input ends with one `error:` line
+naming the culprit and exit code 2 (in-process via main(), one subprocess run)."""
 
+import math
 import subprocess
 import sys
 
@@ -8,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.methods.rosenbaum import sensitivity_table
+from sim.methods.rosenbaum import (hl_confidence_interval, largest_gamma_excluding, sensitivity_table,
+                                   sensitivity_value, signed_rank_bound)
 from sim.sensitivity import main
 
 
@@ -50,27 +53,90 @@ def args(csv, out, *extra):
 
 
 def test_happy_path_equals_library(csv, tmp_path, capsys):
+    """Default two-sided: the bound is twice the smaller one-sided bound, the interval the library's
+    two-sided one, and one MCID is excluded at one-sided alpha/2 (the interval's upper end)."""
     out = tmp_path / "res"
     assert main(args(csv, out, "--gamma", "2,1,1.5", "--mcid", "9.25")) == 0
     got = pd.read_csv(out / "sensitivity.csv")
     d = diffs(csv)
     assert d.size == 29
-    ref = sensitivity_table(d, [1, 1.5, 2], mcid=9.25)
-    pd.testing.assert_frame_equal(got, ref, check_dtype=False)
+    ref = sensitivity_table(d, [1, 1.5, 2], mcid=9.25, alpha=0.05)
+    cols = ["gamma", "hl_low", "hl_high", "ci_low", "ci_high", "p_upper_mcid"]
+    pd.testing.assert_frame_equal(got[cols], ref[cols], check_dtype=False)
+    two = [min(1.0, 2 * min(signed_rank_bound(d, g), signed_rank_bound(d, g, alternative="less"))) for g in (1, 1.5, 2)]
+    assert got["p_upper"].to_numpy() == pytest.approx(two, rel=1e-12)
+    assert (got["alternative"] == "two-sided").all() and (got["alpha"] == 0.05).all()
+    assert (got["ci"] == "two-sided 95 %").all() and (got["mcid_level"] == 0.025).all()
+    assert (got["mcid_excluded"] == (got["p_upper_mcid"] <= 0.025)).all()
     assert (out / "sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = capsys.readouterr().out
     assert "pairs: 29 complete of 30 matched (1 with a missing outcome)" in text
-    assert "sensitivity value" in text and "one MCID (9.25)" in text
+    assert "sidedness: two-sided, alpha 0.05 (each one-sided bound at 0.025); interval: two-sided 95 %" in text
+    g_star = max(sensitivity_value(d, 0.025), sensitivity_value(d, 0.025, alternative="less"))
+    assert f"sensitivity value Γ* (two-sided, alpha 0.05; " in text and f"{g_star:.3f}" in text
+    assert f"one MCID (9.25) at one-sided 0.025 (two-sided): {largest_gamma_excluding(d, 9.25, 0.025):.3f}" in text
 
 
 def test_lower_is_better_flips_sign_and_defaults(csv, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # default --out is "."
     assert main([str(csv), "--outcome", "barthel", "--treatment", "decomp", "--lower-is-better",
-                 "--method", "normal"]) == 0
+                 "--method", "normal", "--alternative", "greater"]) == 0
     got = pd.read_csv(tmp_path / "sensitivity.csv")
-    ref = sensitivity_table(-diffs(csv), [1, 1.25, 1.5, 2, 3], method="normal")
-    pd.testing.assert_frame_equal(got, ref, check_dtype=False)
+    ref = sensitivity_table(-diffs(csv), [1, 1.25, 1.5, 2, 3], method="normal", alpha=0.1)  # alpha/2 a side = 0.05
+    pd.testing.assert_frame_equal(got[["gamma", "p_upper", "hl_low", "hl_high", "ci_low"]],
+                                  ref[["gamma", "p_upper", "hl_low", "hl_high", "ci_low"]], check_dtype=False)
+    assert np.isinf(got["ci_high"]).all() and (got["ci"] == "one-sided 95 % (lower limit)").all()
     assert "control - treated" in capsys.readouterr().out
+
+
+def _continuous(n=40, shift=6.0, seed=3):
+    """Pair differences without ties (the interval's ends and the MCID test then agree exactly)."""
+    return np.random.default_rng(seed).normal(shift, 12.0, n)
+
+
+def _pairs_csv(tmp_path, d):
+    rows = []
+    for i, x in enumerate(d):
+        rows += [{"decomp": 1, "barthel": 50.0 + x, "pair": i}, {"decomp": 0, "barthel": 50.0, "pair": i}]
+    path = tmp_path / "cont.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("alternative, level", [("two-sided", 0.025), ("less", 0.05)])
+def test_mcid_verdict_agrees_with_the_interval_it_is_printed_beside(tmp_path, capsys, alternative, level):
+    """The flaw of a one-sided MCID test beside a two-sided interval: with the sidedness shared, one
+    MCID is excluded exactly when the interval's upper end lies below it, at every Γ, including an
+    MCID between the two (one-sided at alpha excludes it, the two-sided 95 % interval does not)."""
+    d = _continuous()
+    hi_two = hl_confidence_interval(d, 1.0, 0.05)[1]  # two-sided 95 %: alpha/2 a side
+    hi_one = hl_confidence_interval(d, 1.0, 0.10)[1]  # one-sided 95 % upper limit
+    mcid = (hi_one + hi_two) / 2
+    assert hi_one < mcid < hi_two
+    out = tmp_path / alternative
+    assert main([str(_pairs_csv(tmp_path, d)), "--outcome", "barthel", "--treatment", "decomp", "--mcid",
+                 f"{mcid!r}", "--gamma", "1,1.1,1.3,2", "--alternative", alternative, "--out", str(out)]) == 0
+    got = pd.read_csv(out / "sensitivity.csv")
+    assert (got["mcid_level"] == level).all()
+    assert (got["mcid_excluded"] == (got["ci_high"] < mcid)).all(), got
+    assert bool(got["mcid_excluded"].iloc[0]) is (alternative == "less")
+    if alternative == "less":
+        assert np.isneginf(got["ci_low"]).all()
+    printed = capsys.readouterr().out
+    assert f"sidedness: {alternative}, alpha 0.05" in printed and "mcid_excluded" in printed
+
+
+def test_two_sided_sensitivity_value_is_the_significant_direction_at_half_alpha(tmp_path, capsys):
+    d = _continuous(shift=-9.0)  # treatment worse: significant in the 'less' direction only
+    assert main([str(_pairs_csv(tmp_path, d)), "--outcome", "barthel", "--treatment", "decomp",
+                 "--out", str(tmp_path)]) == 0
+    g = sensitivity_value(d, 0.025, alternative="less")
+    assert g > 1 and sensitivity_value(d, 0.025) == 1.0
+    text = capsys.readouterr().out
+    assert f"sensitivity value Γ* (two-sided, alpha 0.05; τ < 0, treatment worse): {g:.3f}" in text
+    p = pd.read_csv(tmp_path / "sensitivity.csv")["p_upper"]
+    assert p.iloc[0] == pytest.approx(min(1.0, 2 * signed_rank_bound(d, 1.0, alternative="less")))
+    assert not math.isnan(p.iloc[0])
 
 
 def test_subprocess_run(csv, tmp_path):
@@ -139,6 +205,11 @@ def _bad_cases(tmp_path):
     cases["missing --outcome"] = ([str(good), "--treatment", "decomp"], "--outcome")
     cases["unknown option"] = (args(good, tmp_path, "--gama", "2"), "unrecognized arguments: --gama")
     cases["bad method"] = (args(good, tmp_path, "--method", "mc"), "invalid choice: 'mc'")
+    cases["bad alternative"] = (args(good, tmp_path, "--alternative", "up"),
+                                "argument --alternative: invalid choice: 'up' (choose from 'two-sided', 'greater', "
+                                "'less')")
+    cases["mcid with greater"] = (args(good, tmp_path, "--alternative", "greater", "--mcid", "9"),
+                                  "--mcid needs --alternative two-sided or less")
     (tmp_path / "dup.csv").write_text("decomp,barthel,pair,barthel\n1,5,1,6\n0,3,1,2\n")
     cases["duplicate column"] = (args(tmp_path / "dup.csv", tmp_path), "more than once in the header: barthel")
     cases["same columns"] = ([str(good), "--outcome", "decomp", "--treatment", "decomp"], "three different")

@@ -9,34 +9,41 @@ the replicate's RNG (the generator's own `treated` is ignored). Because the gene
 potential outcomes, a patient's observed change is delta1 if randomised to treatment and delta0
 otherwise; the observed follow-up value is pre + direction x change.
 
-Deaths before a visit (`experiment.death_strategy`, sim.methods.trial.DEATH_STRATEGIES):
-  complete_case (default): every analysis uses the patients alive at the visit (the generator
-      makes a dead patient's outcome missing). The estimand is the 'while alive' effect: the mean
-      individual effect on the change from baseline among patients alive at the visit. Death
-      does not depend on the arm in this model, so survivors are still a randomised comparison.
-  worst_rank: a composite for the rank test only: a patient dead before the visit gets the worst
-      observed change at that visit (over both arms) minus 1, so deaths rank below every survivor
-      and the Wilcoxon test uses every randomised patient. The t-tests and ANCOVA stay complete
-      case (a mean of an arbitrary worst value has no meaning).
+Deaths before a visit and missed visits (`experiment.death_strategy`, sim.methods.trial.DEATH_STRATEGIES):
+  complete_case (default): every analysis uses the patients seen at the visit (alive and not
+      missing it; the generator makes their outcome missing otherwise). In ICH E9(R1) terms a
+      'while alive and seen' strategy: it estimates the effect among the patients seen, who
+      started healthier, so it differs from the effect among all survivors (`truth`) even in a
+      randomised trial (the run's `bias`).
+  worst_rank: for the rank test only: every patient without a change (dead, or alive but not
+      seen) gets the worst observed change at that visit (over both arms) minus 1, so they rank
+      below every patient seen and the Wilcoxon test uses every randomised patient. The t-tests
+      and ANCOVA stay complete case (a mean of an arbitrary worst value has no meaning).
+The `composite` analysis is a composite strategy (death is part of the outcome: deaths rank below
+every change, earlier lower): another estimand, diluted by deaths the treatment does not change.
 
 Analyses per outcome and time (`experiment.analyses`, the registry sim.methods.trial.ANALYSES):
-ttest (Student), welch, ancova (follow-up on arm + baseline), wilcoxon (p only).
+ttest (Student), welch, ancova (follow-up on arm + baseline), wilcoxon and composite (p only).
+Power is the benefit-direction rejection rate (`rejection_benefit`: significant AND in favour of
+treatment); `rejection` counts both directions (the type-I error of the two-sided test).
 
 Truth (per replicate): the cohort's ATE on the change among patients alive at the visit, from the
 potential outcomes (`truth`); `truth_pop` is the population effect the design was solved for.
 
 Sample size (sample_size.csv, report.md): per outcome x time, effect > 0, target power and
-analysis, the simulated n per arm reaching the target with a 95 % interval (sim.power.solve_simulated_n:
-a probit GLM of the rejection counts on sqrt(n) over the grid, solved at the target, Fieller
-interval; not reported, with the reason in `notes`, when the solution lies outside the grid or
-power does not increase with n) beside the closed forms of sim.power (t, ANCOVA, Wilcoxon after
-Noether 1987), whose SD of the change (among survivors), follow-up SD, pre-post correlation,
-survival to the visit, share seen and P(Y1 > Y0) come from one reference cohort of
-experiment.reference_n patients drawn from the same design (reference.csv).
+analysis, the simulated n per arm reaching the target with a 95 % interval (sim.power_solve: a
+probit GLM of the benefit-direction rejection counts on sqrt(n) over the grid, solved at the
+target, Fieller interval; not reported, with the reason in `notes`, when the solution lies outside
+the grid or power does not increase with n) beside the closed forms of sim.power (t, ANCOVA,
+Wilcoxon and the composite after Noether 1987), whose inputs come from one reference cohort of
+experiment.reference_n patients drawn from the same design (reference.csv). The same two unrounded
+(closed_vs_simulated.csv), and the largest gaps checked by simulating power directly at the
+closed-form n rounded down and up (direct_checks.csv; `experiment.direct_checks`: how many gaps,
+how many trials each).
 
-Cost: a replicate (cohort of 2 x n_per_arm, 8 outcome-times x 4 analyses) takes ~8-12 ms; the
-default grid (30 conditions) at 300 reps takes about a minute of wall time on 2 cores (the
-curated run, 1000 reps, took 120 s).
+Cost: a replicate (cohort of 2 x n_per_arm, 8 outcome-times x 5 analyses) takes ~8-12 ms; the
+default grid (30 conditions) at 300 reps takes about a minute of wall time on 2 cores; the direct
+checks (3 gaps x 2 n x 20 000 trials at the small n where the gaps are) about a minute more.
 """
 
 from __future__ import annotations
@@ -54,13 +61,15 @@ from sim.config import ConfigError, _is_int, _is_num
 from sim.engine import RunResult, condition_stream, per_replicate, replicate_rng
 from sim.experiment import ExperimentResult, Job
 from sim.jobs.conditions import Condition, condition_key, design_of, study_of, where
-from sim.jobs.tidy import BY, failure_rows, mean_rows, tidy
+from sim.jobs.tidy import BY, directional_rows, failure_rows, mean_rows, tidy
 from sim.methods.trial import ANALYSES, DEATH_STRATEGIES, TrialSpec, analyse_trial, randomise
 from sim.performance import summarise
 
 GRID_KEYS = ("experiment.n_per_arm", "cohort.effect_mcid")
 DEFAULT_TARGETS = (0.8, 0.9)
 REFERENCE_SEED = 7_774_411  # the reference cohorts' stream: (REFERENCE_SEED, digest of the effect)
+CHECK_SEED = 7_774_412  # the direct checks' streams: (CHECK_SEED, digest of what is checked)
+DIRECT_CHECKS = {"top": 3, "reps": 20_000}  # experiment.direct_checks: largest gaps checked, trials per n
 
 
 def spec_of(cfg: Mapping[str, Any]) -> TrialSpec:
@@ -94,11 +103,13 @@ def summary_table(replicates: pd.DataFrame, failures: pd.DataFrame, conds: list[
                   reps: int) -> pd.DataFrame:
     """Tidy table as the psm job's: one column per grid factor, outcome, timepoint, analysis,
     measure, value, mcse, n. Bias/MSE/coverage are against the cohort's ATE (`truth`);
-    `rejection` is the type-I error at effect 0 and the power otherwise."""
+    `rejection` is the two-sided test's rejection rate (the type-I error at effect 0), and
+    `rejection_benefit` / `rejection_harm` split it by the arm the result favours: power to
+    detect a benefit is rejection_benefit."""
     main = summarise(replicates, BY, truth="truth", alpha=alpha,
                      extra_means=("n_used_treated", "n_used_control", "n_deaths", "n_unseen", "sd_change"))
     truths = mean_rows(replicates, {"truth": "true_ate", "truth_pop": "true_ate_population"})
-    return tidy([main, *truths, failure_rows(failures, conds, reps)], conds)
+    return tidy([main, *directional_rows(replicates, alpha), *truths, failure_rows(failures, conds, reps)], conds)
 
 
 class RctJob(Job):
@@ -136,9 +147,23 @@ class RctJob(Job):
             raise ConfigError(f"experiment.power_targets: each must be a number in (0, 1), got {targets}")
         if not _is_int(self.reference_n) or self.reference_n < 1000:
             raise ConfigError(f"experiment.reference_n: must be a whole number >= 1000, got {self.reference_n!r}")
+        self.direct_settings()
         if not isinstance(self.cfg.experiment.get("write_replicates", False), bool):
             raise ConfigError("experiment.write_replicates: must be true or false, got "
                               f"{self.cfg.experiment.get('write_replicates')!r}")
+
+    def direct_settings(self) -> dict[str, int]:
+        """experiment.direct_checks: {top: gaps checked (0 = none), reps: trials per n >= 100}."""
+        got = self.cfg.experiment.get("direct_checks")
+        got = {} if got is None else got
+        if not hasattr(got, "items") or set(got) - set(DIRECT_CHECKS):
+            raise ConfigError(f"experiment.direct_checks: a mapping with keys {list(DIRECT_CHECKS)}, got {got!r}")
+        out = {**DIRECT_CHECKS, **dict(got)}
+        if not _is_int(out["top"]) or out["top"] < 0:
+            raise ConfigError(f"experiment.direct_checks.top: must be a whole number >= 0, got {out['top']!r}")
+        if not _is_int(out["reps"]) or out["reps"] < 100:
+            raise ConfigError(f"experiment.direct_checks.reps: must be a whole number >= 100, got {out['reps']!r}")
+        return out
 
     # ----------------------------------------------------------------- plan / summarise
     def plan(self, cond: Condition) -> tuple[Design, TrialSpec]:
@@ -176,15 +201,38 @@ class RctJob(Job):
         return out
 
     def finish(self, result: ExperimentResult) -> None:
-        """result.tables: `reference` (the closed forms' inputs per effect) and `sample_size`."""
-        spec = spec_of(result.conditions[0].cfg)
-        refs = self.references(result.conditions)
+        """result.tables: `reference` (the closed forms' inputs per effect), `sample_size`, the
+        unrounded `closed_vs_simulated` and the `direct_checks` of its largest gaps."""
+        conds = result.conditions
+        spec = spec_of(conds[0].cfg)
+        refs = self.references(conds)
         result.tables["reference"] = (pd.concat([r.assign(effect_mcid=e) for e, r in refs.items()], ignore_index=True)
                                       if refs else pd.DataFrame())
-        outcomes = study_of(result.conditions[0].cfg).outcomes
+        outcomes = study_of(conds[0].cfg).outcomes
+        kw = dict(death_strategy=spec.death_strategy)
+        fits = PW.fit_curves(result.summary, refs, spec.analyses, self.targets) if refs else {}
         result.tables["sample_size"] = PW.sample_size_table(result.summary, refs, spec.analyses, self.targets,
-                                                            spec.alpha, outcomes, death_strategy=spec.death_strategy)
-        result.tables["effect_units"] = self.effect_units(result.conditions, refs)
+                                                            spec.alpha, outcomes, fits=fits, **kw)
+        pairs = [(an, c) for an, c in PW.GAP_PAIRS if an in spec.analyses]
+        cmp = PW.comparison_table(result.summary, refs, self.targets, spec.alpha, outcomes, pairs=pairs, fits=fits,
+                                  **kw)
+        result.tables["closed_vs_simulated"] = cmp
+        result.tables["direct_checks"] = self.direct_checks(conds, cmp)
+        result.tables["effect_units"] = self.effect_units(conds, refs)
+
+    def direct_checks(self, conds: list[Condition], cmp: pd.DataFrame) -> pd.DataFrame:
+        """The power simulated directly at the closed-form n (rounded down and up) of the largest
+        gaps (sim.power_check), each check on its own stream of the run's seed."""
+        from sim.power_check import direct_checks
+
+        settings = self.direct_settings()
+        by_effect = {float(c.cfg["cohort"].get("effect_mcid", 0.0)): c for c in conds}
+
+        def rng_for(key) -> np.random.Generator:
+            return replicate_rng(int(self.cfg.seed), (CHECK_SEED, *condition_stream(dict(key))), 0)
+
+        return direct_checks(cmp, lambda eff: self.plan(by_effect[eff]), rng_for, top=settings["top"],
+                             reps=settings["reps"])
 
     def effect_units(self, conds: list[Condition], refs: dict[float, pd.DataFrame]) -> pd.DataFrame:
         """One MCID in SD units of the change per outcome x time (sim.report.units) and, with
@@ -209,8 +257,12 @@ class RctJob(Job):
         if len(refs):
             atomic_csv(refs, out_dir / "reference.csv")
         atomic_csv(ss, out_dir / "sample_size.csv")
+        cmp, checks = result.tables["closed_vs_simulated"], result.tables["direct_checks"]
+        atomic_csv(cmp, out_dir / R.COMPARISON_FILE)
+        atomic_csv(checks, out_dir / R.CHECKS_FILE)
         units = result.tables["effect_units"]
         atomic_csv(units, out_dir / UNITS_FILE)
         paths = R.figures(result.summary, refs, spec, self.targets, out_dir)
-        atomic_text(R.report_text(self.cfg, result, spec, self.reference_n, paths, ss, units), out_dir / "report.md")
+        atomic_text(R.report_text(self.cfg, result, spec, self.reference_n, paths, ss, units, cmp, checks),
+                    out_dir / "report.md")
         return 0

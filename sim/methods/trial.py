@@ -13,9 +13,14 @@ Estimates are on the improvement scale, treated minus control, as `sim.methods.o
             who missed the visit are left out. An alternative primary endpoint: survival and
             function together.
 
+Every row also says which arm the result favours (`favours`: +1 treatment, -1 control, the sign
+of the estimate, or of P(T > C) - 1/2 for the rank tests), so that power can be counted as a
+significant result in favour of treatment (the benefit-direction rejection rate).
+
 Deaths before a visit and missed visits leave the change missing (NaN). `DEATH_STRATEGIES`:
 complete_case analyses the patients seen at the visit; worst_rank gives, for the wilcoxon test
-only, every patient without a change the worst observed change minus 1 (`worst_rank`).
+only, every patient without a change (dead, or alive but not seen at the visit) the worst
+observed change minus 1 (`worst_rank`).
 """
 
 from __future__ import annotations
@@ -97,29 +102,39 @@ def ancova(post: np.ndarray, pre: np.ndarray, treated: np.ndarray, direction: fl
 
 
 def worst_rank(delta: np.ndarray) -> np.ndarray:
-    """Deaths (NaN) get the worst observed change minus 1; survivors keep theirs."""
+    """Every patient without a change (NaN: dead before the visit, or alive but not seen at it)
+    gets the worst observed change minus 1; the patients seen keep theirs."""
     d = np.asarray(delta, dtype=float)
-    dead = np.isnan(d)
-    if not dead.any() or dead.all():
+    unseen = np.isnan(d)
+    if not unseen.any() or unseen.all():
         return d
-    return np.where(dead, np.nanmin(d) - 1.0, d)
+    return np.where(unseen, np.nanmin(d) - 1.0, d)
 
 
 def _rank_sum(v: Visit) -> O.TestResult:
     change = worst_rank(v.change) if v.death_strategy == "worst_rank" else v.change
-    return dataclasses.replace(O.wilcoxon_ranksum(change[v.treated], change[~v.treated]), estimate=NAN)
+    return O.wilcoxon_ranksum(change[v.treated], change[~v.treated])
 
 
-#: analysis name -> test of one Visit; the names `experiment.analyses` allows
+#: analysis name -> test of one Visit; the names `experiment.analyses` allows. The rank tests'
+#: estimate is P(T > C) + P(T = C)/2 here (it gives `favours`); the rows keep their p only.
 ANALYSES: dict[str, Callable[[Visit], O.TestResult]] = {
     "ttest": lambda v: student_t(v.change[v.treated], v.change[~v.treated]),
     "welch": lambda v: welch_t(v.change[v.treated], v.change[~v.treated]),
     "ancova": lambda v: ancova(v.pre + v.direction * v.change, v.pre, v.treated, v.direction),
     "wilcoxon": _rank_sum,
-    "composite": lambda v: dataclasses.replace(
-        composite_rank(v.change[v.treated], v.death_day[v.treated], v.change[~v.treated], v.death_day[~v.treated]),
-        estimate=NAN),
+    "composite": lambda v: composite_rank(v.change[v.treated], v.death_day[v.treated], v.change[~v.treated],
+                                          v.death_day[~v.treated]),
 }
+#: analyses whose estimate is P(T > C) (centre 1/2), not an effect on the outcome's scale
+RANK_ANALYSES = ("wilcoxon", "composite")
+
+
+def favours(analysis: str, r: O.TestResult) -> float:
+    """+1 if the result favours treatment, -1 control, NaN without an estimate (or exactly even)."""
+    centre = 0.5 if analysis in RANK_ANALYSES else 0.0
+    s = np.sign(r.estimate - centre) if np.isfinite(r.estimate) else NAN
+    return float(s) if s != 0 else NAN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,15 +162,16 @@ def analyse_trial(cohort: Cohort, treated: np.ndarray, spec: TrialSpec, directio
                   visit_days: Mapping[str, float], effects: Mapping[tuple[str, str], float] | None = None
                   ) -> dict[str, list]:
     """Columns of a tidy table (one row per outcome x time x analysis) for one randomised cohort:
-    the analyses' fields, the cohort's survivor effect at the visit (`truth`: the mean individual
-    effect among patients alive under both arms, from the potential outcomes), the population
-    effect (`truth_pop`), deaths, patients not seen and the pooled SD of the observed change."""
+    the analyses' fields, which arm the result favours (`favours`), the cohort's survivor effect at
+    the visit (`truth`: the mean individual effect among patients alive under both arms, from the
+    potential outcomes), the population effect (`truth_pop`), deaths, patients not seen and the
+    pooled SD of the observed change."""
     columns, potential = cohort.columns, cohort.potential_deltas
     z = np.asarray(treated, dtype=bool)
     t0, t1 = cohort.death_days
     death = np.where(z, t1, t0)
     extra = ("truth", "truth_pop", "n_deaths", "n_unseen", "sd_change")
-    cols: dict[str, list] = {k: [] for k in ("outcome", "timepoint", "analysis", *ROW_FIELDS, *extra)}
+    cols: dict[str, list] = {k: [] for k in ("outcome", "timepoint", "analysis", *ROW_FIELDS, "favours", *extra)}
     for name in spec.outcomes or tuple(dict.fromkeys(o for o, _ in potential)):
         pre = np.asarray(columns[f"{name}_{spec.baseline}"], dtype=float)
         for t in spec.times or tuple(dict.fromkeys(t for _, t in potential)):
@@ -170,6 +186,9 @@ def analyse_trial(cohort: Cohort, treated: np.ndarray, spec: TrialSpec, directio
                     int(dead.sum()), int(np.isnan(change).sum()), pooled_sd(change[z], change[~z]))
             for an in spec.analyses:
                 r = ANALYSES[an](visit)
+                cols["favours"].append(favours(an, r))
+                if an in RANK_ANALYSES:
+                    r = dataclasses.replace(r, estimate=NAN)  # p only: P(T > C) is not an effect
                 cols["outcome"].append(name)
                 cols["timepoint"].append(t)
                 cols["analysis"].append(an)

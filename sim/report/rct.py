@@ -12,15 +12,19 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from sim import power as PW
-from sim.methods.trial import TrialSpec
+from sim.methods.trial import RANK_ANALYSES, TrialSpec
 from sim.report.figures import label_panel, save_panels
 from sim.report.montecarlo import run_lines
 from sim.report import units as U
+from sim.power_estimand import STRATEGY, largest_bias, multiplicity
+from sim.report.phrasing import Est, fmt, number
 from sim.report.tables import markdown
 
 if TYPE_CHECKING:
     from sim.experiment import ExperimentResult
 
+COMPARISON_FILE = "closed_vs_simulated.csv"  #: simulated and closed-form n, unrounded (sim.power.comparison_table)
+CHECKS_FILE = "direct_checks.csv"  #: power simulated directly at the closed-form n (sim.power_check)
 DEATH_TEXT = {
     "complete_case": "complete case: each visit is analysed among the patients seen at it (alive and not missing "
                      "it); those started healthier than everyone (attrition depends on baseline health).",
@@ -89,8 +93,8 @@ def figures(summary: pd.DataFrame, refs: pd.DataFrame, spec: TrialSpec, targets:
                                   "type-I error", references=[spec.alpha]))
         else:
             ref = refs[np.isclose(refs["effect_mcid"], eff)] if len(refs) else None
-            out.append(curve_plot(summary, "rejection", eff, out_dir / f"power_effect{eff:g}.png",
-                                  f"Power of a 1:1 randomised trial at effect = {eff:g} MCID vs n per arm",
+            out.append(curve_plot(summary, PW.POWER_MEASURE, eff, out_dir / f"power_effect{eff:g}.png",
+                                  f"Power (significant, favouring treatment) at effect = {eff:g} MCID vs n per arm",
                                   "power", references=targets, closed_form=ref, alpha=spec.alpha))
     top = effects[-1]
     out.append(curve_plot(summary, "bias", top, out_dir / "bias.png",
@@ -122,6 +126,7 @@ _STATUS_CELL = {"below the grid": "below grid", "beyond the grid": "beyond grid"
 _CLOSED = {"closed_ttest": "closed form t (normal)", "closed_ttest_nct": "closed form t (nct)",
            "closed_ancova": "closed form ANCOVA", "closed_ancova_nct": "closed form ANCOVA (nct)",
            "closed_wilcoxon": "closed form Wilcoxon (Noether)", "closed_wilcoxon_ties": "closed form Wilcoxon, ties",
+           "closed_composite": "closed form composite (Noether, diluted P)",
            "closed_ttest_table2sd": "closed form t, Table 2 SD",
            "closed_ttest_informative": "closed form t, informative loss"}
 
@@ -151,6 +156,8 @@ def _sample_size_md(ss: pd.DataFrame, analyses: Sequence[str]) -> pd.DataFrame:
     out["seen"] = [f"{v:.3f}" for v in ss["seen"]]
     out["P(Y1 > Y0)"] = [f"{v:.3f}" for v in ss["p_superiority"]]
     out["tie factor"] = [f"{v:.3f}" for v in ss["tie_factor"]]
+    if "q_composite" in ss.columns:
+        out["q (composite)"] = [f"{v:.3f}" for v in ss["q_composite"]]
     return out
 
 
@@ -159,32 +166,76 @@ def sample_size_text(ss: pd.DataFrame, analyses: Sequence[str]) -> str:
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:+.0f} %"
+    return f"{100 * x:+.1f} %"
 
 
-def gap_note(ss: pd.DataFrame) -> str:
-    """The largest relative gap between a simulated N and its closed form (the pairs of
-    sim.power.GAP_PAIRS), which row it is, and per pair the median and largest |gap| and how often
-    the closed form lies inside the simulated interval; computed from the table."""
-    g = PW.gaps(ss)
+def _sim_n(r) -> str:
+    return f"{r.sim_n:.1f} [{r.sim_low:.1f}, {r.sim_high:.1f}]"
+
+
+def check_text(checks: pd.DataFrame) -> list[str]:
+    """Per checked gap: '<analysis> <outcome> <time>, <e> MCID, <p> % power: closed form 27.88,
+    simulated 30.4 [29.1, 31.9]; power at 27: 0.885 (0.002), at 28: ...' (sim.power_check)."""
+    out = []
+    for _, g in checks.groupby(["effect_mcid", "outcome", "timepoint", "power", "analysis"], sort=False):
+        r = g.iloc[0]
+        at = "; ".join(f"at {int(c.n_per_arm)}: {fmt(Est(c.power_direct, c.mcse))}" for c in g.itertuples())
+        out.append(f"{r.analysis} {r.outcome} {r.timepoint}, {r.effect_mcid:g} MCID, {100 * r.power:.0f} % power: "
+                   f"closed form {r.closed_n:.2f}, simulated {_sim_n(r)}; power simulated directly ({int(r.reps):,} "
+                   f"trials per n) {at}")
+    return out
+
+
+def gap_note(cmp: pd.DataFrame, checks: pd.DataFrame | None = None) -> str:
+    """The largest relative gap between a simulated n and its closed form, both unrounded (the
+    pairs of sim.power.GAP_PAIRS), per pair the median and largest |gap| and how often the closed
+    form lies inside the simulated interval, and the direct checks of the largest gaps."""
+    g = PW.gaps(cmp)
     if g.empty:
         return "No simulated N could be compared with a closed form (none fitted within the grid)."
-    top = PW.largest_gap(ss)
-    label = {c: _CLOSED[c] for _, c in PW.GAP_PAIRS}
-    lines = [f"Largest relative gap between a simulated N and its closed form (simulated / closed - 1, over "
-             f"{len(g)} comparisons of {', '.join(f'{a} with {label[c]}' for a, c in PW.GAP_PAIRS)}): "
-             f"**{_pct(top.gap)}**, {top.analysis} at {top.outcome} {top.timepoint}, effect {top.effect_mcid:g} MCID, "
-             f"power {top.power:g}: simulated {top.sim:g} [{top.sim_low:g}, {top.sim_high:g}] against "
-             f"{top.closed_n:g} ({label[top.closed]}).", ""]
-    # for reference (not in the largest gap): the t-test planned on the patients seen, inflated by the share seen
-    extra = PW.gaps(ss, [("ttest", "closed_ttest_informative")])
-    label["closed_ttest_informative"] = _CLOSED["closed_ttest_informative"] + " (for reference)"
-    for (an, closed), d in pd.concat([g, extra] if len(extra) else [g]).groupby(["analysis", "closed"], sort=False):
+    top = PW.largest_gap(cmp)
+    lines = [f"Simulated n against its closed form, both unrounded ({COMPARISON_FILE}; simulated / closed - 1 over "
+             f"{len(g)} comparisons of {', '.join(f'{a} with {_CLOSED[c]}' for a, c in PW.GAP_PAIRS)}): the largest "
+             f"gap is **{_pct(top.gap)}**, {top.analysis} at {top.outcome} {top.timepoint}, effect "
+             f"{top.effect_mcid:g} MCID, power {top.power:g}: simulated {_sim_n(top)} against {top.closed_n:.2f} "
+             f"({_CLOSED[top.closed]}).", ""]
+    for (an, closed), d in g.groupby(["analysis", "closed"], sort=False):
         w = d.loc[d["gap"].abs().idxmax()]
-        lines.append(f"- {an} vs {label[closed]}: median |gap| {100 * d['gap'].abs().median():.0f} %, largest "
+        lines.append(f"- {an} vs {_CLOSED[closed]}: median |gap| {100 * d['gap'].abs().median():.1f} %, largest "
                      f"{_pct(w.gap)} ({w.outcome} {w.timepoint}, effect {w.effect_mcid:g}, power {w.power:g}); the "
                      f"closed form inside the simulated 95 % interval in {int(d['inside'].sum())} of {len(d)}")
+    if checks is not None and len(checks):
+        lines += ["", f"The largest gaps checked by simulating the power (significant, favouring treatment) directly "
+                      f"at the closed-form n rounded down and up ({CHECKS_FILE}; power (Monte Carlo SE)):", ""]
+        lines += [f"- {t}" for t in check_text(checks)]
     return "\n".join(lines)
+
+
+def estimand_lines(summary: pd.DataFrame, spec: TrialSpec) -> list[str]:
+    """The ICH E9(R1) strategy behind each analysis, and the complete case's bias from the run."""
+    cc = [a for a in spec.analyses if a not in RANK_ANALYSES or (a == "wilcoxon" and spec.death_strategy ==
+                                                                 "complete_case")]
+    lines = [f"- {', '.join(f'`{a}`' for a in cc)}: {STRATEGY['complete_case']}" if cc else ""]
+    top = largest_bias(summary)
+    if top is not None:
+        o, t, eff, b, m = top
+        lines[-1] += (f" (t-test at {o} {t}, {eff:g} MCID: bias {fmt(Est(b, m))} against the effect among all "
+                      "survivors, pooled over n)")
+    if "wilcoxon" in spec.analyses and spec.death_strategy == "worst_rank":
+        lines.append(f"- `wilcoxon`: {STRATEGY['worst_rank']}")
+    if "composite" in spec.analyses:
+        lines.append(f"- `composite`: {STRATEGY['composite']}")
+    return [x for x in lines if x]
+
+
+def multiplicity_text(ss: pd.DataFrame, alpha: float, targets: Sequence[float]) -> str:
+    k, f = multiplicity(ss, alpha, targets)
+    if not k:
+        return ""
+    per = ", ".join(f"{number(v)} at {100 * p:.0f} % power" for p, v in f.items())
+    return (f"Multiplicity: {k} outcome x visit comparisons per analysis, each tested at alpha = {alpha:g} "
+            f"(two-sided); a Bonferroni correction (alpha / {k} = {number(alpha / k)} each) multiplies every "
+            f"closed-form n by {per} (((z_(1-alpha/(2k)) + z_power) / (z_(1-alpha/2) + z_power))^2).")
 
 
 def _bias_coverage(summary: pd.DataFrame, analyses: Sequence[str]) -> pd.DataFrame:
@@ -222,7 +273,8 @@ UNITS_SECTION = (U.UNITS_TITLE, U.UNITS_FILE, UNITS_CAPTION)
 
 
 def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, reference_n: int,
-                figure_paths: list[Path], ss: pd.DataFrame, units: pd.DataFrame | None = None) -> str:
+                figure_paths: list[Path], ss: pd.DataFrame, units: pd.DataFrame | None = None,
+                cmp: pd.DataFrame | None = None, checks: pd.DataFrame | None = None) -> str:
     exp = cfg.experiment
     summary = result.summary
     effects = sorted({float(v) for v in summary["effect_mcid"]})
@@ -240,12 +292,19 @@ def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, re
         "`ancova` OLS of the follow-up value on arm + baseline, `wilcoxon` rank-sum test of the change (p only), "
         "`composite` rank-sum test of death before the visit (worst, earlier deaths lower) and the change of the "
         "patients seen (an alternative primary endpoint: survival and function together; p only)",
-        f"- alpha = {spec.alpha:g}, two-sided; bias, MSE and coverage are against the cohort's survivor effect on the "
-        "change (the mean individual effect among patients alive at the visit under both arms)",
+        f"- alpha = {spec.alpha:g}, two-sided; power = the rate of results significant AND in favour of treatment "
+        "(`rejection_benefit`, the one-sided level alpha/2 test), type-I error = the two-sided rejection rate "
+        "(`rejection`); bias, MSE and coverage are against the cohort's survivor effect on the change (the mean "
+        "individual effect among patients alive at the visit under both arms)",
+        "",
+        "## Estimands (ICH E9(R1))",
+        "How each analysis handles deaths and missed visits, and so what it estimates:",
+        *estimand_lines(summary, spec),
         "",
         "## Sample size per arm",
         "Simulated n per arm reaching the target power, by root-finding on the simulated power curve (as SimSolve "
-        "of the R package SimDesign): per analysis, outcome and time the rejection counts over the grid of n per arm "
+        "of the R package SimDesign): per analysis, outcome and time the counts of results significant in favour "
+        "of treatment over the grid of n per arm "
         "are fitted by a binomial GLM with probit link, probit(power) = b0 + b1 sqrt(n) (statsmodels; probit "
         "linear in sqrt(n) is the normal-theory power curve, probit in log n does not fit this grid), solved for "
         "the target, N [95 % interval] rounded up. The interval is Fieller's: the n at which the fitted curve's "
@@ -277,22 +336,32 @@ def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, re
         "1 - sum pi_k^3 (pi_k the pooled share of each distinct change): closed form Wilcoxon, ties = Noether x "
         "tie factor. Noether's formula also uses the null variance of U under the alternative, which is accurate "
         "for small effects and overstates n as P moves away from 1/2;",
-        "- closed form t, Table 2 SD: as the first with sigma = the pooled SD of the change in the paper's Table 2 "
-        "(observational, before matching), for comparison;",
-        "- closed form t, informative loss: as the first, but planned on the patients seen at the visit: sigma the "
-        "SD of their change, delta the difference of the arms' mean change among them, divided by the share seen "
-        "(death and missed visits) rather than the share alive.",
+        "- closed form composite (Noether, diluted P): the composite ranks the patients dead or seen; with q the "
+        "share dead among them (`q (composite)`, the same in both arms at hazard ratio 1) its P is 1/2 + (1 - q)^2 "
+        "(P(Y1 > Y0) - 1/2) (a pair with a death carries no information on the treatment), Noether's n at that P "
+        "divided by the share ranked. Per patient randomised it is (1 - q)^-3 times the complete-case Wilcoxon "
+        "closed form: the deaths the treatment does not change dilute the composite;",
+        "- closed form t, Table 2 SD: as closed form t (nct) with sigma = the pooled SD of the change in the paper's "
+        "Table 2 (observational, before matching), for comparison;",
+        "- closed form t, informative loss: as closed form t (nct), divided by the share seen as it is, but with "
+        "sigma the SD of the change among the patients seen and delta the difference of the arms' mean change "
+        "among them (the complete case's estimand) in place of the survivors' SD and effect.",
+        "",
+        multiplicity_text(ss, spec.alpha, sorted(set(ss["power"]))) if len(ss) else "",
         "",
         sample_size_text(ss, spec.analyses),
         "",
-        gap_note(ss) if len(ss) else "",
+        gap_note(cmp, checks) if cmp is not None else "",
     ]
     if units is not None and len(units):
         lines += ["", f"## {U.UNITS_TITLE}", UNITS_CAPTION, "", markdown(units)]
     for eff in effects:
-        w = _measure_wide(summary, eff, "rejection", spec.analyses)
+        measure = "rejection" if eff == 0 else PW.POWER_MEASURE
+        w = _measure_wide(summary, eff, measure, spec.analyses)
         title = "Type-I error (effect 0)" if eff == 0 else f"Power at effect = {eff:g} MCID"
-        lines += ["", f"## {title}", "Rejection rate (Monte Carlo SE) per analysis.", "",
+        what = ("Two-sided rejection rate" if eff == 0 else
+                "Rate of results significant in favour of treatment")
+        lines += ["", f"## {title}", f"{what} (Monte Carlo SE) per analysis.", "",
                   markdown(w) if len(w) else "(no rows)"]
     bc = _bias_coverage(summary, spec.analyses)
     if len(bc):
