@@ -1,12 +1,12 @@
 """sim: simulation and sensitivity analysis for propensity-score-matched observational studies.
 
 The public API (see sim.api): compose, cohort_model, draw_cohort, match_data, MatchedData, run,
-ExperimentResult. Imported on first use, so `python -m sim.match` stays quick to start."""
+compatibility, ExperimentResult. Imported on first use, so `python -m sim.match` stays quick to start."""
 
 __version__ = "0.1.0"
 
 __all__ = ["compose", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run", "paper_method",
-           "ExperimentResult", "ConfigError"]
+           "compatibility", "ExperimentResult", "ConfigError"]
 
 
 def __getattr__(name: str):

@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # imported lazily: `python -m sim.match` should start quickly
     from sim.experiment import ExperimentResult
     from sim.methods.matching import MatchResult
 
-__all__ = ["compose", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run", "paper_method"]
+__all__ = ["compose", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run", "paper_method",
+           "compatibility"]
 
 
 def compose(experiment: str | None = None, overrides: Sequence[str] = ()) -> DictConfig:
@@ -160,3 +161,16 @@ def run(experiment: str | DictConfig, overrides: Sequence[str] = (), out_dir: st
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
         return E.run(cfg, out)
+
+
+def compatibility(published: Any = None, overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> ExperimentResult:
+    """Which true effects remain compatible with published estimates, given the design that produced
+    them: experiment published_compatibility. `published`: {outcome: {visit: {"treated": [mean, sd, n],
+    "control": [mean, sd, n]}}} (mean change, its SD and the number analysed per arm; None: the
+    study's Table 5 and its numbers analysed); anything else (study, grid of θ and U, priors, reps) as
+    `overrides`. result.tables["compatibility"] holds the intervals (MCID and outcome units, with their
+    MCSE, beside the naive t-interval), result.tables["bias_adjusted"] the bias analysis."""
+    cfg = compose("published_compatibility", overrides)
+    if published is not None:
+        OmegaConf.update(cfg, "experiment.published", published, merge=False)
+    return run(cfg, list(overrides), out_dir)

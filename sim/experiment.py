@@ -36,6 +36,7 @@ CRN_DEFAULT = ("cohort.effect_mcid", "cohort.effect_sd", "cohort.effect")
 
 JOBS = {
     "austin": "sim.jobs.austin:AustinJob",
+    "compatibility": "sim.jobs.compatibility:CompatibilityJob",
     "psm": "sim.jobs.psm:PsmJob",
     "rct": "sim.jobs.rct:RctJob",
     "reproduce": "sim.jobs.reproduce:ReproduceJob",

@@ -253,6 +253,32 @@ def reference_change_sd(model: M.CohortModel) -> dict[tuple[str, str], float]:
     return sds
 
 
+def reachable_effects(model: M.CohortModel) -> dict[tuple[str, str], tuple[float, float]]:
+    """The range of average effects a bounded scale allows (improvement direction), per outcome and
+    visit: everyone pushed to the worst or to the best value, among the reference patients alive
+    at the visit (where `cohort.effect` is defined). An effect outside it cannot be requested."""
+    hit = _REACH_CACHE.get(id(model))
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    lat = reference_latents(model)
+    cols, L, P = _tree(model, lat)
+    death = _reference_death(model, lat, L, P)
+    out_range = {}
+    for o_idx, out in enumerate(model.outcomes):
+        ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
+        best, worst = (out.upper, out.lower) if out.direction() > 0 else (out.lower, out.upper)
+        for t in model.follow_up:
+            y0 = out.observe(ylat[t][death > model.visit_days[t]])
+            d = out.direction()
+            out_range[(out.name, t)] = (float(np.mean(worst - y0) * d), float(np.mean(best - y0) * d))
+    _REACH_CACHE.clear()
+    _REACH_CACHE[id(model)] = (model, out_range)
+    return out_range
+
+
+_REACH_CACHE: dict[int, tuple[M.CohortModel, dict[tuple[str, str], tuple[float, float]]]] = {}
+
+
 def _unmeasured_design(model: M.CohortModel, uset: U.UnmeasuredSettings, lat: M.Latents, P: np.ndarray,
                        death: np.ndarray) -> U.UnmeasuredDesign:
     """U's latent shift per unit for each outcome and time (see sim.cohort.unmeasured), solved on the
