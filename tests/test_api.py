@@ -32,6 +32,8 @@ def test_readme_notebook_example_runs(tmp_path, monkeypatch):
         assert isinstance(table, pd.DataFrame)
     assert {"measure", "value", "mcse", "n"} <= set(res.summary.columns)
     assert len(res.replicates) > 0
+    compat = namespace["c"].tables["compatibility"]
+    assert len(compat) == 1 and bool(compat["open_high"].iloc[0])
 
 
 def test_draw_cohort_is_reproducible_and_sized():

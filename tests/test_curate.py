@@ -150,3 +150,17 @@ def test_answer_py_without_answer_function_and_missing_key_table(tmp_path, monke
     with pytest.raises(C.CurateError, match="nosuch.csv"):
         C.curate(run, dest=tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
+
+
+def test_regenerate_command_leaves_out_machine_only_flags(tmp_path):
+    """n_jobs, progress, chunk_size, backend and dask_scheduler change how a run uses the machine,
+    never its results: the curated command does not bake them in; other overrides stay."""
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+        ["experiment=caliper_sweep", "n_jobs=1", "progress=false", "chunk_size=50", "backend=dask",
+         "dask_scheduler=tcp://x:1", "cohort.n=500", f"hydra.run.dir={run}"]))
+    cmd = C.regenerate_command(run, {"experiment": {"name": "caliper_sweep"}, "reps": 10, "seed": 3})
+    assert cmd.startswith("python -m sim experiment=caliper_sweep reps=10 seed=3 cohort.n=500 hydra.run.dir=")
+    for flag in C.MACHINE_ONLY:
+        assert flag not in cmd

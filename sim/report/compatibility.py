@@ -112,14 +112,31 @@ def analyse_grid(job: "CompatibilityJob", result: "ExperimentResult") -> dict[st
     tables = {"compatibility": pd.DataFrame(rows), "surrogate": pd.DataFrame(surrogates)}
     priors = job.priors()
     if priors and len(surrogates):
-        tables["bias_adjusted"] = bias_analysis(tables["surrogate"], pub, priors, job.draws(), seed)
+        tables["bias_adjusted"] = bias_analysis(tables["surrogate"], pub, priors, job.draws(), seed, tables["compatibility"])
     return tables
 
 
-def bias_analysis(sur: pd.DataFrame, pub: pd.DataFrame, priors: dict, n: int, seed: int) -> pd.DataFrame:
+def prior_text(priors: dict) -> str:
+    """'odds ratio of U on decompression: uniform(1, 3); effect of U on the change (SD): ...', on the
+    scale a reader knows (the odds ratio, not its log, for a uniform or triangular prior)."""
+    out = []
+    for k, p in priors.items():
+        args = [v for name, v in p.items() if name != "dist"]
+        if k == U_OR and p["dist"] in ("uniform", "triangular"):
+            out.append(f"odds ratio of U on decompression {p['dist']}({', '.join(f'{math.exp(v):.3g}' for v in args)})")
+        else:
+            label = "log odds ratio of U on decompression" if k == U_OR else "effect of U on the change (SD)"
+            out.append(f"{label} {p['dist']}({', '.join(f'{v:.3g}' for v in args)})")
+    return "; ".join(out)
+
+
+def bias_analysis(sur: pd.DataFrame, pub: pd.DataFrame, priors: dict, n: int, seed: int,
+                  compat: pd.DataFrame) -> pd.DataFrame:
     """Per outcome and visit: θ drawn through the surrogate for U drawn from its priors (a
     parameter without a prior stays at 0), its median and 2.5/97.5 percentiles with and without
-    the random error, and the share of draws outside the simulated grid (clipped to it)."""
+    the random error; U outside its simulated grid is clipped to it, and θ to the range simulated
+    (beyond it the bounded scale allows no effect, or the surrogate has no data): the shares of
+    draws clipped are reported."""
     out = []
     for k, r in enumerate(pub.itertuples()):
         s = sur[(sur["outcome"] == r.outcome) & (sur["timepoint"] == r.timepoint)]
@@ -135,7 +152,13 @@ def bias_analysis(sur: pd.DataFrame, pub: pd.DataFrame, priors: dict, n: int, se
         else:
             (a, outside), (b, _), (sd, _) = (M.interpolate(gx, gy, vals[c], x, y) for c in ("a", "b", "sd"))
         systematic, total = M.bias_adjusted(r.published_diff, a, b, sd, rng)
-        row = {"outcome": r.outcome, "timepoint": r.timepoint, "draws": n, "share_outside_grid": float(outside.mean()),
+        c = compat[(compat["outcome"] == r.outcome) & (compat["timepoint"] == r.timepoint)]
+        lo, hi = float(c["theta_min"].min()), float(c["theta_max"].max())
+        clipped = {name: float(np.mean((v < lo) | (v > hi))) for name, v in (("systematic", systematic), ("total", total))}
+        systematic, total = np.clip(systematic, lo, hi), np.clip(total, lo, hi)
+        row = {"outcome": r.outcome, "timepoint": r.timepoint, "priors": prior_text(priors), "draws": n,
+               "share_outside_grid": float(outside.mean()), "theta_min": lo, "theta_max": hi,
+               "share_theta_clipped": clipped["total"], "share_theta_clipped_systematic": clipped["systematic"],
                "surrogate_misfit_mcse": float(s["misfit_mcse"].max()), "naive_mcid": r.published_diff_mcid,
                "naive_low_mcid": r.naive_low_mcid, "naive_high_mcid": r.naive_high_mcid, "mcid": r.mcid}
         for name, v in (("systematic", systematic), ("total", total)):  # θ: MCID units already
@@ -211,7 +234,7 @@ def adjusted_figure(table: pd.DataFrame, path: Path) -> Path | None:
     estimate and interval, per outcome and visit."""
     if table is None or table.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(table) + 1.4))
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(table) + 1.9))
     labels = []
     for k, r in enumerate(table.itertuples()):
         y = len(table) - 1 - k
@@ -225,8 +248,14 @@ def adjusted_figure(table: pd.DataFrame, path: Path) -> Path | None:
     ax.axvline(0, color="grey", lw=0.6, ls=":")
     ax.axvline(1, color="grey", lw=0.6, ls="--")
     ax.set_xlabel("true effect θ (MCID units; dashed: one MCID)", fontsize=8)
-    ax.set_title("Bias-adjusted θ over the priors on U: median and 2.5-97.5 % (black: with random error; grey: "
-                 "systematic error only)\nred: the naive estimate and t-interval", fontsize=8)
+    ax.set_title("Bias-adjusted true effect θ over the priors on the hidden confounder U\n(median and 2.5-97.5 % "
+                 "of the draws; θ held to the range simulated)", fontsize=8)
+    from matplotlib.lines import Line2D
+
+    ax.legend(handles=[Line2D([], [], color="red", lw=2, marker="o", ms=4, label="naive estimate, t-interval"),
+                       Line2D([], [], color="black", lw=2, marker="s", ms=4, label="bias-adjusted, with random error"),
+                       Line2D([], [], color="grey", lw=2, label="bias-adjusted, systematic error only")],
+              fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     ax.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -244,9 +273,36 @@ def write_compatibility_outputs(cfg: DictConfig, result: "ExperimentResult", out
         if key in result.tables:
             atomic_csv(result.tables[key], out_dir / file)
     compat = result.tables.get("compatibility", pd.DataFrame())
+    atomic_csv(key_table(compat), out_dir / "key_table.csv")
     figures = [f for f in (map_figure(result.summary, compat, out_dir / "compatibility_map.png", alpha),
                            adjusted_figure(result.tables.get("bias_adjusted"), out_dir / "bias_adjusted.png")) if f]
     atomic_text(_report(cfg, result, figures), out_dir / "report.md")
+
+
+#: the hidden confounders the key table shows (those in the grid): none, a moderate and the strongest masking one
+KEY_CELLS = ((0.0, 0.0), (0.6931471806, -0.5), (1.0986122887, -1.0))
+
+
+def _cell(v: float, se: float, is_open: bool, limit: float) -> str:
+    return f">= {limit:.2f} (open)" if is_open else f"{v:.2f} ({se:.2f})"
+
+
+def key_table(compat: pd.DataFrame) -> pd.DataFrame:
+    """Per outcome, visit and key hidden confounder: the design-based interval's ends in MCID units
+    with their MCSE (an open end as '>= limit (open)') beside the naive t-interval."""
+    rows = []
+    if compat.empty:
+        return pd.DataFrame()
+    for r in compat.itertuples():
+        if not any(np.isclose(r.treatment_log_or, a) and np.isclose(r.outcome_effect, b) for a, b in KEY_CELLS):
+            continue
+        rows.append({"outcome": r.outcome, "timepoint": r.timepoint, "hidden confounder": r.u,
+                     "low (MCID)": _cell(r.low_mcid, r.low_mcid_mcse, r.open_low, r.theta_min).replace(">=", "<="),
+                     "high (MCID)": _cell(r.high_mcid, r.high_mcid_mcse, r.open_high, r.theta_max),
+                     "naive t-interval (MCID)": f"{r.naive_low_mcid:.2f} to {r.naive_high_mcid:.2f}",
+                     "published difference": f"{r.published_diff:.3g}", "MCID": f"{r.mcid:g}",
+                     "n analysed": f"{r.n_treated:g} / {r.n_control:g}"})
+    return pd.DataFrame(rows)
 
 
 def _report(cfg: DictConfig, result: "ExperimentResult", figures: list[Path]) -> str:

@@ -108,6 +108,10 @@ def load_answer(name: str, root: Path | None = None) -> ModuleType:
     return module
 
 
+#: overrides that change how a run uses this machine, never its results: left out of the command
+MACHINE_ONLY = ("n_jobs=", "progress=", "chunk_size=", "backend=", "dask_scheduler=")
+
+
 def regenerate_command(run: Path, cfg: dict) -> str:
     """The one command that re-runs the experiment exactly as it was run and curates it again."""
     try:
@@ -116,7 +120,7 @@ def regenerate_command(run: Path, cfg: dict) -> str:
         rel = run
     overrides = (run / ".hydra" / "overrides.yaml")
     extra = [o for o in (yaml.safe_load(overrides.read_text()) if overrides.is_file() else [])
-             if not o.startswith(("experiment=", "reps=", "seed=", "hydra."))]
+             if not o.startswith(("experiment=", "reps=", "seed=", "hydra.", *MACHINE_ONLY))]
     args = " ".join([f"experiment={cfg['experiment']['name']}", f"reps={cfg['reps']}", f"seed={cfg['seed']}", *extra])
     return f"python -m sim {args} hydra.run.dir={rel} && python -m sim.report.curate {rel}"
 
