@@ -121,7 +121,10 @@ def _experiment_args(name: str) -> list[str]:
     args = [f"experiment={name}", "reps=3"]
     grid = exp.get("grid") or {}
     if grid and name != "caliper_sweep":
-        cut = ",".join(f"{k}:[{','.join(_hydra_value(v) for v in dict.fromkeys([vals[0], vals[-1]]))}]"
+        def kept(k, vals):  # the compatibility job inverts over θ: it needs three of them
+            return [vals[0], vals[len(vals) // 2], vals[-1]] if k == "cohort.effect_mcid" and \
+                exp.get("job") == "compatibility" else [vals[0], vals[-1]]
+        cut = ",".join(f"{k}:[{','.join(_hydra_value(v) for v in dict.fromkeys(kept(k, vals)))}]"
                        for k, vals in grid.items())
         args.append(f"experiment.grid={{{cut}}}")
     if "check_n" in exp:

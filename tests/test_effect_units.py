@@ -69,7 +69,7 @@ def test_units_follow_the_analysed_outcomes(model):
 def test_answers_that_speak_of_one_mcid_show_the_units(name):
     m = C.load_answer(name)
     assert U.UNITS_FILE in m.EXTRA_FILES
-    assert [f for _, f, _ in m.README_TABLES] == [U.UNITS_FILE]
+    assert U.UNITS_FILE in [f for _, f, _ in m.README_TABLES]
 
 
 @pytest.mark.parametrize("name", ["sample_size", "unmeasured_confounding", "truncation_by_death", "rct_planning"])

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from sim.engine.seeds import replicate_rng  # noqa: E402
 from sim.methods import compatibility as M  # noqa: E402
-from sim.report.montecarlo import atomic_csv, atomic_text, write_tables  # noqa: E402
+from sim.report.montecarlo import atomic_csv, atomic_text, run_lines, write_tables  # noqa: E402
 from sim.report.tables import markdown  # noqa: E402
 
 if TYPE_CHECKING:
@@ -310,7 +310,8 @@ def _report(cfg: DictConfig, result: "ExperimentResult", figures: list[Path]) ->
     cols = ["outcome", "timepoint", "u", "low_mcid", "low_mcid_mcse", "high_mcid", "high_mcid_mcse",
             "naive_low_mcid", "naive_high_mcid", "n_treated", "n_control"]
     lines = [f"# {cfg.experiment.name}", "", str(cfg.experiment.get("description", "")).strip(), "",
-             f"reps = {cfg.reps} per cell, seed = {cfg.seed}; θ = the true effect on the change in MCID units "
+             "## What was run", "", *run_lines(cfg, result), "",
+             "θ = the true effect on the change in MCID units "
              "(among the reference patients alive without decompression, as every experiment defines it); each end "
              "of an interval is interpolated between grid points, with its Monte Carlo SE from "
              f"{BOOT} resamples of the replicates; an end outside the θ grid is reported open (NaN, open_* true).", "",
