@@ -11,11 +11,11 @@ __all__ = ["compose", "cohort_model", "draw_cohort", "match_data", "MatchedData"
 
 def __getattr__(name: str):
     if name == "ExperimentResult":
-        from sim.experiment import ExperimentResult
+        from sim.jobs.contract import ExperimentResult
 
         return ExperimentResult
     if name == "ConfigError":
-        from sim.config import ConfigError
+        from sim.jobs.config import ConfigError
 
         return ConfigError
     if name in __all__:

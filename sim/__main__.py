@@ -17,7 +17,7 @@ HYDRA_FLAGS = ("-", "--")  # --multirun, --cfg, --help, ... go to Hydra as they 
 
 @hydra.main(version_base=None, config_path="pkg://sim.conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from sim.app import output_dir_and_overrides, run
+    from sim.cli.app import output_dir_and_overrides, run
 
     code = run(cfg, *output_dir_and_overrides())
     if code:
@@ -40,7 +40,7 @@ def preflight(argv: list[str]) -> str | None:
 
         compose(None, overrides)
     except Exception as e:  # noqa: BLE001 - Hydra's composition errors have no common base
-        from sim.config import experiments_available
+        from sim.jobs.config import experiments_available
 
         text = " ".join(str(e).split())
         if "Could not find 'experiment/" in text:

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 if TYPE_CHECKING:  # imported lazily: `python -m sim.match` should start quickly
     from sim.cohort.model import CohortModel
-    from sim.experiment import ExperimentResult
+    from sim.jobs.contract import ExperimentResult
     from sim.methods.matching import MatchResult
 
 __all__ = ["compose", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run", "paper_method",
@@ -49,8 +49,8 @@ def _plain(cfg: DictConfig | None) -> dict[str, Any]:
 def cohort_model(cfg: DictConfig | None = None) -> CohortModel:
     """The cohort model calibrated to the config's study and cohort settings (cached on disk)."""
     from sim.cohort.calibrate import calibrated
-    from sim.config import check_cohort
-    from sim.study import load_study
+    from sim.jobs.config import check_cohort
+    from sim.cohort.study import load_study
 
     c = _plain(cfg)
     check_cohort(c["cohort"])
@@ -62,12 +62,12 @@ def draw_cohort(cfg: DictConfig | None = None, *, seed: int = 0, n: int | None =
     both potential outcomes (`<outcome>_<time>_y0/_y1`) beside the observed ones."""
     from sim.cohort.generate import generate
     from sim.jobs.conditions import design_of
-    from sim.study import load_study
+    from sim.cohort.study import load_study
 
     c = _plain(cfg)
     if n is not None:
         c["cohort"]["n"] = n
-    from sim.config import check_cohort
+    from sim.jobs.config import check_cohort
 
     check_cohort(c["cohort"])
     design = design_of(load_study(c["study"]), c["cohort"])
@@ -147,9 +147,9 @@ def run(experiment: str | DictConfig, overrides: Sequence[str] = (), out_dir: st
     """Run an experiment and return its tables; with `out_dir` also write its files there (and
     resume from it), and leave the replicate rows in its chunk files: the result reads them from
     there when asked, so keep the directory while using it. Bad settings raise
-    sim.config.ConfigError before any replicate runs."""
-    from sim import experiment as E
-    from sim.app import validate
+    sim.jobs.config.ConfigError before any replicate runs."""
+    from sim.jobs import contract as E
+    from sim.cli.app import validate
 
     cfg = compose(experiment, overrides) if isinstance(experiment, str) else experiment
     validate(cfg, list(overrides))

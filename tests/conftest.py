@@ -22,7 +22,7 @@ def study_raw() -> dict:
 
 @pytest.fixture(scope="session")
 def study(study_raw):
-    from sim.study import load_study
+    from sim.cohort.study import load_study
 
     return load_study(copy.deepcopy(study_raw))
 

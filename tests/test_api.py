@@ -1,4 +1,4 @@
-"""The public API (sim.api), the job contract (sim.experiment) and the chunk-level engine."""
+"""The public API (sim.api), the job contract (sim.jobs.contract) and the chunk-level engine."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 import sim
 from sim.engine import ChunkOutput, per_replicate, run_chunks
-from sim.experiment import Job, job_class
+from sim.jobs.contract import Job, job_class
 
 ROOT = Path(__file__).resolve().parents[1]
 PS = ["age", "male", "escc", "frankel_abc", "emergency"]
@@ -148,7 +148,7 @@ class ToyJob(Job):
 def test_a_job_is_chosen_by_config_including_a_users_own():
     assert job_class("psm").__name__ == "PsmJob"
     assert job_class("test_api:ToyJob") is ToyJob
-    for bad in ("nosuch", "sim.nosuch:Job", "sim.experiment:ExperimentResult"):
+    for bad in ("nosuch", "sim.nosuch:Job", "sim.jobs.contract:ExperimentResult"):
         with pytest.raises(sim.ConfigError, match="experiment.job"):
             job_class(bad)
     res = sim.run("caliper_sweep", ["experiment.job=test_api:ToyJob", "reps=50", "n_jobs=1", ONE])

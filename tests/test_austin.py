@@ -14,8 +14,8 @@ from scipy import integrate, optimize, stats
 from scipy.special import expit
 
 from sim.api import compose
-from sim.config import ConfigError
-from sim.experiment import prepare, run
+from sim.jobs.config import ConfigError
+from sim.jobs.contract import prepare, run
 from sim.jobs import austin as A
 from sim.methods.matching import match
 from sim.methods.propensity import fit_propensity

@@ -16,8 +16,8 @@ from sim.jobs.conditions import conditions, matched_plan
 from sim.jobs.psm import psm_chunk, psm_replicate
 from sim.methods import batched
 from sim.methods.matching import match
-from sim.methods import matching_compiled as MC
-from sim.methods.matching_cores import TIE_TOL, _greedy_ordered_py
+from sim.methods.matching import compiled as MC
+from sim.methods.matching.cores import TIE_TOL, _greedy_ordered_py
 from sim.methods.propensity import fit_propensity
 
 RTOL = 1e-9  # the agreement the batched path promises (it differs only in the order of float sums)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sim import bench
+from sim.bench import core as bench
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM = r"\d+(?:\.\d+)?"

@@ -20,7 +20,7 @@ from sim.cohort.checks import calibration_table, failed_required
 from sim.cohort.generate import _REFERENCE_N, generate, make_design
 from sim.cohort.scales import Continuous, Ordinal, fit_continuous, fit_ordinal, snap
 from sim.cohort.skeleton import visit_days
-from sim.study import load_study
+from sim.cohort.study import load_study
 
 FAST_CALIBRATION_N = 20_000
 Z = 3.5  # two-sided ~5e-4 per comparison

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.config import ConfigError
-from sim.methods import compatibility as M
+from sim.jobs.config import ConfigError
+from sim.methods.sensitivity import compatibility as M
 from sim.report.compatibility import gather
 
 OUTCOME, VISIT, MCID = "face", "m6", 2.0

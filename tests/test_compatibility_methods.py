@@ -1,4 +1,4 @@
-"""The inversion behind design-based compatibility intervals (sim.methods.compatibility), on designs
+"""The inversion behind design-based compatibility intervals (sim.methods.sensitivity.compatibility), on designs
 whose answer is known in closed form: D(θ) = bias + slope θ + noise."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sim.methods import compatibility as M
+from sim.methods.sensitivity import compatibility as M
 
 THETA = np.arange(-4.0, 4.01, 0.25)
 R = 4000

@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from sim.config import ConfigError, check_cohort, check_method, check_run_keys, experiments_available
+from sim.jobs.config import ConfigError, check_cohort, check_method, check_run_keys, experiments_available
 from sim.jobs.conditions import short_names
 
 METHOD = yaml.safe_load(open("conf/method/paper.yaml"))
@@ -113,7 +113,7 @@ def test_null_outcomes_and_times_mean_all_of_the_studys():
     """A new study is a data change: with method.outcomes.names/times null the analysis covers every
     outcome and follow-up visit the study file declares, for the matched and the randomised jobs."""
     import sim
-    from sim.experiment import prepare
+    from sim.jobs.contract import prepare
 
     one = "experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[0.0]}"
     _, _, plans = prepare(sim.compose("caliper_sweep", [one, "method.outcomes.names=null",

@@ -1,13 +1,13 @@
 """Property-based tests (hypothesis) of the config validator (sim/config.py).
 
 For every key that `check_run_keys`, `check_cohort` and `check_method` look at (the key lists come
-from sim.config itself, so a new key is covered without editing this file), random bad values -
+from sim.jobs.config itself, so a new key is covered without editing this file), random bad values -
 wrong types, NaN, +-inf, negative, huge (beyond 64 bits included), strings, None, nested lists and
 dicts - set into the composed caliper_sweep config:
 
-* never raise anything but `sim.config.ConfigError`, whose message names the dotted key;
+* never raise anything but `sim.jobs.config.ConfigError`, whose message names the dotted key;
 * the same through the real front door, for a sample: `sim.api.compose("caliper_sweep",
-  [override])`, `sim.app.validate`, then `sim.experiment.prepare` (which solves the designs; the
+  [override])`, `sim.cli.app.validate`, then `sim.jobs.contract.prepare` (which solves the designs; the
   cohort model is calibrated once, then cached). Overrides Hydra itself refuses are not sim's.
 
 The holes this file found are kept at the end as regression tests with their exact input.
@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 
 import sim
 import sim.api
-from sim.config import COHORT_KEYS, METHOD_KEYS, ConfigError, check_cohort, check_method, check_run_keys
+from sim.jobs.config import COHORT_KEYS, METHOD_KEYS, ConfigError, check_cohort, check_method, check_run_keys
 
 EXPERIMENT = "caliper_sweep"
 # one grid condition instead of 14, so that an accepted value costs one design solve
@@ -178,8 +178,8 @@ def _front_door(path: str, value: Any):
     path=value` up to its first replicate. Overrides Hydra refuses are rejected (not sim's)."""
     from hydra.errors import HydraException
 
-    import sim.app
-    import sim.experiment
+    import sim.cli.app
+    import sim.jobs.contract
 
     grid = dict(ONE_CONDITION)
     if path in grid:  # caliper_sweep varies it: a command-line value is refused; give it as the grid's
@@ -192,7 +192,7 @@ def _front_door(path: str, value: Any):
         cfg = sim.api.compose(EXPERIMENT, overrides)
     except HydraException:  # Hydra's own override grammar or merge refused it
         reject()
-    return lambda: (sim.app.validate(cfg, overrides), sim.experiment.prepare(cfg))
+    return lambda: (sim.cli.app.validate(cfg, overrides), sim.jobs.contract.prepare(cfg))
 
 
 @pytest.fixture(scope="module")
@@ -247,13 +247,13 @@ FRONT_HOLES = [
 @pytest.mark.parametrize("path,value", FRONT_HOLES)
 def test_hole_front_door(calibrated_model, path, value):
     if path == "cohort.effect":  # an empty dict in the config: Hydra adds the nested key with '+'
-        import sim.app
-        import sim.experiment
+        import sim.cli.app
+        import sim.jobs.contract
 
         overrides = ["+cohort.effect.barthel.m1=nan",
                      "experiment.grid={" + ",".join(f"{k}:[{v}]" for k, v in ONE_CONDITION.items()) + "}"]
         cfg = sim.api.compose(EXPERIMENT, overrides)
-        call = lambda: (sim.app.validate(cfg, overrides), sim.experiment.prepare(cfg))  # noqa: E731
+        call = lambda: (sim.cli.app.validate(cfg, overrides), sim.jobs.contract.prepare(cfg))  # noqa: E731
         path = "cohort.effect.barthel.m1"
     else:
         call = _front_door(path, value)

@@ -1,5 +1,5 @@
 """An unreachable dask scheduler is a user error: one `error:` line naming dask_scheduler, exit code
-2, no traceback (sim.app)."""
+2, no traceback (sim.cli.app)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from sim import app  # noqa: E402
+from sim.cli import app  # noqa: E402
 from sim.api import compose  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
-from sim.methods.equivalence import TostResult, tost, tost_from_summary, tost_summary
+from sim.methods.sensitivity.equivalence import TostResult, tost, tost_from_summary, tost_summary
 from sim.methods.outcomes import TestResult
 
 

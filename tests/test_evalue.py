@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.methods.evalue import evalue_ci, evalue_diff_means, evalue_rr, evalue_smd, evalue_summary
+from sim.methods.sensitivity.evalue import evalue_ci, evalue_diff_means, evalue_rr, evalue_smd, evalue_summary
 
 
 def e_formula(rr, true=1.0):

@@ -1,4 +1,4 @@
-"""The figures methods papers use (sim.report.figures): the zip plot of CI coverage (Morris, White &
+"""The figures methods papers use (sim.report.method_figures): the zip plot of CI coverage (Morris, White &
 Crowther 2019), the nested-loop plot of a multi-factor grid (Rücker & Schwarzer 2014) and a forest
 (lollipop) plot, drawn from small synthetic frames; their settings (experiment.figures, checked
 before a run); and the end of a run on the terminal (a short summary, never the key table)."""
@@ -19,9 +19,9 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from sim.config import ConfigError  # noqa: E402
+from sim.jobs.config import ConfigError  # noqa: E402
 from sim.jobs.conditions import short_names  # noqa: E402
-from sim.report import figures as F  # noqa: E402
+from sim.report import method_figures as F  # noqa: E402
 from sim.report.settings import check_report_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,7 +259,7 @@ def test_experiment_figure_settings_are_valid(name):
 # ----------------------------------------------------------------------------- the terminal
 
 def test_a_run_prints_a_short_summary_not_the_key_table(tmp_path, capsys):
-    from sim import app
+    from sim.cli import app
     from sim.api import compose
 
     cfg = compose("caliper_sweep", ["reps=4", "n_jobs=1", "progress=false", "seed=3",

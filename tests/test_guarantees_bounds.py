@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sim.methods.equivalence import tost
+from sim.methods.sensitivity.equivalence import tost
 from sim.methods.outcomes import diff_means, signed_rank, wilcoxon_ranksum
-from sim.methods.rosenbaum import mcid_exclusion, rosenbaum_summary, sensitivity_table, signed_rank_bound
-from sim.methods.truncation import _im_ci, lee_bounds
+from sim.methods.sensitivity.rosenbaum import mcid_exclusion, rosenbaum_summary, sensitivity_table, signed_rank_bound
+from sim.methods.sensitivity.truncation import _im_ci, lee_bounds
 
 ALPHA = 0.05
 REPS = 4000

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 import sim
-import sim.experiment
+import sim.jobs.contract
 from sim.engine import expand_grid, run_experiment
 from sim.engine import lock as lockmod
 from sim.engine.lock import LOCK_NAME, RunLock, RunLockedError
@@ -68,7 +68,7 @@ def test_api_run_releases_the_lock_when_the_experiment_raises(tmp_path, monkeypa
         seen.append((Path(out) / LOCK_NAME).exists())
         raise RuntimeError("the experiment failed")
 
-    monkeypatch.setattr(sim.experiment, "run", failing_run)
+    monkeypatch.setattr(sim.jobs.contract, "run", failing_run)
     with pytest.raises(RuntimeError, match="the experiment failed"):
         sim.run("caliper_sweep", ["reps=2", "n_jobs=1"], out_dir=tmp_path)
     assert seen == [True]

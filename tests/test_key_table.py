@@ -13,7 +13,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from sim.config import ConfigError
+from sim.jobs.config import ConfigError
 from sim.report.montecarlo import key_columns, key_table, layout_key_table, pivot_key_table
 from sim.report.settings import check_report_settings
 from sim.report.tables import key_table_markdown

@@ -1,6 +1,6 @@
 """The fast matching cores against the reference implementations they replace.
 
-sim.methods.matching_cores keeps the original greedy cores as references, ``_greedy_ordered_py`` and
+sim.methods.matching.cores keeps the original greedy cores as references, ``_greedy_ordered_py`` and
 ``_greedy_closest_py`` (plain Python), for the compiled (numba) cores of matching_compiled, and
 matching_optimal ``_optimal_dense`` (dense cost matrix, ``linear_sum_assignment``) for the
 caliper-sparse optimal core. Here:
@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sim.methods.matching as MM
-from sim.methods import matching_compiled as MC
-from sim.methods import matching_cores as MR
-from sim.methods import matching_optimal as MO
+from sim.methods.matching import compiled as MC
+from sim.methods.matching import cores as MR
+from sim.methods.matching import optimal as MO
 from sim.methods.matching import CALIPER_SDS, ORDERS, check_match, match
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")

@@ -1,4 +1,4 @@
-"""Tests for sim.performance: every measure and MCSE against explicit formulas."""
+"""Tests for sim.jobs.performance: every measure and MCSE against explicit formulas."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.performance import mcse_reps_needed, summarise
+from sim.jobs.performance import mcse_reps_needed, summarise
 
 
 def _get(res, measure, **keys):

@@ -23,7 +23,7 @@ from scipy import stats
 
 from sim.report.published import READINGS, published_sensitivity, published_sensitivity_markdown
 from sim.report.published_n import DECISIONS, decisions_by_n, paper_bounds, subset_bound
-from sim.study import StudySpecError, load_study
+from sim.cohort.study import StudySpecError, load_study
 
 STUDY_PATH = Path(__file__).resolve().parents[1] / "conf" / "study" / "tominaga2025.yaml"
 with STUDY_PATH.open() as _fh:

@@ -293,8 +293,8 @@ def test_bad_settings_are_config_errors():
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from sim import experiment
-    from sim.config import ConfigError
+    from sim.jobs import contract as experiment
+    from sim.jobs.config import ConfigError
 
     cases = (("experiment.death_strategy=impute", "experiment.death_strategy"),
              ("experiment.analyses=[ttest,cox]", "experiment.analyses"),

@@ -84,7 +84,7 @@ def test_bonferroni_factor_is_the_ratio_of_the_closed_forms():
 def test_direct_checks_walk_to_the_n_that_reaches_the_target(monkeypatch):
     """direct_checks: the closed-form n rounded down and up, then one patient at a time towards the
     target while the power's 2-MCSE band misses it (at most `walk` steps); the largest gap first."""
-    from sim import power_check as PC
+    from sim.power import check as PC
 
     power = lambda n: 0.80 + 0.01 * (n - 30)  # reaches 0.90 at n = 40
     calls = []
@@ -116,7 +116,7 @@ def test_direct_power_is_the_jobs_power_and_the_composite_closed_form_reaches_it
     blocks): the complete-case t-test's power matches the noncentral t on the patients seen (effect
     and SD among them, expected number seen); and the composite's closed form (Noether at the
     diluted P) gives 80 % power when simulated directly at its n."""
-    from sim.power_check import direct_power
+    from sim.power.check import direct_power
 
     design = _design(model, 40, 1.0)
     rate, mcse, used = direct_power(design, trial_spec(40, "face", "m1"), 3000, np.random.default_rng(5),
@@ -154,7 +154,7 @@ def test_rows_say_which_arm_the_result_favours(model):
 
 # ----------------------------------------------------------------------------- estimands
 def test_complete_case_bias_is_pooled_over_n_by_inverse_variance():
-    from sim.power_estimand import largest_bias, pooled_bias
+    from sim.power.estimand import largest_bias, pooled_bias
 
     rows = [dict(n_per_arm=n, effect_mcid=e, outcome=o, timepoint="m6", analysis="ttest", measure="bias", value=v,
                  mcse=m, n=1000)
@@ -210,7 +210,7 @@ def _checks(cmp):
     rows = [[*g[["effect_mcid", "outcome", "timepoint", "power", "analysis", "closed", "closed_n", "sim_n",
                  "sim_low", "sim_high", "gap"]], n, role, 20000, g.power + dp, 0.002]
             for n, role, dp in ((lo, "floor", -0.02), (lo + 1, "ceil", -0.01), (lo + 2, "walk", 0.001))]
-    from sim.power_check import CHECK_COLUMNS
+    from sim.power.check import CHECK_COLUMNS
 
     return pd.DataFrame(rows, columns=CHECK_COLUMNS)
 

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from sim import app, experiment
-from sim.config import ConfigError
+from sim.cli import app
+from sim.jobs import contract as experiment
+from sim.jobs.config import ConfigError
 from sim.cohort.checks import calibration_table
 from sim.cohort.generate import generate
 from sim.engine import condition_stream, replicate_rng
@@ -23,7 +24,7 @@ from sim.jobs import reproduce
 from sim.jobs.conditions import study_of
 from sim.methods.pipeline import fit_and_match
 from sim.report import calibration as C
-from sim.study import load_study
+from sim.cohort.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 #: a fast check for the tests: 10 cohorts (the job's minimum) of 20,000 patients

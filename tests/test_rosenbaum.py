@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from sim.methods import rosenbaum as R
+from sim.methods.sensitivity import rosenbaum as R
 
 # Morton et al. (1982) lead data, Rosenbaum (2002) ch. 4 / rbounds::psens example
 LEAD_T = np.array([38, 23, 41, 18, 37, 36, 23, 62, 31, 34, 24, 14, 21, 17, 16, 20, 15, 10, 45, 39, 22,

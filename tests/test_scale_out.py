@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from sim.engine import ReplicateFailure, expand_grid, run_experiment
-from sim.engine import dask_backend, progress, runner
+from sim.engine import chunk, dask_backend, progress
 from sim.engine.store import chunk_filename, parse_chunk_filename, read_chunk
 
 distributed = pytest.importorskip("distributed", reason="backend=dask needs the 'cluster' extra")
@@ -147,7 +147,7 @@ def test_interrupted_dask_run_keeps_finished_chunks(tmp_path, cluster, local_ref
 def test_driver_writes_chunks_workers_cannot_see(tmp_path, cluster, local_ref, monkeypatch):
     """Workers without the run directory (no shared file system) return their chunks; the driver
     writes them, so resume works the same."""
-    monkeypatch.setattr(runner, "MANIFEST_NAME", "not-on-this-worker.json")  # what the workers look for
+    monkeypatch.setattr(chunk, "MANIFEST_NAME", "not-on-this-worker.json")  # what the workers look for
     written = []
     write = dask_backend.write_chunk  # the driver's writes
     monkeypatch.setattr(dask_backend, "write_chunk", lambda d, p: written.append(p["first"]) or write(d, p))
@@ -193,9 +193,9 @@ def test_engine_without_dask_names_the_extra(tmp_path, monkeypatch):
 # ---- config: one error line naming the key -------------------------------------------------------
 
 def _cli_error(overrides: list[str], tmp_path: Path) -> tuple[int, str]:
-    """What `python -m sim` prints (sim.app.run, the CLI's body, in-process)."""
+    """What `python -m sim` prints (sim.cli.app.run, the CLI's body, in-process)."""
     from sim.api import compose
-    from sim.app import run
+    from sim.cli.app import run
 
     cfg = compose("caliper_sweep", overrides)
     err = io.StringIO()

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.methods.rosenbaum import (hl_confidence_interval, largest_gamma_excluding, sensitivity_table,
+from sim.methods.sensitivity.rosenbaum import (hl_confidence_interval, largest_gamma_excluding, sensitivity_table,
                                    sensitivity_value, signed_rank_bound)
-from sim.sensitivity import main
+from sim.cli.sensitivity import main
 
 
 def matched_frame(n_pairs=30, seed=0):

@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 
 import sim
-import sim.app
+import sim.cli.app
 from sim.cohort.generate import generate
-from sim.experiment import prepare
+from sim.jobs.contract import prepare
 from sim.jobs.psm import PsmJob, summary_table
-from sim.methods.equivalence import tost_summary
-from sim.methods.evalue import evalue_summary
+from sim.methods.sensitivity.equivalence import tost_summary
+from sim.methods.sensitivity.evalue import evalue_summary
 from sim.methods.pipeline import analyse, fit_and_match
-from sim.methods.rosenbaum import rosenbaum_summary, signed_rank_bound
+from sim.methods.sensitivity.rosenbaum import rosenbaum_summary, signed_rank_bound
 from sim.methods.sensitivity import quantile_with_mcse
 
 SENS = "method.outcomes.analyses=[wilcoxon,diff_means,rosenbaum,evalue,tost]"
@@ -174,7 +174,7 @@ def test_without_u_effects_unmeasured_confounding_reproduces_caliper_sweep():
 def test_settings_that_would_fail_later_are_refused_before_the_run(overrides, needle):
     cfg = sim.compose("caliper_sweep", [SENS, ONE, *overrides])
     with pytest.raises(sim.ConfigError, match=needle.replace("[", r"\[").replace("]", r"\]")):
-        sim.app.validate(cfg, [])
+        sim.cli.app.validate(cfg, [])
         prepare(cfg)
 
 

@@ -11,7 +11,7 @@ from sim.api import compose
 from sim.engine import run_chunks
 from sim.jobs.psm import PsmJob
 from sim.jobs.conditions import conditions
-from sim.performance import summarise
+from sim.jobs.performance import summarise
 
 REPS = 600
 

@@ -1,4 +1,4 @@
-"""sim.study: the real spec loads; every kind of broken spec is rejected naming the field path.
+"""sim.cohort.study: the real spec loads; every kind of broken spec is rejected naming the field path.
 
 Each bad spec is the parsed real YAML, deep-copied, with exactly one field changed, so a test can
 only pass if that one change is what the validator objects to.
@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-from sim.study import Study, StudySpecError, load_study, validate
+from sim.cohort.study import Study, StudySpecError, load_study, validate
 
 from pathlib import Path
 

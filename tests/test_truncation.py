@@ -1,4 +1,4 @@
-"""Analyses under truncation by death (sim.methods.truncation): Lee bounds against brute-force
+"""Analyses under truncation by death (sim.methods.sensitivity.truncation): Lee bounds against brute-force
 trimming and against principal strata with a known truth (containment, sharpness, SE, coverage),
 and the composite rank test against scipy on an explicitly built composite score."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sim.methods.truncation import (
+from sim.methods.sensitivity.truncation import (
     TRUNCATION_ANALYSES,
     composite_rank,
     lee_bounds,

@@ -81,7 +81,7 @@ def test_seen_table_checks_the_bounds_assumptions_on_the_run_cohorts():
     from sim.cohort.generate import generate
     from sim.jobs.conditions import conditions, matched_plan
     from sim.methods.pipeline import fit_and_match
-    from sim.methods.truncation import matched_seen_shares
+    from sim.methods.sensitivity.truncation import matched_seen_shares
 
     cfg = compose("truncation_by_death", ["experiment.grid={cohort.survival_effect: [0.7, 1.0], "
                                           "cohort.attrition.health_scale: [1.0], cohort.effect_mcid: [0.0, 1.0]}"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from sim.power import GAP_PAIRS, MODERATE_SD, gaps, largest_gap
-from sim.power_estimand import largest_bias, multiplicity, pooled_bias
+from sim.power.estimand import largest_bias, multiplicity, pooled_bias
 from sim.report.phrasing import Est, bound_phrase, compare, fmt, number
 from sim.report.rct import CHECKS_FILE, COMPARISON_FILE, UNITS_SECTION
 from sim.report.units import UNITS_FILE, in_sd, run_units

@@ -141,12 +141,12 @@ def draw_shift(table: pd.DataFrame, path: Path) -> Path:
 def seen_table(cfg, cohorts: int = SEEN_COHORTS, seed: int = SEEN_SEED) -> pd.DataFrame:
     """matched_seen.csv: per condition of `cfg` without an effect on the change (hazard ratio x
     attrition strength) and visit, the mean and MCSE over `cohorts` cohorts of
-    sim.methods.truncation.matched_seen_shares in the cohort's matched sample. Cohort k is drawn from
+    sim.methods.sensitivity.truncation.matched_seen_shares in the cohort's matched sample. Cohort k is drawn from
     the k-th child of SeedSequence(seed) in every condition (the same patients throughout)."""
     from sim.cohort.generate import generate
     from sim.jobs.conditions import conditions, matched_plan
     from sim.methods.pipeline import fit_and_match
-    from sim.methods.truncation import matched_seen_shares
+    from sim.methods.sensitivity.truncation import matched_seen_shares
 
     children = np.random.SeedSequence(seed).spawn(cohorts)
     rows = []

@@ -29,7 +29,7 @@ from sim.engine.atomic import atomic_write_bytes
 from sim.cohort.skeleton import skeleton, treatment_terms
 from sim.numerics import INTERCEPT_BRACKET, expit, fit_logit_fractional, intercept_for_share
 from sim.cohort.checks import MEAN_TOL_SD as MEAN_TOL, PROP_TOL, SD_TOL_REL as SD_TOL
-from sim.study import GROUPS, Study
+from sim.cohort.study import GROUPS, Study
 
 CALIBRATION_VERSION = "2"
 
@@ -342,7 +342,7 @@ def cache_key(study: Study, settings: Mapping[str, Any]) -> str:
                              if k not in DESIGN_ONLY_ATTRITION_KEYS}
     blob = json.dumps([CALIBRATION_VERSION, study.raw, relevant], sort_keys=True, default=str)
     src = Path(__file__).parent
-    files = [src / f for f in ("calibrate.py", "skeleton.py", "model.py", "scales.py", "attrition.py", "checks.py")] + [src.parent / "numerics.py"]
+    files = [src / f for f in ("calibrate.py", "skeleton.py", "model.py", "scales.py", "attrition.py", "checks.py")] + [src.parent / "numerics" / "__init__.py"]
     code = "".join(f.read_text() for f in files)
     return hashlib.sha256((blob + code).encode()).hexdigest()[:16]
 

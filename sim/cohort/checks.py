@@ -18,7 +18,7 @@ import pandas as pd
 
 from sim.cohort.generate import Cohort
 from sim.cohort.model import CohortModel
-from sim.study import GROUPS, Study
+from sim.cohort.study import GROUPS, Study
 
 PROP_TOL = 0.03
 SHARE_TOL = 0.01

@@ -231,49 +231,51 @@ _U_CACHE: dict[tuple, tuple[M.CohortModel, U.UnmeasuredDesign]] = {}
 _SD_CACHE: dict[int, tuple[M.CohortModel, dict[tuple[str, str], float]]] = {}
 
 
-def reference_change_sd(model: M.CohortModel) -> dict[tuple[str, str], float]:
-    """SD of each outcome's change from baseline (improvement scale, no treatment, no U) among the
-    reference patients alive at the visit: the unit of `cohort.effect_sd` and of U's outcome effect."""
-    hit = _SD_CACHE.get(id(model))
-    if hit is not None and hit[0] is model:
-        return hit[1]
+def _reference_survivors(model: M.CohortModel):
+    """Each outcome and follow-up visit with the reference patients' latent values at the baseline and
+    at the visit, among those alive then (without decompression): where effects and units are defined."""
     lat = reference_latents(model)
     cols, L, P = _tree(model, lat)
     death = _reference_death(model, lat, L, P)
-    sds = {}
     for o_idx, out in enumerate(model.outcomes):
         ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
         for t in model.follow_up:
             alive = death > model.visit_days[t]
-            change = (out.observe(ylat[t][alive]) - out.observe(ylat[model.baseline][alive])) * out.direction()
-            sds[(out.name, t)] = float(change.std())
-    if len(_SD_CACHE) > 8:
-        _SD_CACHE.clear()
-    _SD_CACHE[id(model)] = (model, sds)
-    return sds
+            yield out, t, ylat[model.baseline][alive], ylat[t][alive]
+
+
+def _per_model(cache: dict, model: M.CohortModel, compute):
+    """compute(model), cached per model object (the last few models)."""
+    hit = cache.get(id(model))
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    if len(cache) > 8:
+        cache.clear()
+    cache[id(model)] = (model, compute(model))
+    return cache[id(model)][1]
+
+
+def reference_change_sd(model: M.CohortModel) -> dict[tuple[str, str], float]:
+    """SD of each outcome's change from baseline (improvement scale, no treatment, no U) among the
+    reference patients alive at the visit: the unit of `cohort.effect_sd` and of U's outcome effect."""
+    return _per_model(_SD_CACHE, model, lambda m: {
+        (out.name, t): float(((out.observe(post) - out.observe(pre)) * out.direction()).std())
+        for out, t, pre, post in _reference_survivors(m)})
 
 
 def reachable_effects(model: M.CohortModel) -> dict[tuple[str, str], tuple[float, float]]:
     """The range of average effects a bounded scale allows (improvement direction), per outcome and
     visit: everyone pushed to the worst or to the best value, among the reference patients alive
     at the visit (where `cohort.effect` is defined). An effect outside it cannot be requested."""
-    hit = _REACH_CACHE.get(id(model))
-    if hit is not None and hit[0] is model:
-        return hit[1]
-    lat = reference_latents(model)
-    cols, L, P = _tree(model, lat)
-    death = _reference_death(model, lat, L, P)
-    out_range = {}
-    for o_idx, out in enumerate(model.outcomes):
-        ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
-        best, worst = (out.upper, out.lower) if out.direction() > 0 else (out.lower, out.upper)
-        for t in model.follow_up:
-            y0 = out.observe(ylat[t][death > model.visit_days[t]])
+    def reach(m):
+        out_range = {}
+        for out, t, _, post in _reference_survivors(m):
             d = out.direction()
+            best, worst = (out.upper, out.lower) if d > 0 else (out.lower, out.upper)
+            y0 = out.observe(post)
             out_range[(out.name, t)] = (float(np.mean(worst - y0) * d), float(np.mean(best - y0) * d))
-    _REACH_CACHE.clear()
-    _REACH_CACHE[id(model)] = (model, out_range)
-    return out_range
+        return out_range
+    return _per_model(_REACH_CACHE, model, reach)
 
 
 _REACH_CACHE: dict[int, tuple[M.CohortModel, dict[tuple[str, str], tuple[float, float]]]] = {}

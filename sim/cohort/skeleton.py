@@ -12,7 +12,7 @@ import numpy as np
 from sim.cohort import attrition as A
 from sim.cohort import model as M
 from sim.cohort.scales import Continuous, binary_threshold, fit_continuous, fit_ordinal
-from sim.study import Study
+from sim.cohort.study import Study
 
 
 def _continuous_spec(var: Mapping[str, Any], group: str = "total") -> Continuous:

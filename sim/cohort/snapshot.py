@@ -15,7 +15,7 @@ import yaml
 
 from sim.cohort.calibrate import SNAPSHOTS, calibrate, model_filename
 from sim.engine.atomic import atomic_write_bytes
-from sim.study import Study, load_study
+from sim.cohort.study import Study, load_study
 
 
 def write_snapshot(study: Study, settings: Mapping[str, Any]) -> Path:

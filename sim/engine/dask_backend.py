@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .chunk import _run_chunk, failure_reason
 from .store import chunk_filename, write_chunk
 
 #: the optional dependencies of backend="dask" (pyproject.toml)
@@ -17,8 +18,6 @@ DASK_EXTRA = "cluster"
 
 def _import_distributed():
     """dask.distributed, or an ImportError saying which extra to install."""
-    from .runner import failure_reason
-
     try:
         import distributed
     except ImportError as exc:
@@ -57,8 +56,6 @@ def _quiet_dask_logs(level: int = logging.ERROR) -> Iterator[None]:
 @contextlib.contextmanager
 def _dask_client(scheduler: Any, workers: int) -> Iterator[Any]:
     """A client of the scheduler; what this function started (client, LocalCluster) it closes."""
-    from .runner import failure_reason
-
     distributed = _import_distributed()
     if isinstance(scheduler, distributed.Client):
         yield scheduler
@@ -92,8 +89,6 @@ def _dask_results(client: Any, simulate: Callable, plans: Sequence[Any], streams
     come back: a worker may see a run directory of the same name that this process does not. Pending
     tasks are cancelled if the caller stops early (an error, Ctrl-C)."""
     from distributed import as_completed
-
-    from .runner import _run_chunk
 
     needed = sorted({c for c, _, _ in tasks})
     plan_refs = dict(zip(needed, client.scatter([plans[c] for c in needed], hash=False)))

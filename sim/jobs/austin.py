@@ -23,7 +23,7 @@ Speed: one data set and one PS fit per replicate, matched at every caliper (a wi
   loop; the condition is beta only), so the calipers are compared on the same data sets. With
   `matching.order: random` the treated units are processed in one random order per replicate
   (drawn from the replicate's generator), shared by all calipers.
-Measures (sim.performance.summarise, per beta x caliper): bias, empirical SE, MSE, model SE,
+Measures (sim.jobs.performance.summarise, per beta x caliper): bias, empirical SE, MSE, model SE,
   coverage, rejection (the type-I error at beta = 0), mean pairs and share of treated matched,
   each with its MCSE; `pct_bias_removed` = 100 (1 - bias_matched / bias_crude) with a delta-method
   MCSE from the per-replicate pairs (matched error, crude error) of the same data sets; and
@@ -43,9 +43,9 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from sim.config import ConfigError, _is_int, _is_num
+from sim.jobs.config import ConfigError, _is_int, _is_num
 from sim.engine import ReplicateFailure, RunResult, per_replicate
-from sim.experiment import ExperimentResult, Job
+from sim.jobs.contract import ExperimentResult, Job
 from sim.jobs.conditions import Condition, short_names, where
 from sim.jobs.tidy import failure_rows
 from sim.methods import matching as MATCHING
@@ -53,11 +53,11 @@ from sim.methods.matching import match
 from sim.methods.outcomes import diff_means, paired_t
 from sim.methods.propensity import fit_propensity
 from sim.numerics import expit, intercept_for_share
-from sim.performance import summarise
+from sim.jobs.performance import summarise
+from sim.report.austin import CRUDE, MATCHED
 
 #: quantile nodes of the linear predictor's normal law used as the reference sample for the intercept
 REFERENCE_NODES = 400_001
-MATCHED, CRUDE = "matched", "crude"
 BY = ["condition", "caliper", "analysis"]
 EXTRA_MEANS = ("n_pairs", "share_treated_matched", "caliper_width", "n_treated")
 

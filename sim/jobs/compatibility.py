@@ -1,7 +1,7 @@
 """The published_compatibility job: the paper's whole design simulated over a grid of true effects
 θ (in MCID units, common random numbers across θ) and hidden confounders U, so that the published
 estimates can be inverted into design-based compatibility intervals and a probabilistic bias
-analysis (sim.methods.compatibility).
+analysis (sim.methods.sensitivity.compatibility).
 
 Each replicate is the matched design of the psm job (calibrated cohort, the paper's PS, greedy 1:1
 matching at 0.2 SD of the logit PS, the complete-case difference in mean change at each visit);
@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from sim.config import ConfigError
+from sim.jobs.config import ConfigError
 from sim.engine import ChunkOutput, RunResult
-from sim.experiment import ExperimentResult
+from sim.jobs.contract import ExperimentResult
 from sim.jobs.conditions import Condition, short_names, study_of
 from sim.jobs.psm import PsmJob, psm_chunk
 from sim.jobs.tidy import tidy
-from sim.methods import compatibility as M
+from sim.methods.sensitivity import compatibility as M
 
 THETA = "cohort.effect_mcid"
 U_OR, U_EFFECT = "cohort.unmeasured.treatment_log_or", "cohort.unmeasured.outcome_effect"

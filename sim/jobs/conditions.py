@@ -16,10 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from sim.cohort.calibrate import calibrated
 from sim.cohort.generate import Design, generate, make_design
-from sim.config import ConfigError, check_cohort, check_method
+from sim.jobs.config import ConfigError, check_cohort, check_method
 from sim.engine import expand_grid
 from sim.methods.pipeline import MethodSpec
-from sim.study import Study, load_study
+from sim.cohort.study import Study, load_study
 
 
 @dataclass(frozen=True)

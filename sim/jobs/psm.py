@@ -11,15 +11,15 @@ import numpy as np
 import pandas as pd
 
 from sim.cohort.generate import Cohort, Design, generate, generate_batch
-from sim.config import ConfigError
+from sim.jobs.config import ConfigError
 from sim.engine import ChunkOutput, ReplicateFailure, RunResult, failure_reason, per_replicate
-from sim.experiment import ExperimentResult, Job
+from sim.jobs.contract import ExperimentResult, Job
 from sim.jobs.conditions import Condition, matched_plan, short_names
 from sim.jobs.tidy import BY, directional_rows, failure_rows, mean_rows, quantile_rows, tidy
 from sim.methods.pipeline import ESTIMANDS, MethodSpec, analyse
 from sim.methods.sensitivity import QUANTILE_COLUMNS, SENSITIVITY_ANALYSES
-from sim.methods.truncation import TRUNCATION_ANALYSES
-from sim.performance import summarise
+from sim.methods.sensitivity.truncation import TRUNCATION_ANALYSES
+from sim.jobs.performance import summarise
 
 
 EXTRA_MEANS = ("n_pairs", "share_treated_matched", "max_abs_smd", "mean_abs_smd",

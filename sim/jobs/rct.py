@@ -31,7 +31,7 @@ Truth (per replicate): the cohort's ATE on the change among patients alive at th
 potential outcomes (`truth`); `truth_pop` is the population effect the design was solved for.
 
 Sample size (sample_size.csv, report.md): per outcome x time, effect > 0, target power and
-analysis, the simulated n per arm reaching the target with a 95 % interval (sim.power_solve: a
+analysis, the simulated n per arm reaching the target with a 95 % interval (sim.power.solve: a
 probit GLM of the benefit-direction rejection counts on sqrt(n) over the grid, solved at the
 target, Fieller interval; not reported, with the reason in `notes`, when the solution lies outside
 the grid or power does not increase with n) beside the closed forms of sim.power (t, ANCOVA,
@@ -57,13 +57,13 @@ import pandas as pd
 
 from sim import power as PW
 from sim.cohort.generate import Design, generate
-from sim.config import ConfigError, _is_int, _is_num
+from sim.jobs.config import ConfigError, _is_int, _is_num
 from sim.engine import RunResult, condition_stream, per_replicate, replicate_rng
-from sim.experiment import ExperimentResult, Job
+from sim.jobs.contract import ExperimentResult, Job
 from sim.jobs.conditions import Condition, condition_key, design_of, study_of, where
 from sim.jobs.tidy import BY, directional_rows, failure_rows, mean_rows, tidy
 from sim.methods.trial import ANALYSES, DEATH_STRATEGIES, TrialSpec, analyse_trial, randomise
-from sim.performance import summarise
+from sim.jobs.performance import summarise
 
 GRID_KEYS = ("experiment.n_per_arm", "cohort.effect_mcid")
 DEFAULT_TARGETS = (0.8, 0.9)
@@ -222,8 +222,8 @@ class RctJob(Job):
 
     def direct_checks(self, conds: list[Condition], cmp: pd.DataFrame) -> pd.DataFrame:
         """The power simulated directly at the closed-form n (rounded down and up) of the largest
-        gaps (sim.power_check), each check on its own stream of the run's seed."""
-        from sim.power_check import direct_checks
+        gaps (sim.power.check), each check on its own stream of the run's seed."""
+        from sim.power.check import direct_checks
 
         settings = self.direct_settings()
         by_effect = {float(c.cfg["cohort"].get("effect_mcid", 0.0)): c for c in conds}

@@ -43,9 +43,9 @@ import pandas as pd  # noqa: E402
 
 from sim.cohort.generate import Design, generate  # noqa: E402
 from sim.cohort.model import CohortModel, numeric_column  # noqa: E402
-from sim.config import ConfigError, _is_int  # noqa: E402
+from sim.jobs.config import ConfigError, _is_int  # noqa: E402
 from sim.engine import RunResult, per_replicate  # noqa: E402
-from sim.experiment import ExperimentResult, Job  # noqa: E402
+from sim.jobs.contract import ExperimentResult, Job  # noqa: E402
 from sim.jobs.conditions import Condition, matched_plan, study_of  # noqa: E402
 from sim.jobs.tidy import failure_rows, mean_rows, tidy  # noqa: E402
 from sim.methods.balance import smd  # noqa: E402
@@ -57,7 +57,7 @@ from sim.report.calibration import calibration_over_cohorts, failed_required, pa
 from sim.report.published import published_sensitivity, published_sensitivity_markdown  # noqa: E402
 from sim.report.published_n import decisions_by_n  # noqa: E402
 from sim.report.tables import mean_sd_cell, markdown, outcome_table, table1  # noqa: E402
-from sim.study import Study  # noqa: E402
+from sim.cohort.study import Study  # noqa: E402
 
 #: the lower bounds of the job's own settings
 MINIMA = {"check_n": 1000, "check_cohorts": 10, "pair_cohorts": 2}

@@ -40,7 +40,7 @@ from sim.methods.balance import smd
 from sim.methods.matching import MatchResult, match
 from sim.methods.propensity import PropensityFit, fit_propensity
 from sim.methods.sensitivity import SENSITIVITY_ANALYSES, sensitivity_fields
-from sim.methods.truncation import TRUNCATION_ANALYSES, truncation_fields
+from sim.methods.sensitivity.truncation import TRUNCATION_ANALYSES, truncation_fields
 
 RANK_TESTS = ("wilcoxon", "signed_rank")
 #: estimand name -> per-replicate truth column (bias, MSE and coverage are measured against one)

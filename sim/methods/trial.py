@@ -9,7 +9,7 @@ Estimates are on the improvement scale, treated minus control, as `sim.methods.o
             treatment coefficient, its SE, CI and p from the t distribution (df = n - 3).
   wilcoxon  rank-sum test of the change (p only: its estimate P(T > C) is not on the effect scale).
   composite rank-sum test of a composite in which death before the visit ranks below every
-            survivor, earlier deaths lower (sim.methods.truncation.composite_rank); patients alive
+            survivor, earlier deaths lower (sim.methods.sensitivity.truncation.composite_rank); patients alive
             who missed the visit are left out. An alternative primary endpoint: survival and
             function together.
 
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 import numpy as np
 
 from sim.methods import outcomes as O
-from sim.methods.truncation import composite_rank
+from sim.methods.sensitivity.truncation import composite_rank
 
 if TYPE_CHECKING:
     from sim.cohort.generate import Cohort

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import pandas as pd
 
-from sim.experiment import ExperimentResult
-from sim.jobs.austin import CRUDE, MATCHED
+if TYPE_CHECKING:
+    from sim.jobs.contract import ExperimentResult
+
+#: the two analyses of every austin2011 data set (the rows' `analysis`; sim.jobs.austin writes them)
+MATCHED, CRUDE = "matched", "crude"
 
 KEY_COLUMNS = (("mean_n_pairs", "pairs"), ("bias", "bias"), ("pct_bias_removed", "% bias removed"),
                ("empse", "empirical SE"), ("mse", "MSE"), ("coverage", "coverage"),
@@ -95,7 +98,7 @@ def figure_coverage(summary: pd.DataFrame, factors: list[str], alpha: float, pat
                        legend=bool(factors))
 
 
-def report_text(cfg, result: ExperimentResult, s: Mapping[str, Any], table: pd.DataFrame, figs: list[Path]) -> str:
+def report_text(cfg, result: "ExperimentResult", s: Mapping[str, Any], table: pd.DataFrame, figs: list[Path]) -> str:
     from omegaconf import OmegaConf
 
     from sim.report.montecarlo import run_lines

@@ -36,7 +36,7 @@ from sim.cohort.checks import (MEAN_TOL_SD, PROP_TOL, SD_TOL_REL, SHARE_TOL, cal
                                completers_table)
 from sim.cohort.generate import Cohort, Design, generate
 from sim.report.published_n import published_decimals
-from sim.study import GROUPS, Study
+from sim.cohort.study import GROUPS, Study
 
 __all__ = ["CalibrationCheck", "STATUSES", "check_rngs", "calibration_over_cohorts", "failed_required",
            "gap_rows", "judge", "pairs_row"]

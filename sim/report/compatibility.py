@@ -18,12 +18,12 @@ import pandas as pd  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from sim.engine.seeds import replicate_rng  # noqa: E402
-from sim.methods import compatibility as M  # noqa: E402
+from sim.methods.sensitivity import compatibility as M  # noqa: E402
 from sim.report.montecarlo import atomic_csv, atomic_text, run_lines, write_tables  # noqa: E402
 from sim.report.tables import markdown  # noqa: E402
 
 if TYPE_CHECKING:
-    from sim.experiment import ExperimentResult
+    from sim.jobs.contract import ExperimentResult
     from sim.jobs.compatibility import CompatibilityJob
 
 THETA, U_OR, U_EFFECT = "effect_mcid", "treatment_log_or", "outcome_effect"

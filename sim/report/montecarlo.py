@@ -13,15 +13,15 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from sim.engine.atomic import atomic_write_text, atomic_writer
-from sim.report.figures import (forest_plot, heatmap_plot, is_proportion, measure_plot, nested_loop_plot, scalar_plot,
-                                select, zip_plot)
+from sim.report.figures import heatmap_plot, measure_plot, scalar_plot
+from sim.report.method_figures import forest_plot, is_proportion, nested_loop_plot, select, zip_plot
 from sim.report.parquet import write_parquet
 from sim.report.settings import FIGURE_SETTINGS, applies, plain_setting
 from sim.report.tables import key_table_markdown, markdown
 from sim.report.units import UNITS_CAPTION, UNITS_FILE, UNITS_TITLE, condition_units
 
 if TYPE_CHECKING:
-    from sim.experiment import ExperimentResult
+    from sim.jobs.contract import ExperimentResult
 
 
 def atomic_csv(df: pd.DataFrame, path: Path, **kw: Any) -> None:

@@ -37,7 +37,7 @@ import pandas as pd
 
 from sim.report.published_n import DECISIONS, comparison, decision_ranges
 from sim.report.tables import markdown
-from sim.study import GROUPS, Study, load_study
+from sim.cohort.study import GROUPS, Study, load_study
 
 __all__ = ["published_sensitivity", "published_sensitivity_markdown", "comparison", "READINGS", "TIME_LABELS",
            "DECISIONS"]

@@ -19,9 +19,9 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 from scipy import special
 
-from sim.methods.equivalence import tost_from_summary
-from sim.methods.evalue import evalue_diff_means
-from sim.study import GROUPS, Study
+from sim.methods.sensitivity.equivalence import tost_from_summary
+from sim.methods.sensitivity.evalue import evalue_diff_means
+from sim.cohort.study import GROUPS, Study
 
 __all__ = ["DECISIONS", "comparison", "decisions_by_n", "decision_ranges", "flip_points", "paper_bounds",
            "published_decimals", "subset_bound", "subset_bounds"]

@@ -16,15 +16,15 @@ from sim.methods.trial import RANK_ANALYSES, TrialSpec
 from sim.report.figures import label_panel, save_panels
 from sim.report.montecarlo import run_lines
 from sim.report import units as U
-from sim.power_estimand import STRATEGY, largest_bias, multiplicity
+from sim.power.estimand import STRATEGY, largest_bias, multiplicity
 from sim.report.phrasing import Est, fmt, number
 from sim.report.tables import markdown
 
 if TYPE_CHECKING:
-    from sim.experiment import ExperimentResult
+    from sim.jobs.contract import ExperimentResult
 
 COMPARISON_FILE = "closed_vs_simulated.csv"  #: simulated and closed-form n, unrounded (sim.power.comparison_table)
-CHECKS_FILE = "direct_checks.csv"  #: power simulated directly at the closed-form n (sim.power_check)
+CHECKS_FILE = "direct_checks.csv"  #: power simulated directly at the closed-form n (sim.power.check)
 DEATH_TEXT = {
     "complete_case": "complete case: each visit is analysed among the patients seen at it (alive and not missing "
                      "it); those started healthier than everyone (attrition depends on baseline health).",
@@ -175,7 +175,7 @@ def _sim_n(r) -> str:
 
 def check_text(checks: pd.DataFrame) -> list[str]:
     """Per checked gap: '<analysis> <outcome> <time>, <e> MCID, <p> % power: closed form 27.88,
-    simulated 30.4 [29.1, 31.9]; power at 27: 0.885 (0.002), at 28: ...' (sim.power_check)."""
+    simulated 30.4 [29.1, 31.9]; power at 27: 0.885 (0.002), at 28: ...' (sim.power.check)."""
     out = []
     for _, g in checks.groupby(["effect_mcid", "outcome", "timepoint", "power", "analysis"], sort=False):
         r = g.iloc[0]

@@ -91,7 +91,7 @@ def _check_figure(name: str, spec: Any, factors: list[str], analyses: list[str],
 def check_report_settings(cfg: DictConfig, factors: list[str]) -> None:
     """experiment.figures / heatmaps / key_table name grid factors (by their column names) and
     analyses: check them before the run, not after it (ConfigError naming the key)."""
-    from sim.config import ConfigError
+    from sim.jobs.config import ConfigError
 
     def need(ok: bool, key: str, msg: str) -> None:
         if not ok:
@@ -122,7 +122,7 @@ def check_report_settings(cfg: DictConfig, factors: list[str]) -> None:
         need(k in factors, f"key_table.exp_factors.{k}", f"not a grid factor; allowed: {factors}")
     fig_cfg = _mapping(cfg, "figures", FIGURES_KEYS, need)
     if any(k in fig_cfg for k in FIGURE_SETTINGS):
-        from sim.config import ANALYSES
+        from sim.jobs.config import ANALYSES
         from sim.methods.pipeline import CRUDE_ANALYSES
 
         analyses = [*ANALYSES, *CRUDE_ANALYSES]

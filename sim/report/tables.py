@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sim.study import GROUPS, Study
+from sim.cohort.study import GROUPS, Study
 
 
 def _fmt_mean(m: float, s: float) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from sim.config import ConfigError
+from sim.jobs.config import ConfigError
 from sim.engine import ChunkOutput, RunResult, condition_stream, conditions_frame, run_chunks
 from sim.jobs.conditions import Condition, conditions, fingerprint, short_names
 
@@ -132,7 +132,7 @@ def job_class(name: Any) -> type[Job]:
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"experiment.job: cannot import {target!r} ({e})") from None
     if not (isinstance(cls, type) and issubclass(cls, Job)):
-        raise ConfigError(f"experiment.job: {target!r} is not a sim.experiment.Job")
+        raise ConfigError(f"experiment.job: {target!r} is not a sim.jobs.contract.Job")
     return cls
 
 

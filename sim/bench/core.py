@@ -47,11 +47,11 @@ from sim.engine import ChunkOutput, default_chunk_size, per_replicate, replicate
 from sim.jobs.conditions import Condition, conditions
 from sim.jobs.psm import PsmJob, psm_chunk, psm_replicate
 from sim.methods.pipeline import MethodSpec
-from sim.bench_agreement import Agreement, agreement
-from sim.bench_baseline import baseline_replicate
-from sim.bench_matching import (GREEDY_N, MATCH_RUNS, OPTIMAL_N, QUICK_GREEDY_N, QUICK_OPTIMAL_N,  # noqa: F401
+from sim.bench.agreement import Agreement, agreement
+from sim.bench.baseline import baseline_replicate
+from sim.bench.matching import (GREEDY_N, MATCH_RUNS, OPTIMAL_N, QUICK_GREEDY_N, QUICK_OPTIMAL_N,  # noqa: F401
                                 REFERENCE_RUNS, jit_seconds, matching_rows)
-from sim.bench_process import BATCHED_JIT_PROBE, MEMORY_N, main_job, main_job_size, memory_rows
+from sim.bench.process import BATCHED_JIT_PROBE, MEMORY_N, main_job, main_job_size, memory_rows
 
 SIZES = (263, 5000)
 CHUNK = {263: 250, 5000: 50}  #: replicates per batched chunk (250: the engine's largest default chunk)

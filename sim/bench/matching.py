@@ -46,8 +46,8 @@ class reference_cores:
 
     def __enter__(self):
         import sim.methods.matching as MM
-        import sim.methods.matching_cores as MC
-        from sim.methods.matching_optimal import _optimal_dense
+        import sim.methods.matching.cores as MC
+        from sim.methods.matching.optimal import _optimal_dense
 
         self.saved = MM._greedy_ordered, MM._greedy_closest, MM._optimal
         MM._greedy_ordered, MM._greedy_closest, MM._optimal = (MC._greedy_ordered_py, MC._greedy_closest_py,
@@ -73,7 +73,7 @@ def median_seconds(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
 JIT_PROBE = """
 import time
 import numpy as np
-import sim.methods.matching_compiled as MC
+import sim.methods.matching.compiled as MC
 from sim.methods.matching import match
 MC.COMPILED_MIN_UNITS = 0  # the compiled kernels even for this tiny input
 t0 = time.perf_counter()

@@ -13,7 +13,7 @@ last bit, and the last bit decides the calibrated model and, through it, every p
   paper's PS model on the true propensities), plain Newton steps from zero. `fit_logit_binary`
   fits a sample of 0/1 outcomes and never raises on the samples a simulation produces
   (standardised columns, step halving, pseudo-inverse on a singular Hessian, separation flagged);
-  `sim.numerics_batch.fit_logit_binary_batch` is its compiled twin for many samples at once (the
+  `sim.numerics.batch.fit_logit_binary_batch` is its compiled twin for many samples at once (the
   batched replicate pipeline), which hands the awkward ones back to it.
 - `intercept_for_share`: the intercept a with mean(expit(a + eta)) = share, by brentq.
 

@@ -17,7 +17,7 @@ is unbounded then), or when the solution lies outside the fitted grid (extrapola
 
 At the smallest n the fitted curve can miss the exact power (the t distribution's heavy tails and
 the random number analysed are not probit-linear in sqrt n), so a gap to a closed form there is
-settled by simulating power directly at that n (sim.power_check). ``crossing`` is the older linear
+settled by simulating power directly at that n (sim.power.check). ``crossing`` is the older linear
 interpolation between grid points.
 """
 
@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from sim.power_closed import z
+from sim.power.closed import z
 
 __all__ = ["PowerFit", "fit_probit_curve", "solve_simulated_n", "crossing"]
 

@@ -1,9 +1,9 @@
 """Direct simulation of a trial's power at one n per arm: the check that settles a gap between a
-simulated n (a probit fit over a grid of n, sim.power_solve) and a closed form.
+simulated n (a probit fit over a grid of n, sim.power.solve) and a closed form.
 
 Why: the fitted curve carries its own error, most at the smallest n, and both numbers are rounded
 up for planning; a gap of a few patients there says little until the power at the closed-form n
-itself is known. `direct_checks` takes the largest unrounded gaps (sim.power_plan.comparison_table)
+itself is known. `direct_checks` takes the largest unrounded gaps (sim.power.plan.comparison_table)
 and simulates the power (the benefit-direction rejection rate, as the sample size is solved on) at
 the closed-form n rounded down and up, with enough replicates that its Monte Carlo SE tells
 whether the target is reached there.
@@ -24,7 +24,7 @@ import pandas as pd
 
 from sim.cohort.generate import Design, generate
 from sim.methods.trial import TrialSpec, analyse_trial, randomise
-from sim.power_plan import largest_gap
+from sim.power.plan import largest_gap
 
 __all__ = ["direct_power", "direct_checks", "CHECK_COLUMNS"]
 

@@ -4,14 +4,10 @@ violation is a bug in the matcher, never bad input, and raises MatchingInvariant
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from sim.methods.matching_cores import TIE_TOL
-
-if TYPE_CHECKING:
-    from sim.methods.matching import MatchResult
+from sim.methods.matching.cores import TIE_TOL
+from sim.methods.matching.result import MatchResult
 
 # ----------------------------------------------------------------------------
 # run-time invariants of a matched sample
@@ -60,7 +56,7 @@ def check_match(result: MatchResult, d, treated, width, ratio: int, replace: boo
     * ``ratio``: no treated unit has more than ``ratio`` controls;
     * ``exact``: both units of every link share the ``exact`` stratum code;
     * ``link order``: links sorted by ``pair_id``, nearest control first within a set
-      (distances within ``TIE_TOL`` count as equal, see sim.methods.matching_cores);
+      (distances within ``TIE_TOL`` count as equal, see sim.methods.matching.cores);
     * ``pair_id``: matched treated units numbered 0..m-1 in increasing index,
       a linked control carries the smallest id of its sets, all others -1;
     * ``weights``: 1 for matched treated, sum of 1/k_i over a control's links,

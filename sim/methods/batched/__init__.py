@@ -5,10 +5,10 @@ Why: a replicate of the paper-size design is ~15,000 random numbers and a few te
 flops, but analysed one at a time through Python (dicts of rows, a DataFrame, one small numpy call
 per test) it costs milliseconds. Here the PS fits, the balance, the true effects and the outcome
 tests of all B replicates run in compiled loops (numba) over arrays of shape (B, N), the p-values
-in one vectorised scipy call each (sim.methods.batched_tests), and the rows are built once per chunk.
+in one vectorised scipy call each (sim.methods.batched.outcome_tests), and the rows are built once per chunk.
 
 Equal to the reference: the PS fit is fit_logit_binary's damped Newton in its compiled twin
-(sim.numerics_batch.fit_logit_binary_batch: same standardisation, start, step halving and stopping
+(sim.numerics.batch.fit_logit_binary_batch: same standardisation, start, step halving and stopping
 rule), matching is the same compiled greedy core with the same caliper width, processing order and
 tie rule (mirror ties by index, matching_cores.TIE_TOL, so the last bits of the fit cannot change
 a pair), and the tests are the same statistics. What differs is the order of floating-point sums
@@ -35,16 +35,16 @@ import numba
 import numpy as np
 import pandas as pd
 
-from sim.methods import matching_compiled as MC
-from sim.methods import batched_rows as R
-from sim.methods import batched_tests as T
+from sim.methods.matching import compiled as MC
+from sim.methods.batched import rows as R
+from sim.methods.batched import outcome_tests as T
 from sim.methods.matching import CALIPER_SDS, _logit
 from sim.methods.pipeline import MethodSpec
 from sim.methods.sensitivity import SENSITIVITY_ANALYSES
-from sim.methods.truncation import TRUNCATION_ANALYSES
+from sim.methods.sensitivity.truncation import TRUNCATION_ANALYSES
 from sim.methods.propensity import _LOGIT_MAX
 from sim.numerics import expit_numpy
-from sim.numerics_batch import fit_logit_binary_batch
+from sim.numerics.batch import fit_logit_binary_batch
 
 #: the analyses the batched path computes; crude adds crude_diff_means and crude_wilcoxon
 BATCHED_ANALYSES = ("wilcoxon", "signed_rank", "paired_t", "diff_means")
@@ -306,7 +306,7 @@ def _group_stats(obs, treated):
 
 def fit_status(X: np.ndarray, treated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Linear predictors (B, N) and status (B,) of the PS fits (fit_propensity's defaults; status
-    0: fitted, else sim.numerics_batch.BATCH_FIT_STATUS)."""
+    0: fitted, else sim.numerics.batch.BATCH_FIT_STATUS)."""
     return fit_logit_binary_batch(X, treated.astype(np.float64))
 
 

@@ -60,8 +60,8 @@ def run_child(cmd: list[str], env: Mapping[str, str] | None = None) -> tuple[flo
 ENGINE_CHILD = """
 import resource, sys, tempfile, time
 from pathlib import Path
-from sim.bench import SEED, plan
-from sim.bench_process import MEMORY_N
+from sim.bench.core import SEED, plan
+from sim.bench.process import MEMORY_N
 from sim.engine import run_chunks
 from sim.jobs.psm import PsmJob
 reps = int(sys.argv[1])
@@ -115,7 +115,7 @@ def main_job_size() -> tuple[int, int, int, int]:
 
 BATCHED_JIT_PROBE = """
 import time
-from sim.bench import plan, rngs
+from sim.bench.core import plan, rngs
 from sim.jobs.psm import psm_chunk
 _, p = plan(263)
 t = []

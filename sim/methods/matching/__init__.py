@@ -7,13 +7,13 @@ Design notes (why it looks like this):
   finds its position and two "next available" union-find structures (one
   scanning right, one scanning left) skip controls already used. Cost is
   O(N log N) plus a loop over treated units, compiled with numba
-  (sim.methods.matching_compiled; the plain-Python original is kept in
-  sim.methods.matching_cores as the tests' reference).
+  (sim.methods.matching.compiled; the plain-Python original is kept in
+  sim.methods.matching.cores as the tests' reference).
 * Tie rule (greedy, all orders): among controls at equal distance the one with
   the lowest input index wins; in the ordered greedy, distances above and below
   the treated unit's score that differ by at most ``TIE_TOL * (1 + |score|)``
   count as equal (mirror ties of discrete covariates, see
-  sim.methods.matching_cores.TIE_TOL). Treated units with equal scores are processed
+  sim.methods.matching.cores.TIE_TOL). Treated units with equal scores are processed
   lowest index first (``largest``/``smallest``). ``closest`` takes the
   globally closest allowed pair first; ties by (distance, treated index,
   control index).
@@ -44,14 +44,13 @@ Design notes (why it looks like this):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from sim.methods.match_checks import MatchingInvariantError, check_match
-from sim.methods.matching_compiled import _greedy_closest, _greedy_ordered
-from sim.methods.matching_cores import _nearest_with_replacement
-from sim.methods.matching_optimal import MAX_OPTIMAL_CELLS, _optimal
+from sim.methods.matching.checks import MatchingInvariantError, check_match
+from sim.methods.matching.result import MatchResult
+from sim.methods.matching.compiled import _greedy_closest, _greedy_ordered
+from sim.methods.matching.cores import _nearest_with_replacement
+from sim.methods.matching.optimal import MAX_OPTIMAL_CELLS, _optimal
 
 __all__ = [
     "MatchResult",
@@ -66,34 +65,6 @@ ALGORITHMS = ("greedy", "optimal")
 ORDERS = ("largest", "smallest", "random", "data", "closest")
 CALIPER_SCALES = ("logit", "ps")
 CALIPER_SDS = ("pooled", "whole", "treated")
-
-
-@dataclass(frozen=True)
-class MatchResult:
-    """Outcome of :func:`match`.
-
-    ``treated_idx``/``control_idx``: one row per treated-control link, sorted by
-    ``pair_id`` then by round (nearest first). ``pair_id`` (length n): id of the
-    treated unit's matched set (0..n_treated_matched-1, in increasing treated
-    index), -1 if unmatched. A control reused under ``replace=True`` carries the
-    smallest id of the sets it belongs to; use the link arrays for the full
-    picture. ``weights`` (length n): ATT weights, 1 for matched treated, for a
-    control the sum over its links of 1/k_i (k_i = controls of that treated
-    unit), 0 if unmatched (MatchIt additionally rescales control weights to sum
-    to the number of matched controls; we do not). ``n_pairs`` counts links
-    (= pairs for 1:1).
-    """
-
-    treated_idx: np.ndarray
-    control_idx: np.ndarray
-    pair_id: np.ndarray
-    weights: np.ndarray
-    caliper_width: float | None
-    n_pairs: int
-    n_treated_matched: int
-    n_treated: int
-    n_control: int
-    notes: tuple = ()
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

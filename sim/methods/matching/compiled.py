@@ -1,4 +1,4 @@
-"""The compiled (numba) greedy cores of sim.methods.matching_cores: the same links as its
+"""The compiled (numba) greedy cores of sim.methods.matching.cores: the same links as its
 plain-Python reference cores, in the same order, at a fraction of their cost; and the greedy
 matching of a whole chunk of replicates (sim.methods.batched)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.methods.matching_cores import TIE_TOL, _greedy_closest_py, _greedy_ordered_py
+from sim.methods.matching.cores import TIE_TOL, _greedy_closest_py, _greedy_ordered_py
 
 
 # # The same algorithm as _Pool/_greedy_*_py, on one sorted array of controls: ``vals`` ascending,

@@ -1,7 +1,7 @@
 """The matching algorithms' cores, per exact stratum: greedy nearest neighbour (ordered or
 closest-first, with union-find "next available" pools) and nearest with replacement here, their
-compiled greedy twins in sim.methods.matching_compiled, optimal pair matching (scipy) in
-sim.methods.matching_optimal. sim.methods.matching.match drives them.
+compiled greedy twins in sim.methods.matching.compiled, optimal pair matching (scipy) in
+sim.methods.matching.optimal. sim.methods.matching.match drives them.
 
 Every core takes ``(dt, tid, dc, cid, ratio, width)`` (distance scores and global indices of the
 stratum's treated units, in processing order, and of its controls; ``width`` None: no caliper) and

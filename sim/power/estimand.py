@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from sim.power_closed import bonferroni_factor
+from sim.power.closed import bonferroni_factor
 
 __all__ = ["STRATEGY", "pooled_bias", "largest_bias", "multiplicity"]
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from sim.methods.pipeline import TRUTH_NAMES
 from sim.methods.sensitivity import SENSITIVITY_ANALYSES, sensitivity_fields
-from sim.methods.truncation import TRUNCATION_ANALYSES, truncation_fields
+from sim.methods.sensitivity.truncation import TRUNCATION_ANALYSES, truncation_fields
 
 
 class PairSets:

@@ -17,9 +17,9 @@ import math
 
 import numpy as np
 
-from sim.methods.equivalence import tost_summary
-from sim.methods.evalue import evalue_summary
-from sim.methods.rosenbaum import rosenbaum_summary
+from sim.methods.sensitivity.equivalence import tost_summary
+from sim.methods.sensitivity.evalue import evalue_summary
+from sim.methods.sensitivity.rosenbaum import rosenbaum_summary
 
 NAN = float("nan")
 GAMMAS = (1.0, 1.5, 2.0)

@@ -4,8 +4,8 @@ large cohort of the generator, the simulated n per arm beside the closed forms, 
 ``reference_quantities`` estimates the inputs of the closed forms (SD of the change among
 survivors and among the patients seen, follow-up SD, pre-post correlation, survival, the share
 seen and the share dead, P(Y1 > Y0) and the ties) from one large cohort of the generator;
-``sample_size_table`` sets the simulated n (sim.power_solve, rounded up: patients to randomise)
-beside the closed forms (sim.power_closed, rounded up); ``comparison_table`` sets the same two
+``sample_size_table`` sets the simulated n (sim.power.solve, rounded up: patients to randomise)
+beside the closed forms (sim.power.closed, rounded up); ``comparison_table`` sets the same two
 side by side UNROUNDED (rounding up both moves a gap by up to one patient, a large share at small
 n), which is what a gap between them is measured on.
 
@@ -17,7 +17,7 @@ noncentral t as the other t-test closed forms, inflated by the share seen.
 
 The composite (death ranks worst, alive-but-missed patients left out) ranks the patients dead or
 seen; with q the share dead among them (the same in both arms at hazard ratio 1) its P shrinks
-to 1/2 + (1 - q)^2 (P_seen - 1/2) (sim.power_closed.composite_superiority): ``closed_composite``
+to 1/2 + (1 - q)^2 (P_seen - 1/2) (sim.power.closed.composite_superiority): ``closed_composite``
 is Noether's n at that P, divided by the share ranked.
 
 One MCID against a standardised effect (``standardised_n_table``): the outcomes' MCIDs are different
@@ -39,9 +39,9 @@ import numpy as np
 import pandas as pd
 
 from sim.cohort.generate import Design, generate
-from sim.power_closed import (composite_superiority, n_per_arm_ancova, n_per_arm_noether, n_per_arm_ttest,
+from sim.power.closed import (composite_superiority, n_per_arm_ancova, n_per_arm_noether, n_per_arm_ttest,
                               superiority)
-from sim.power_solve import PowerFit, _no, solve_simulated_n
+from sim.power.solve import PowerFit, _no, solve_simulated_n
 
 __all__ = ["reference_quantities", "GAP_PAIRS", "POWER_MEASURE", "fit_curves", "closed_forms",
            "sample_size_table", "comparison_table", "gaps", "largest_gap", "MODERATE_SD", "standardised_n_table"]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from sim import experiment
-from sim.config import ConfigError, check_run_keys
+from sim.jobs import contract as experiment
+from sim.jobs.config import ConfigError, check_run_keys
 from sim.engine import ManifestMismatchError, RunLock, RunLockedError
-from sim.study import StudySpecError
+from sim.cohort.study import StudySpecError
 
 USER_ERRORS = (ConfigError, StudySpecError, ManifestMismatchError, RunLockedError)
 
@@ -38,7 +38,7 @@ def check_out_dir(out_dir: Path) -> None:
 
 
 def validate(cfg: DictConfig, overrides: list[str]) -> None:
-    """The run-level keys and the command line; the rest is checked by sim.experiment.prepare."""
+    """The run-level keys and the command line; the rest is checked by sim.jobs.contract.prepare."""
     check_run_keys(OmegaConf.to_container(cfg, resolve=True))
     check_overrides(cfg, overrides)
 
