@@ -44,7 +44,7 @@ TIE_VALUES = [0.125, 0.25, 0.375, 0.5, 0.625, 0.75]  # dyadic: exact distance ti
 @pytest.fixture(autouse=True)
 def compiled_always(monkeypatch):
     """The compiled greedy kernels for inputs of any size (small strata normally
-    run the reference code until the kernels are loaded: see matching_compiled.COMPILED_MIN_UNITS)."""
+    run the reference code until the kernels are loaded: see sim.methods.matching.compiled.COMPILED_MIN_UNITS)."""
     monkeypatch.setattr(MC, "COMPILED_MIN_UNITS", 0)
 
 

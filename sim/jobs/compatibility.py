@@ -31,6 +31,17 @@ U_OR, U_EFFECT = "cohort.unmeasured.treatment_log_or", "cohort.unmeasured.outcom
 ESTIMATOR = "diff_means"
 KEEP = ("replicate", "outcome", "timepoint", "analysis", "estimate", "se", "truth_matched", "n_used_treated",
         "n_used_control")
+#: the paper's own test: its published p-value, signed by the published difference, is inverted too
+RANK_TEST = "wilcoxon"
+
+
+def signed_z(p_value, favours):
+    """A two-sided p-value as a normal score signed by the direction it favours: what a published
+    Wilcoxon p and the sign of the published difference say together."""
+    from scipy.stats import norm
+
+    p = np.clip(np.asarray(p_value, float), 1e-300, 1.0)
+    return np.sign(np.asarray(favours, float)) * norm.isf(p / 2)
 GROUPS = ("treated", "control")
 
 
@@ -47,6 +58,9 @@ def compat_chunk(plan, rngs: Sequence[np.random.Generator]) -> ChunkOutput:
     rows = out.rows[[c for c in KEEP if c in out.rows.columns]].copy()
     if len(rows):
         rows["theta_mcid"] = [theta[(o, t)] for o, t in zip(rows["outcome"], rows["timepoint"])]
+        rank = (rows["analysis"] == RANK_TEST).to_numpy()
+        if rank.any():  # the rank test's signed score where the difference in means would be
+            rows.loc[rank, "estimate"] = signed_z(out.rows.loc[rank, "p_value"], out.rows.loc[rank, "favours"])
     return ChunkOutput(rows, out.failures)
 
 
@@ -78,14 +92,15 @@ def published_estimates(cfg: Mapping[str, Any]) -> pd.DataFrame:
                 continue
             for t in study.follow_up:
                 if t in t5["treated"] and t in t5["control"]:
-                    rows.append({"outcome": o, "timepoint": t,
+                    p = (t5.get("p") or {}).get(t)
+                    rows.append({"outcome": o, "timepoint": t, "p": float(p) if isinstance(p, (int, float)) else math.nan,
                                  **{f"{k}_{g}": v for g in GROUPS
                                     for k, v in zip(("mean", "sd", "n"), (*t5[g][t], sizes[t][g]["n"]))}})
         source = "study: table5 with analysed.<visit>.<group>.n"
     else:
         if not isinstance(given, Mapping):
             raise ConfigError(f"experiment.published: must map outcome -> visit -> {{treated: [mean, sd, n], "
-                              f"control: [mean, sd, n]}}, got {given!r}")
+                              f"control: [mean, sd, n], p: rank-test p (optional)}}, got {given!r}")
         for o, visits in given.items():
             if o not in outcomes:
                 raise ConfigError(f"experiment.published.{o}: unknown outcome; allowed: {list(outcomes)}")
@@ -93,7 +108,10 @@ def published_estimates(cfg: Mapping[str, Any]) -> pd.DataFrame:
                 key = f"experiment.published.{o}.{t}"
                 if t not in study.follow_up:
                     raise ConfigError(f"{key}: unknown visit; allowed: {list(study.follow_up)}")
-                row = {"outcome": o, "timepoint": t}
+                p = (arms or {}).get("p", math.nan)
+                if not (isinstance(p, (int, float)) and not isinstance(p, bool) and (math.isnan(p) or 0 < p <= 1)):
+                    raise ConfigError(f"{key}.p: the published two-sided p-value of the rank test, in (0, 1], got {p!r}")
+                row = {"outcome": o, "timepoint": t, "p": float(p)}
                 for g in GROUPS:
                     v = (arms or {}).get(g)
                     if (not isinstance(v, (list, tuple)) or len(v) != 3
@@ -127,6 +145,7 @@ def naive_columns(pub: pd.DataFrame, alpha: float) -> pd.DataFrame:
                                              r.sd_control, r.n_control, alpha), axis=1, result_type="expand")
     d.columns = ["published_diff", "naive_low", "naive_high"]
     out = pd.concat([pub.reset_index(drop=True), d], axis=1)
+    out["published_z"] = signed_z(out["p"], np.sign(out["published_diff"]))
     for c in ("published_diff", "naive_low", "naive_high"):
         out[f"{c}_mcid"] = out[c] / out["mcid"]
     return out

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 THETA, U_OR, U_EFFECT = "effect_mcid", "treatment_log_or", "outcome_effect"
 BOOT = 200  #: resamples of the replicates behind each endpoint's MCSE
 #: streams of the report's own draws (bootstrap, prior draws), apart from every replicate's
-BOOT_STREAM, PRIOR_STREAM = 0xB007, 0x9B1A
+BOOT_STREAM, PRIOR_STREAM, RANK_STREAM = 0xB007, 0x9B1A, 0x4A2C
 
 
 def _u_cells(grid: pd.DataFrame) -> list[tuple[float, float]]:
@@ -42,13 +42,15 @@ def _u_label(lor: float, eff: float) -> str:
     return "no U" if lor == 0 and eff == 0 else f"OR {math.exp(lor):.3g}, {eff:g} SD"
 
 
-def gather(result: "ExperimentResult", reps: int) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def gather(result: "ExperimentResult", reps: int, analysis: str = "diff_means"
+           ) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per (U odds ratio, U effect, outcome, visit): the θ simulated (increasing; θs clipped to the
-    same value by the scale's bounds kept once), the estimates (len(θ), reps) and the matched truths,
-    replicate r in column r at every θ (NaN where it failed)."""
+    same value by the scale's bounds kept once), the analysis' estimates (len(θ), reps; for the rank
+    test its signed score) and the matched truths, replicate r in column r at every θ (NaN where it
+    failed)."""
     est: dict[tuple, dict[float, tuple[pd.Series, pd.Series]]] = {}
     for rows in result.condition_replicates():
-        d = rows[rows["analysis"] == "diff_means"]
+        d = rows[rows["analysis"] == analysis]
         if d.empty:
             continue
         r0 = d.iloc[0]
@@ -75,12 +77,13 @@ def gather(result: "ExperimentResult", reps: int) -> dict[tuple, tuple[np.ndarra
 
 def analyse_grid(job: "CompatibilityJob", result: "ExperimentResult") -> dict[str, pd.DataFrame]:
     """compatibility, surrogate and bias_adjusted tables from the run's replicates."""
-    from sim.jobs.compatibility import analysed_published
+    from sim.jobs.compatibility import RANK_TEST, analysed_published
 
     cfg = OmegaConf.to_container(job.cfg, resolve=True)
     alpha = job.alpha
     pub = analysed_published(result.conditions[0].cfg, alpha)
     cells = gather(result, job.reps())
+    ranked = gather(result, job.reps(), RANK_TEST)
     grid_max = float(result.grid[THETA].max())
     seed = int(cfg["seed"])
     rows, surrogates = [], []
@@ -101,11 +104,13 @@ def analyse_grid(job: "CompatibilityJob", result: "ExperimentResult") -> dict[st
                          "low": iv.low * r.mcid, "high": iv.high * r.mcid,
                          "low_mcse": iv.low_mcse * r.mcid, "high_mcse": iv.high_mcse * r.mcid,
                          "realised_low_mcid": realised[0], "realised_high_mcid": realised[1],
-                         "published_diff": r.published_diff, "naive_low": r.naive_low, "naive_high": r.naive_high,
+                         "published_diff": r.published_diff, "published_p": r.p, "published_z": r.published_z,
+                         "naive_low": r.naive_low, "naive_high": r.naive_high,
                          "naive_low_mcid": r.naive_low_mcid, "naive_high_mcid": r.naive_high_mcid,
                          "mcid": r.mcid, "n_treated": r.n_treated, "n_control": r.n_control,
                          "theta_min": thetas[0], "theta_max": thetas[-1],
                          "theta_max_is_scale_bound": bool(thetas[-1] < grid_max - 1e-9), "reps": draws.shape[1]})
+            rows[-1].update(_rank_interval(ranked.get(key), r.published_z, alpha, seed, len(rows)))
             s = M.fit_surrogate(thetas, draws, near=r.published_diff)
             surrogates.append({"outcome": r.outcome, "timepoint": r.timepoint, U_OR: lor, U_EFFECT: eff,
                                "a": s.a, "b": s.b, "sd": s.sd, "misfit_mcse": s.misfit})
@@ -128,6 +133,19 @@ def prior_text(priors: dict) -> str:
             label = "log odds ratio of U on decompression" if k == U_OR else "effect of U on the change (SD)"
             out.append(f"{label} {p['dist']}({', '.join(f'{v:.3g}' for v in args)})")
     return "; ".join(out)
+
+
+def _rank_interval(cell, published_z: float, alpha: float, seed: int, k: int) -> dict:
+    """The same inversion through the paper's own test: its published p-value, signed by the
+    published difference, against the simulated signed scores of the rank-sum test (NaN without a
+    published p or without the test in the run)."""
+    keys = ("rank_low_mcid", "rank_low_mcid_mcse", "rank_open_low", "rank_high_mcid", "rank_high_mcid_mcse",
+            "rank_open_high")
+    if cell is None or not np.isfinite(published_z):
+        return dict.fromkeys(keys, math.nan)
+    thetas, draws, _ = cell
+    iv = M.compatibility_interval(thetas, draws, published_z, alpha, rng=replicate_rng(seed, RANK_STREAM, k), boot=BOOT)
+    return dict(zip(keys, (iv.low, iv.low_mcse, iv.open_low, iv.high, iv.high_mcse, iv.open_high)))
 
 
 def bias_analysis(sur: pd.DataFrame, pub: pd.DataFrame, priors: dict, n: int, seed: int,
@@ -287,6 +305,15 @@ def _cell(v: float, se: float, is_open: bool, limit: float) -> str:
     return f">= {limit:.2f} (open)" if is_open else f"{v:.2f} ({se:.2f})"
 
 
+def _rank_cell(r) -> str:
+    """The interval through the rank test, as the key table shows the others ('' if not run)."""
+    if not (r.rank_open_low is True or np.isfinite(r.rank_low_mcid)):
+        return ""
+    low = f"<= {r.theta_min:.2f}" if r.rank_open_low is True else f"{r.rank_low_mcid:.2f} ({r.rank_low_mcid_mcse:.2f})"
+    high = f">= {r.theta_max:.2f}" if r.rank_open_high is True else f"{r.rank_high_mcid:.2f} ({r.rank_high_mcid_mcse:.2f})"
+    return f"{low} to {high}"
+
+
 def key_table(compat: pd.DataFrame) -> pd.DataFrame:
     """Per outcome, visit and key hidden confounder: the design-based interval's ends in MCID units
     with their MCSE (an open end as '>= limit (open)') beside the naive t-interval."""
@@ -299,6 +326,7 @@ def key_table(compat: pd.DataFrame) -> pd.DataFrame:
         rows.append({"outcome": r.outcome, "timepoint": r.timepoint, "hidden confounder": r.u,
                      "low (MCID)": _cell(r.low_mcid, r.low_mcid_mcse, r.open_low, r.theta_min).replace(">=", "<="),
                      "high (MCID)": _cell(r.high_mcid, r.high_mcid_mcse, r.open_high, r.theta_max),
+                     "through the rank test (MCID)": _rank_cell(r),
                      "naive t-interval (MCID)": f"{r.naive_low_mcid:.2f} to {r.naive_high_mcid:.2f}",
                      "published difference": f"{r.published_diff:.3g}", "MCID": f"{r.mcid:g}",
                      "n analysed": f"{r.n_treated:g} / {r.n_control:g}"})
@@ -307,8 +335,9 @@ def key_table(compat: pd.DataFrame) -> pd.DataFrame:
 
 def _report(cfg: DictConfig, result: "ExperimentResult", figures: list[Path]) -> str:
     compat = result.tables.get("compatibility", pd.DataFrame())
-    cols = ["outcome", "timepoint", "u", "low_mcid", "low_mcid_mcse", "high_mcid", "high_mcid_mcse",
-            "naive_low_mcid", "naive_high_mcid", "n_treated", "n_control"]
+    cols = [c for c in ("outcome", "timepoint", "u", "low_mcid", "low_mcid_mcse", "high_mcid", "high_mcid_mcse",
+                        "rank_low_mcid", "rank_high_mcid", "naive_low_mcid", "naive_high_mcid", "n_treated",
+                        "n_control") if c in compat]
     lines = [f"# {cfg.experiment.name}", "", str(cfg.experiment.get("description", "")).strip(), "",
              "## What was run", "", *run_lines(cfg, result), "",
              "θ = the true effect on the change in MCID units "

@@ -274,11 +274,14 @@ _HELPERS = ("_uf_root", "_run_starts", "_nearest_available", "_take", "_greedy_o
 _KERNELS: dict = {}
 
 #: Strata of fewer units run the reference Python code until the compiled kernels are loaded in
-#: the process (by a stratum this large or larger): importing numba and loading them costs ~0.5 s,
-#: more than the Python code spends on a few small samples (1,000 units: ~0.6 ms), so a process
-#: that only matches small samples (the `sim.match` CLI on a study, a Monte Carlo run at small N)
-#: never imports numba. Both give the same links (tests/test_matching_scale.py).
-COMPILED_MIN_UNITS = 2_000
+#: the process (by a stratum this large or larger): importing numba and loading a cached kernel
+#: costs 0.4-0.5 s in a fresh process, which the Python code does not spend below about 300,000
+#: units (measured, 20 % treated, no caliper: 20,000 units 0.02 s vs 0.43-0.87 s compiled;
+#: 200,000: 0.18-0.29 s vs 0.48-0.54 s; 500,000: 0.70-1.03 s vs 0.47-0.59 s, largest-first and
+#: closest-first orders). So `python -m sim.match` on a study never imports numba, and a long run
+#: that has loaded the kernels (the batched pipeline does) keeps using them at every size. Both
+#: give the same links (tests/test_matching_scale.py).
+COMPILED_MIN_UNITS = 300_000
 
 
 def _compiled(n_units: int) -> bool:

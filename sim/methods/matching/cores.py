@@ -13,7 +13,7 @@ such tuples (the reference cores).
   ``_greedy_closest``. The plain-Python :func:`_greedy_ordered_py` and :func:`_greedy_closest_py`
   here are the original implementation, kept as the reference the tests compare the compiled
   cores with (same links, in the same order); they also serve small strata until the kernels are
-  loaded, which small samples would not repay (see ``matching_compiled.COMPILED_MIN_UNITS``).
+  loaded, which small samples would not repay (see ``sim.methods.matching.compiled.COMPILED_MIN_UNITS``).
 * Optimal with a caliper (``matching_optimal._optimal``) solves the caliper-sparse graph with
   ``scipy.sparse.csgraph.min_weight_full_bipartite_matching`` (LAPJVsp): one dummy partner per
   unit of the smaller side, at a cost above any set of real links, so that the number of links is
