@@ -1,0 +1,91 @@
+"""Estimators beyond the paper's matched pairs: what another analysis of the same patients would
+have estimated (regression after matching, inverse probability and overlap weighting, augmented
+IPW, full matching, subclassification). Each sees one cohort at one outcome x visit as a
+`CohortView` and returns an `Estimate` that names its estimand, so that bias and coverage are
+measured against the estimator's own truth (sim.methods.pipeline computes every truth from both
+potential outcomes on the population the estimand targets).
+
+Every estimator works on the complete cases at the visit, as the paper's analysis does: a patient
+without a change there (dead or missed) is left out of the outcome model and the weighted means,
+and `n_treated` / `n_control` report how many were used (weight > 0 and seen). The PS model is
+the study's, fitted on everyone (as the paper fitted it), so the weights of the seen patients are
+those the analysis would have used.
+
+Registry: `ESTIMATORS[name] = function(view, alpha) -> Estimate`; each module of this package
+registers its estimators with `@register("name")`, and the package imports them all."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+#: the estimands an estimator may target (pipeline's truth column for each)
+ESTIMANDS = {"att": "truth_att", "ate": "truth_ate", "ato": "truth_ato", "matched": "truth_matched"}
+
+
+@dataclass(frozen=True)
+class CohortView:
+    """One cohort at one outcome and visit, as every estimator sees it (arrays of length n)."""
+
+    X: np.ndarray          # (n, p) the PS model's covariates (no intercept column)
+    treated: np.ndarray    # bool
+    y: np.ndarray          # change from baseline at the visit, improvement direction; NaN where not seen
+    baseline: np.ndarray   # the outcome's baseline value (for adjustment)
+    ps: np.ndarray         # the estimated PS (the study's PS model, fitted on everyone)
+    pair_id: np.ndarray    # the paper's matching: matched-set id (0..), -1 if unmatched
+    match_weights: np.ndarray  # ATT weights of that matching (1 treated, 1/k controls, 0 unmatched)
+
+    @property
+    def seen(self) -> np.ndarray:
+        return ~np.isnan(self.y)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An estimator's result: the treated-minus-control effect on the change, its SE and (1 - alpha)
+    CI, the two-sided p-value of no effect, the patients used per arm and the estimand."""
+
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_treated: int
+    n_control: int
+    estimand: str
+    reason: str = ""
+
+    @classmethod
+    def failed(cls, estimand: str, reason: str) -> "Estimate":
+        nan = math.nan
+        return cls(nan, nan, nan, nan, nan, 0, 0, estimand, reason)
+
+    @classmethod
+    def wald(cls, estimate: float, se: float, alpha: float, n_treated: int, n_control: int, estimand: str,
+             df: float | None = None, reason: str = "") -> "Estimate":
+        """CI and p-value from a normal (or, with `df`, t) reference distribution."""
+        from scipy import stats
+
+        if not (np.isfinite(estimate) and np.isfinite(se) and se > 0):
+            return cls(estimate, se, math.nan, math.nan, math.nan, n_treated, n_control, estimand,
+                       reason or "no finite SE")
+        dist = stats.norm if df is None else stats.t(df)
+        q = dist.ppf(1 - alpha / 2)
+        return cls(float(estimate), float(se), float(estimate - q * se), float(estimate + q * se),
+                   float(2 * dist.sf(abs(estimate / se))), int(n_treated), int(n_control), estimand, reason)
+
+
+Estimator = Callable[[CohortView, float], Estimate]
+ESTIMATORS: dict[str, Estimator] = {}
+
+
+def register(name: str) -> Callable[[Estimator], Estimator]:
+    def add(fn: Estimator) -> Estimator:
+        if name in ESTIMATORS:
+            raise ValueError(f"estimator {name!r} registered twice")
+        ESTIMATORS[name] = fn
+        return fn
+    return add
