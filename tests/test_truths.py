@@ -45,6 +45,7 @@ def _potential(model, c, outcome: str, t: str):
 def _expected(model, c, ti, outcome, t):
     d0, d1, a0, a1 = _potential(model, c, outcome, t)
     s0, s1 = c.seen[t]
+    e = c.columns["ps_true"]
     pop = np.zeros(c.n, bool)
     pop[ti] = True
     both_alive, both_seen = a0 & a1, s0 & s1
@@ -57,6 +58,8 @@ def _expected(model, c, ti, outcome, t):
         "truth_always_seen": np.mean((d1 - d0)[pop & both_seen]),
         "truth_while_alive_cohort": np.mean(d1[a1]) - np.mean(d0[a0]),
         "truth_always_seen_cohort": np.mean((d1 - d0)[both_seen]),
+        # the overlap population (Li, Morgan & Zaslavsky 2018): weights e(1 - e) of the true PS
+        "truth_ato": np.average((d1 - d0)[both_alive], weights=(e * (1 - e))[both_alive]),
     }
 
 

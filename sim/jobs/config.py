@@ -12,11 +12,12 @@ from sim.engine.dask_backend import DASK_EXTRA, check_scheduler_address
 from sim.engine.runner import BACKENDS
 from sim.methods import matching as MATCHING
 from sim.methods.balance import DENOMINATORS
+from sim.methods.estimators import ESTIMATORS
 from sim.methods.outcomes import ANALYSES as TEST_ANALYSES
 from sim.methods.sensitivity import PAIRED_ONLY as SENSITIVITY_PAIRED_ONLY, SENSITIVITY_ANALYSES
 from sim.methods.sensitivity.truncation import TRUNCATION_ANALYSES
 
-ANALYSES = (*TEST_ANALYSES, *SENSITIVITY_ANALYSES, *TRUNCATION_ANALYSES)
+ANALYSES = (*TEST_ANALYSES, *SENSITIVITY_ANALYSES, *TRUNCATION_ANALYSES, *ESTIMATORS)
 #: analyses of 1:1 pairs only (ratio 1, no replacement): Rosenbaum bounds, and those that need each
 #: unit's own death day
 PAIRED_ONLY = (*SENSITIVITY_PAIRED_ONLY, *TRUNCATION_ANALYSES)

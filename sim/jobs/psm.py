@@ -76,7 +76,8 @@ def psm_chunk(plan: tuple[Design, MethodSpec], rngs: Sequence[np.random.Generato
 
 
 def summary_table(replicates: pd.DataFrame | RunResult, failures: pd.DataFrame, conds: list[Condition],
-                  estimand: str, alpha: float, reps: int, by_condition: bool = True) -> pd.DataFrame:
+                  estimand: str, alpha: float, reps: int, by_condition: bool = True,
+                  extra_means: tuple[str, ...] = ()) -> pd.DataFrame:
     """Tidy performance table: one column per grid factor, then outcome, timepoint, analysis,
     measure, value, mcse, n. Bias/MSE/coverage are against `estimand`; against each other
     estimand they carry its name as a suffix (`bias_att`, ...); `true_<estimand>` is the mean truth.
@@ -88,7 +89,7 @@ def summary_table(replicates: pd.DataFrame | RunResult, failures: pd.DataFrame, 
         frames, whole = replicates.condition_replicates(), lambda: replicates.replicates
     else:
         frames, whole = (rows for _, rows in replicates.groupby("condition", sort=True)), lambda: replicates
-    per = [measure_tables(rows, estimand, alpha) for rows in frames] if by_condition else None
+    per = [measure_tables(rows, estimand, alpha, extra_means) for rows in frames] if by_condition else None
     if per == []:  # every replicate failed: the summary says so, and why is in failures.csv
         return tidy([failure_rows(failures, conds, reps)], conds)
     if per and len({tuple(tuple(t["measure"].unique()) for t in tables) for tables in per}) == 1:
@@ -97,13 +98,36 @@ def summary_table(replicates: pd.DataFrame | RunResult, failures: pd.DataFrame, 
         rows = whole()
         if rows.empty:
             return tidy([failure_rows(failures, conds, reps)], conds)
-        parts = measure_tables(rows, estimand, alpha)
+        parts = measure_tables(rows, estimand, alpha, extra_means)
     return tidy([*parts, failure_rows(failures, conds, reps)], conds)
 
 
-def measure_tables(replicates: pd.DataFrame, estimand: str, alpha: float) -> list[pd.DataFrame]:
-    """summary_table's measures, a table per kind, before the grid factors are attached."""
-    main = summarise(replicates, BY, truth=ESTIMANDS[estimand], alpha=alpha, extra_means=EXTRA_MEANS)
+#: experiment.estimand "own": each analysis against the estimand it targets (an estimator's declared
+#: one, the matched treated for the analyses of the paper's pairs), with the others alongside
+OWN = "own"
+
+
+def own_truth(replicates: pd.DataFrame) -> np.ndarray:
+    """Each row's truth under its analysis' own estimand."""
+    from sim.methods.estimators import ESTIMAND_OF
+
+    target = replicates["analysis"].map(lambda a: ESTIMAND_OF.get(a) or "matched").to_numpy()
+    out = np.full(len(replicates), np.nan)
+    for name, col in ESTIMANDS.items():
+        hit = target == name
+        if hit.any():
+            out[hit] = replicates[col].to_numpy(dtype=float)[hit]
+    return out
+
+
+def measure_tables(replicates: pd.DataFrame, estimand: str, alpha: float,
+                   extra_means: tuple[str, ...] = ()) -> list[pd.DataFrame]:
+    """summary_table's measures, a table per kind, before the grid factors are attached;
+    `extra_means`: more per-row columns averaged (experiment.extra_means, e.g. the patients used)."""
+    if estimand == OWN:
+        replicates = replicates.assign(truth_own=own_truth(replicates))
+    main = summarise(replicates, BY, truth=ESTIMANDS.get(estimand, "truth_own"), alpha=alpha,
+                     extra_means=(*EXTRA_MEANS, *extra_means))
     others = []
     for name, col in ESTIMANDS.items():
         if name != estimand:
@@ -125,8 +149,14 @@ class PsmJob(Job):
     def check(self, conds: list[Condition]) -> None:
         from sim.report.settings import check_report_settings
 
-        if self.estimand not in ESTIMANDS:
-            raise ConfigError(f"experiment.estimand: got {self.estimand!r}; allowed: {list(ESTIMANDS)}")
+        if self.estimand not in (*ESTIMANDS, OWN):
+            raise ConfigError(f"experiment.estimand: got {self.estimand!r}; allowed: {[*ESTIMANDS, OWN]}")
+        extra = self.cfg.experiment.get("extra_means") or []
+        allowed = ("n_used_treated", "n_used_control")
+        bad = [c for c in extra if c not in allowed]
+        if bad or isinstance(extra, str):
+            raise ConfigError(f"experiment.extra_means: got {list(extra) if not isinstance(extra, str) else extra!r}; "
+                              f"allowed: a list of {list(allowed)}")
         names = short_names(list(conds[0].factors))
         check_report_settings(self.cfg, [names[f] for f in conds[0].factors])
 
@@ -139,7 +169,15 @@ class PsmJob(Job):
 
     def summarise(self, run: RunResult, conds: list[Condition]) -> pd.DataFrame:
         alpha = float(self.cfg.method.outcomes.get("alpha", 0.05))
-        return summary_table(run, run.failures, conds, self.estimand, alpha, self.reps())
+        extra = tuple(self.cfg.experiment.get("extra_means") or ())
+        return summary_table(run, run.failures, conds, self.estimand, alpha, self.reps(), extra_means=extra)
+
+    def finish(self, result: ExperimentResult) -> None:
+        """result.tables: `key_table` and `effect_units`, what key_table.csv and effect_units.csv
+        hold, so that a notebook's run (no directory) has them too."""
+        from sim.report.montecarlo import psm_tables
+
+        result.tables.update(psm_tables(self.cfg, result, self.estimand))
 
     def report(self, result: ExperimentResult, out_dir: Path) -> int:
         from sim.report.montecarlo import write_psm_outputs

@@ -37,6 +37,7 @@ import numpy as np
 from sim.cohort.unmeasured import guard_ps_covariates
 from sim.methods import outcomes as O
 from sim.methods.balance import smd
+from sim.methods.estimators import ESTIMATORS, CohortView
 from sim.methods.matching import MatchResult, match
 from sim.methods.propensity import PropensityFit, fit_propensity
 from sim.methods.sensitivity import SENSITIVITY_ANALYSES, sensitivity_fields
@@ -46,10 +47,11 @@ RANK_TESTS = ("wilcoxon", "signed_rank")
 #: estimand name -> per-replicate truth column (bias, MSE and coverage are measured against one)
 ESTIMANDS = {"att": "truth_att", "ate": "truth_ate", "matched": "truth_matched",
              "while_alive": "truth_while_alive", "always_seen": "truth_always_seen",
-             "while_alive_cohort": "truth_while_alive_cohort", "always_seen_cohort": "truth_always_seen_cohort"}
+             "while_alive_cohort": "truth_while_alive_cohort", "always_seen_cohort": "truth_always_seen_cohort",
+             "ato": "truth_ato"}
 #: the per-replicate truth columns, in the order the rows carry them
 TRUTH_NAMES = ("truth_ate", "truth_att", "truth_matched", "truth_while_alive", "truth_always_seen",
-               "truth_while_alive_cohort", "truth_always_seen_cohort")
+               "truth_while_alive_cohort", "truth_always_seen_cohort", "truth_ato")
 CRUDE_ANALYSES = {"crude_diff_means": O.diff_means, "crude_wilcoxon": O.wilcoxon_ranksum}
 
 
@@ -74,6 +76,7 @@ class MethodSpec:
     crude: bool = False
     alpha: float = 0.05
     mcid: tuple[tuple[str, float], ...] = ()  # per outcome: the margin of the sensitivity analyses
+    baseline: str = "pre"  # the study's baseline visit (the estimators adjust for the outcome there)
 
     @classmethod
     def from_config(cls, method: Mapping[str, Any]) -> "MethodSpec":
@@ -96,7 +99,7 @@ class MethodSpec:
         """The spec completed from the study's cohort model: outcomes and visits left empty become
         all of the study's, and each outcome's MCID is the margin of the sensitivity analyses."""
         return replace(self, outcomes=self.outcomes or tuple(o.name for o in model.outcomes),
-                       times=self.times or tuple(model.follow_up),
+                       times=self.times or tuple(model.follow_up), baseline=model.baseline,
                        mcid=tuple((o.name, float(model.mcid.get(o.name, float("nan")))) for o in model.outcomes))
 
     def check_columns(self, columns: Mapping[str, np.ndarray],
@@ -158,6 +161,7 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
     treated = np.asarray(columns["treated"]).astype(bool)
     ti, ci = res.treated_idx, res.control_idx
     Xb = _matrix(columns, spec.balance_covariates)
+    X_ps = _matrix(columns, spec.ps_covariates) if any(a in ESTIMATORS for a in spec.analyses) else None
     w = res.weights
     smd_after = smd(Xb, treated, weights=w, denominator=spec.balance_denominator) if res.n_pairs else np.full(Xb.shape[1], np.nan)
     abs_after = np.abs(smd_after)
@@ -188,12 +192,17 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
                 "truth_always_seen": _nanmean(indiv[pop][both_seen[pop]]),
                 "truth_while_alive_cohort": _nanmean(d1) - _nanmean(d0),
                 "truth_always_seen_cohort": _nanmean(indiv[both_seen]),
+                "truth_ato": _overlap_mean(indiv, columns.get("ps_true")),
             }
             base = {"outcome": name, "timepoint": t, **common, **truths}
             if res.n_pairs:
                 results = O.analyse_deltas(y_t, y_c, [a for a in spec.analyses if a in O.ANALYSES])
                 for a in spec.analyses:
-                    if a in SENSITIVITY_ANALYSES:
+                    if a in ESTIMATORS:
+                        view = CohortView(X_ps, treated, observed, np.asarray(columns[f"{name}_{spec.baseline}"], float),
+                                          fit.ps, res.pair_id, w)
+                        fields = estimator_fields(a, view, spec.alpha)
+                    elif a in SENSITIVITY_ANALYSES:
                         fields = sensitivity_fields(a, y_t, y_c, dict(spec.mcid)[name], spec.alpha)
                     elif a in TRUNCATION_ANALYSES and by_sets:
                         fields = _result_fields(O.TestResult(a, reason="needs 1:1 pairs"), a)
@@ -213,6 +222,14 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
     return rows
 
 
+def estimator_fields(name: str, view: CohortView, alpha: float) -> dict:
+    """The row fields of an estimator beyond matched pairs (its Estimate; favours = its sign)."""
+    r = ESTIMATORS[name](view, alpha)
+    return {"estimate": r.estimate, "se": r.se, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_value": r.p_value,
+            "favours": float(np.sign(r.estimate)) if np.isfinite(r.estimate) else float("nan"),
+            "n_used_treated": r.n_treated, "n_used_control": r.n_control, "note": r.reason}
+
+
 def _death_days(columns: Mapping[str, np.ndarray], t: str) -> np.ndarray:
     """Day of death of the patients dead at visit t, inf for the living (the composite's order)."""
     dead = np.asarray(columns[f"dead_{t}"]).astype(bool)
@@ -229,6 +246,16 @@ def matched_sets(ti: np.ndarray, ci: np.ndarray, y: np.ndarray) -> tuple[np.ndar
     count = np.bincount(inv, weights=ok.astype(float), minlength=len(sets))
     with np.errstate(invalid="ignore", divide="ignore"):
         return sets, y[sets], np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _overlap_mean(indiv: np.ndarray, ps_true) -> float:
+    """The ATO's truth: the individual effects weighted by e(1 - e) of the true PS, over the patients
+    alive under both arms (Li, Morgan & Zaslavsky 2018)."""
+    if ps_true is None:
+        return float("nan")
+    w = np.asarray(ps_true, dtype=float) * (1 - np.asarray(ps_true, dtype=float))
+    ok = ~np.isnan(indiv)
+    return float(np.sum(w[ok] * indiv[ok]) / np.sum(w[ok])) if ok.any() else float("nan")
 
 
 def _nanmean(x: np.ndarray) -> float:

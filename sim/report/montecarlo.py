@@ -44,6 +44,9 @@ ESTIMAND_TEXT = {
     "always_seen": "the effect among the matched treated who would be seen at the visit under both arms",
     "while_alive_cohort": "the while-alive contrast over the whole cohort (a randomised trial's target)",
     "always_seen_cohort": "the effect among the whole cohort's patients seen at the visit under both arms",
+    "ato": "the effect in the overlap population (weights e(1 - e) of the true PS) alive under both arms",
+    "own": "each analysis' own estimand: the estimators' declared ones (ATT, ATE, ATO, matched), the matched "
+           "treated for the analyses of the paper's pairs",
 }
 
 
@@ -213,16 +216,26 @@ def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path
     ) if p is not None]
     extra, captions, notes = methods_figures(fig_cfg, result, out_dir, estimand, alpha)
     figures += extra
-    key_cfg = plain_setting(cfg.experiment.get("key_table"), {})
-    columns = key_columns(tests, estimates, key_cfg)
-    keyed = summary
-    for k, v in (key_cfg.get("where") or {}).items():
-        keyed = keyed[keyed[k] == v]
-    table = layout_key_table(key_table(keyed, factors, columns, estimand), factors, key_cfg)
+    tables = result.tables if "key_table" in result.tables else psm_tables(cfg, result, estimand)
+    table, units = tables["key_table"], tables["effect_units"]
     atomic_csv(table, out_dir / "key_table.csv")
-    units = condition_units(result.conditions, dict(zip(result.conditions[0].factors, factors)))
     atomic_csv(units, out_dir / UNITS_FILE)
     atomic_text(_report(cfg, result, estimand, figures, table, captions, notes, units), out_dir / "report.md")
+
+
+def psm_tables(cfg: DictConfig, result: "ExperimentResult", estimand: str) -> dict[str, pd.DataFrame]:
+    """The small tables of a matched-design run: `key_table` (as `experiment.key_table` asks) and
+    `effect_units`; computed once by the job (result.tables), written here as CSV files."""
+    fig_cfg = OmegaConf.to_container(cfg.experiment.get("figures") or {}, resolve=True)
+    estimates = _as_list(fig_cfg.get("estimate_analysis", "diff_means"))
+    tests = _as_list(fig_cfg.get("test_analysis", "wilcoxon"))
+    key_cfg = plain_setting(cfg.experiment.get("key_table"), {})
+    keyed = result.summary
+    for k, v in (key_cfg.get("where") or {}).items():
+        keyed = keyed[keyed[k] == v]
+    table = key_table(keyed, result.factors, key_columns(tests, estimates, key_cfg), estimand)
+    units = condition_units(result.conditions, dict(zip(result.conditions[0].factors, result.factors)))
+    return {"key_table": layout_key_table(table, result.factors, key_cfg), "effect_units": units}
 
 
 def key_columns(tests: list[str], estimates: list[str], key_cfg: dict) -> list[tuple[str, str]]:
@@ -280,6 +293,7 @@ def methods_figures(fig_cfg: dict, result: "ExperimentResult", out_dir: Path, es
     """zip.png, nested_loop.png and forest.png as `experiment.figures` asks for them (settings
     checked by check_report_settings); returns the files, their captions for report.md, and a note
     for each figure asked for but not drawn (e.g. its condition is not in a cut-down grid)."""
+    from sim.methods.estimators import ESTIMAND_OF
     from sim.methods.pipeline import ESTIMANDS
 
     summary, factors = result.summary, result.factors
@@ -303,7 +317,8 @@ def methods_figures(fig_cfg: dict, result: "ExperimentResult", out_dir: Path, es
         est = z.get("estimand", estimand)
         where, by = z.get("where") or {}, z.get("by")
         at = _where_text(where, by)
-        add(zip_plot(_rows_of(result, z["analysis"], where), z["analysis"], ESTIMANDS[est], out_dir / "zip.png",
+        truth = ESTIMANDS.get(est) or ESTIMANDS[ESTIMAND_OF.get(z["analysis"]) or "matched"]  # "own"
+        add(zip_plot(_rows_of(result, z["analysis"], where), z["analysis"], truth, out_dir / "zip.png",
                      f"Zip plot: 95% CIs of {z['analysis']} ({at}) ranked by |z| against the {est} effect; "
                      "red: not covering", where=where, by=by),
             f"Zip plot of `{z['analysis']}` at {at} (Morris, White & Crowther 2019, Fig. 5): every replicate's 95% "

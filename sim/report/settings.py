@@ -55,7 +55,8 @@ def _check_figure(name: str, spec: Any, factors: list[str], analyses: list[str],
         need(isinstance(spec["measure"], str) and spec["measure"], f"{key}.measure",
              f"must be a measure name of summary.csv (bias, coverage, rejection, ...), got {spec['measure']!r}")
     if "estimand" in spec:
-        need(spec["estimand"] in ESTIMANDS, f"{key}.estimand", f"got {spec['estimand']!r}; allowed: {list(ESTIMANDS)}")
+        need(spec["estimand"] in (*ESTIMANDS, "own"), f"{key}.estimand",
+             f"got {spec['estimand']!r}; allowed: {[*ESTIMANDS, 'own']}")
     if "reference" in spec:
         ref = spec["reference"]
         need(ref is None or (isinstance(ref, (int, float)) and not isinstance(ref, bool)), f"{key}.reference",

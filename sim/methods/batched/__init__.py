@@ -149,11 +149,11 @@ def _nanmean_both(x, a, b):
 
 
 @numba.njit(cache=True)
-def _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, time_of):
-    """The estimands of pipeline.analyse (TRUTH_NAMES) per replicate and outcome x time (B, K, 7);
-    d0, d1: (K, B, N), seen0, seen1: (T, B, N)."""
+def _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, time_of, ps_true):
+    """The estimands of pipeline.analyse (TRUTH_NAMES) per replicate and outcome x time (B, K, 8);
+    d0, d1: (K, B, N), seen0, seen1: (T, B, N), ps_true: (B, N)."""
     K, B, N = d0.shape
-    out = np.full((B, K, 7), np.nan)
+    out = np.full((B, K, 8), np.nan)
     ones = np.ones(N, np.bool_)
     for b in range(B):
         matched = np.zeros(N, np.bool_)
@@ -170,6 +170,14 @@ def _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, time_of):
             out[b, k, 4] = _nanmean_both(indiv, matched, both)
             out[b, k, 5] = _nanmean_where(d1[k, b], ones) - _nanmean_where(d0[k, b], ones)
             out[b, k, 6] = _nanmean_where(indiv, both)
+            sw = 0.0
+            swx = 0.0
+            for i in range(N):
+                if not np.isnan(indiv[i]):
+                    w = ps_true[b, i] * (1.0 - ps_true[b, i])
+                    sw += w
+                    swx += w * indiv[i]
+            out[b, k, 7] = swx / sw if sw > 0 else np.nan
     return out
 
 
@@ -352,7 +360,8 @@ def analyse_batch(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[st
     d1 = np.stack([potential[k][1][rows] for k in keys])
     seen0 = np.stack([seen[t][0][rows] for t in times])
     seen1 = np.stack([seen[t][1][rows] for t in times])
-    truths = _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, np.array([times.index(t) for _, t in keys]))
+    truths = _truths(d0, d1, treated, ti, n_pairs, seen0, seen1, np.array([times.index(t) for _, t in keys]),
+                     np.ascontiguousarray(columns["ps_true"][rows], dtype=np.float64))
     un, pa = _pair_stats(obs, ti, ci, n_pairs)
     tests = {"wilcoxon": lambda: T.wilcoxon(un), "signed_rank": lambda: T.signed_rank(pa),
              "paired_t": lambda: T.paired_t(pa), "diff_means": lambda: T.welch(un)}

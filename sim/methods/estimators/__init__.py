@@ -2,6 +2,7 @@
 estimand (see base.py): weighting.py (IPW for the ATT and the ATE, overlap weights for the ATO,
 augmented IPW), matched.py (regression after matching, full matching, subclassification)."""
 
-from sim.methods.estimators.base import ESTIMANDS, ESTIMATORS, CohortView, Estimate, register
+from sim.methods.estimators.base import ESTIMAND_OF, ESTIMANDS, ESTIMATORS, CohortView, Estimate, register
+from sim.methods.estimators import weighting  # noqa: F401
 
-__all__ = ["ESTIMANDS", "ESTIMATORS", "CohortView", "Estimate", "register"]
+__all__ = ["ESTIMAND_OF", "ESTIMANDS", "ESTIMATORS", "CohortView", "Estimate", "register"]

@@ -80,12 +80,20 @@ class Estimate:
 
 Estimator = Callable[[CohortView, float], Estimate]
 ESTIMATORS: dict[str, Estimator] = {}
+#: each estimator's estimand, declared where it is registered (the tag its rows are measured by)
+ESTIMAND_OF: dict[str, str] = {}
 
 
-def register(name: str) -> Callable[[Estimator], Estimator]:
+def register(name: str, estimand: str = "") -> Callable[[Estimator], Estimator]:
+    """Add an estimator to the registry under `name`, with the estimand it targets (a key of
+    ESTIMANDS): bias and coverage of its rows are measured against that estimand's truth."""
+    if estimand and estimand not in ESTIMANDS:
+        raise ValueError(f"estimator {name!r}: estimand {estimand!r}; allowed: {sorted(ESTIMANDS)}")
+
     def add(fn: Estimator) -> Estimator:
         if name in ESTIMATORS:
             raise ValueError(f"estimator {name!r} registered twice")
         ESTIMATORS[name] = fn
+        ESTIMAND_OF[name] = estimand
         return fn
     return add
