@@ -291,5 +291,8 @@ def analyse_deltas(
     for name in analyses:
         if name not in ANALYSES:
             raise ValueError(f"analyses entries must be among {tuple(ANALYSES)}; got {name!r}")
-        out[name] = ANALYSES[name](a, b)
+        try:
+            out[name] = ANALYSES[name](a, b)
+        except ValueError as e:  # data the analysis does not apply to (e.g. fisher_exact on a scale): a row with why
+            out[name] = TestResult(name, reason=str(e))
     return out

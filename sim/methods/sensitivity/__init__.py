@@ -36,13 +36,17 @@ QUANTILE_COLUMNS = ("gamma_star", "gamma_mcid")
 
 def sensitivity_fields(name: str, y_treated: np.ndarray, y_control: np.ndarray, mcid: float,
                        alpha: float) -> dict[str, float]:
-    """The row fields of one sensitivity analysis of pair-aligned changes (improvement scale)."""
-    row = {"estimate": NAN, "se": NAN, "ci_low": NAN, "ci_high": NAN, "p_value": NAN}
+    """The row fields of one sensitivity analysis of pair-aligned changes (improvement scale): the
+    rows' standard fields (a sensitivity analysis favours no arm: NaN; the pairs with both changes
+    used) and its own."""
+    both = int(np.sum(~np.isnan(np.asarray(y_treated, float)) & ~np.isnan(np.asarray(y_control, float))))
+    row = {"estimate": NAN, "se": NAN, "ci_low": NAN, "ci_high": NAN, "p_value": NAN, "favours": NAN,
+           "n_used_treated": both, "n_used_control": both, "note": "" if both else "no pair with both changes"}
     if name == "rosenbaum":
         r = rosenbaum_summary(y_treated, y_control, mcid=mcid, alpha=alpha, gammas=GAMMAS)
-        n = r.pop("n_pairs_used")
+        r.pop("n_pairs_used")
         r.pop("p_upper_at_1")
-        return {**row, **r, "n_used_treated": n, "n_used_control": n}
+        return {**row, **r}
     if name == "evalue":
         r = evalue_summary(y_treated, y_control, mcid=mcid)
         return {**row, **{k: r[k] for k in SENSITIVITY_ANALYSES["evalue"]}}
