@@ -1,12 +1,20 @@
-"""Tests for the `python -m sim.match` command line (run as a subprocess)."""
+"""Tests for the `python -m sim.match` command line: in process through main() (stdout, stderr and
+the exit code as a subprocess would see them), and as a real subprocess where the process matters
+(the happy path, the default output folder; the README's two commands end to end are in
+tests/test_sensitivity_cli.py)."""
 
+import io
+import json
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from sim.cli.match import main
 from sim.methods.balance import smd
 from sim.methods.matching import match
 from sim.methods.propensity import fit_propensity
@@ -35,10 +43,17 @@ def cohort_csv(tmp_path_factory):
     return path
 
 
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "sim.match", *map(str, args)], capture_output=True, text=True, timeout=120
-    )
+def run_cli(*args, process=False, cwd=None):
+    if process:
+        return subprocess.run([sys.executable, "-m", "sim.match", *map(str, args)], capture_output=True, text=True,
+                              timeout=120, cwd=cwd)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # --help
+            code = exc.code or 0
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def base_args(csv, out, covs=",".join(COVS)):
@@ -47,7 +62,7 @@ def base_args(csv, out, covs=",".join(COVS)):
 
 def test_happy_path(cohort_csv, tmp_path):
     out = tmp_path / "res"
-    r = run_cli(*base_args(cohort_csv, out))
+    r = run_cli(*base_args(cohort_csv, out), process=True)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     df = pd.read_csv(cohort_csv)
@@ -71,6 +86,17 @@ def test_happy_path(cohort_csv, tmp_path):
     assert list(bal.columns) == ["covariate", "smd_before", "smd_after", "vr_before", "vr_after"]
     np.testing.assert_allclose(bal["smd_before"], smd(X, t))
     assert f"pairs: {res.n_pairs}" in r.stdout
+    # the roles file sim.sensitivity reads: which column is what, and how the pairs were made
+    roles = json.loads((out / "matched.json").read_text())
+    assert roles == {**roles, "format": "sim.match/1", "treatment": "decompression", "pair": "pair", "weight": "weight",
+                     "covariates": COVS, "exact": [], "method": "greedy", "caliper": 0.2, "caliper_scale": "logit",
+                     "caliper_sd": "pooled", "order": "largest", "ratio": 1, "replace": False, "seed": None,
+                     "n_rows": len(df), "n_pairs": res.n_pairs, "n_treated": res.n_treated,
+                     "n_treated_matched": res.n_treated_matched, "n_control": res.n_control}
+    assert roles["caliper_width"] == pytest.approx(res.caliper_width, rel=1e-12)
+    assert roles["input"] == str(cohort_csv.resolve())
+    assert roles["max_abs_smd_after"] == pytest.approx(bal["smd_after"].abs().max())
+    assert str(out / "matched.json") in r.stdout
 
 
 def test_options_pass_through(cohort_csv, tmp_path):
@@ -81,6 +107,11 @@ def test_options_pass_through(cohort_csv, tmp_path):
     m = pd.read_csv(out / "matched.csv")
     sets = m.dropna(subset=["pair"]).groupby("pair")["male"].nunique()
     assert (sets == 1).all()  # exact on male
+    roles = json.loads((out / "matched.json").read_text())
+    assert {k: roles[k] for k in ("caliper", "order", "seed", "ratio", "exact", "caliper_sd", "caliper_scale")} == {
+        "caliper": None, "order": "random", "seed": 3, "ratio": 2, "exact": ["male"], "caliper_sd": "whole",
+        "caliper_scale": "ps"}
+    assert roles["caliper_width"] is None
     r = run_cli(*base_args(cohort_csv, tmp_path / "res3"), "--method", "optimal", "--replace")
     assert r.returncode == 0, r.stderr
     r = run_cli(*base_args(cohort_csv, tmp_path / "res4"), "--method", "optimal", "--order", "closest")
@@ -212,10 +243,15 @@ def test_error_fewer_than_two_per_arm(tmp_path, small_df, n_treated, n_control):
                   "at least 2 treated", f"got {n_treated} treated and {n_control} control")
 
 
-def test_two_per_arm_is_accepted(tmp_path):
+def test_two_per_arm_is_accepted_and_out_defaults_beside_the_input(tmp_path):
     df = pd.DataFrame({"t": [1, 0, 1, 0, 0], "a": [0.3, 0.1, -0.4, 0.8, 0.2]})
-    r = run_cli(_write(tmp_path, df, "ok.csv"), "--treatment", "t", "--covariates", "a", "--out", tmp_path / "o")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    r = run_cli(_write(tmp_path, df, "ok.csv"), "--treatment", "t", "--covariates", "a", process=True, cwd=cwd)
     assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "ok_matched").iterdir()) == ["balance.csv", "matched.csv",
+                                                                            "matched.json"]
+    assert not any(cwd.iterdir())
 
 
 def test_help_documents_refusals():

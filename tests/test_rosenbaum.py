@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from sim.methods.sensitivity import mcnemar as M
 from sim.methods.sensitivity import rosenbaum as R
 
 # Morton et al. (1982) lead data, Rosenbaum (2002) ch. 4 / rbounds::psens example
@@ -21,13 +22,19 @@ LEAD_C = np.array([16, 18, 18, 24, 19, 11, 10, 15, 16, 18, 18, 13, 19, 10, 16, 1
                    19, 7, 18, 19, 12, 11, 22, 25, 16, 13, 11, 13], float)
 
 
-def brute_bound(d, gamma, tau0=0.0, alternative="greater"):
-    """Enumerate all 2^n sign patterns of the non-zero |x| ranks (scipy.stats.rankdata)."""
+def brute_bound(d, gamma, tau0=0.0, alternative="greater", zero_method="wilcox"):
+    """Enumerate all 2^n sign patterns of the non-zero |x| ranks (scipy.stats.rankdata), each with
+    probability p^(positives) (1-p)^(negatives), p = Γ/(1+Γ). "wilcox": zeros dropped, then the rest
+    ranked; "pratt": all |x| ranked, zeros included, then the zeros dropped."""
     x = d - tau0 if alternative == "greater" else tau0 - d
-    x = x[x != 0]
+    r = stats.rankdata(np.abs(x))
+    if zero_method == "pratt":
+        r, x = r[x != 0], x[x != 0]
+    else:
+        x = x[x != 0]
+        r = stats.rankdata(np.abs(x))
     if x.size == 0:
         return 1.0
-    r = stats.rankdata(np.abs(x))
     t = r[x > 0].sum()
     p = gamma / (1 + gamma)
     total = 0.0
@@ -109,6 +116,92 @@ def test_normal_close_to_exact_for_50_pairs(seed):
             no = R.signed_rank_bound(d, gamma, method="normal")
             if gamma <= 1.5 or ex < 0.2:
                 assert abs(ex - no) < 0.01, (shift, gamma, ex, no)
+
+
+# ----------------------------------------------------------------------------- zero methods
+TINY = [np.array(v, float) for v in ([0, 1, -2, 3], [0, 0, 2, 2, -1, 3, 4], [0, 5, 5, -5, 1, 0, 2, -3],
+                                     [1, 2, 3, 0, 4, 5, 6, 0, 0, 7], [-1, 0, 2, -2, 0, 3, 3, 1, 4, 0, 5])]
+
+
+@pytest.mark.parametrize("zero_method", ["wilcox", "pratt"])
+@pytest.mark.parametrize("i", range(len(TINY)))
+def test_exact_bound_equals_brute_force_for_both_zero_methods(i, zero_method):
+    """Tiny inputs with zeros and ties: the exact bound is the enumeration over sign assignments."""
+    d = TINY[i]
+    for gamma in (1.0, 1.5, 2.0, 4.0):
+        for tau0 in (0.0, 2.0):
+            for alt in ("greater", "less"):
+                ref = brute_bound(d, gamma, tau0, alt, zero_method)
+                got = R.signed_rank_bound(d, gamma, tau0=tau0, alternative=alt, method="exact",
+                                          zero_method=zero_method)
+                assert got == pytest.approx(ref, rel=1e-12, abs=1e-15), (gamma, tau0, alt)
+    grid = [1.0, 1.3, 2.0, 4.0]
+    np.testing.assert_allclose(R.signed_rank_bounds(d, grid, method="exact", zero_method=zero_method),
+                               [brute_bound(d, g, zero_method=zero_method) for g in grid], rtol=1e-12)
+
+
+def test_zero_methods_differ_with_zeros_and_agree_without():
+    d = TINY[4]  # three zeros: under Pratt every other pair moves up by 3 ranks
+    w, p = (R.signed_rank_bound(d, 2.0, method="exact", zero_method=z) for z in ("wilcox", "pratt"))
+    assert abs(p - w) > 0.05
+    assert (w, p) == pytest.approx((brute_bound(d, 2.0), brute_bound(d, 2.0, zero_method="pratt")), rel=1e-12)
+    nz = d[d != 0]
+    for method in ("exact", "normal"):
+        assert R.signed_rank_bound(nz, 2.0, method=method, zero_method="pratt") == \
+            R.signed_rank_bound(nz, 2.0, method=method)
+
+
+@pytest.mark.parametrize("zero_method", ["wilcox", "pratt"])
+@pytest.mark.parametrize("i", [1, 2])
+def test_gamma1_exact_equals_scipy_permutation_with_zeros(i, zero_method):
+    """At Γ = 1 the exact bound is scipy's exact permutation (all 2^n sign flips) p-value."""
+    d = TINY[i]
+    for alt in ("greater", "less"):
+        ref = stats.wilcoxon(d, zero_method=zero_method, alternative=alt,
+                             method=stats.PermutationMethod(n_resamples=np.inf)).pvalue
+        got = R.signed_rank_bound(d, 1.0, alternative=alt, method="exact", zero_method=zero_method)
+        assert got == pytest.approx(ref, rel=1e-12)
+
+
+def dos2_senwilcox(d, gamma):
+    """DOS2::senWilcox's p-value ("greater"), transliterated: rk <- rank(abs(d)) * (abs(d) > 0)."""
+    rk = stats.rankdata(np.abs(d)) * (np.abs(d) > 0)
+    pr = gamma / (1 + gamma)
+    ts, ex, va = np.sum((d > 0) * rk), np.sum(pr * rk), np.sum(rk * rk) * pr * (1 - pr)
+    return stats.norm.sf((ts - ex) / np.sqrt(va))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_normal_pratt_equals_dos2_senwilcox(seed):
+    rng = np.random.default_rng(seed)
+    d = rng.integers(-3, 7, 80).astype(float)  # many zeros and ties
+    for gamma in (1.0, 1.5, 2.0, 3.0):
+        got = R.signed_rank_bound(d, gamma, method="normal", zero_method="pratt")
+        assert got == pytest.approx(dos2_senwilcox(d, gamma), rel=1e-12)
+        assert R.signed_rank_bound(d, gamma, alternative="less", method="normal", zero_method="pratt") == \
+            pytest.approx(dos2_senwilcox(-d, gamma), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["exact", "normal"])
+def test_pratt_sensitivity_value_and_mcid_functions(method):
+    rng = np.random.default_rng(3)
+    d = rng.integers(-2, 6, 45).astype(float)
+    gs = R.sensitivity_value(d, 0.05, method=method, zero_method="pratt")
+    assert gs > 1 and gs != R.sensitivity_value(d, 0.05, method=method)
+    assert R.signed_rank_bound(d, gs, method=method, zero_method="pratt") == pytest.approx(0.05, abs=1e-8)
+    tab = R.mcid_exclusion(d, 3.0, [1, 1.5], method=method, zero_method="pratt")  # d == 3 in some pairs
+    ref = [R.signed_rank_bound(d, g, tau0=3.0, alternative="less", method=method, zero_method="pratt")
+           for g in (1, 1.5)]
+    np.testing.assert_allclose(tab.p_upper_mcid, ref, rtol=1e-12)
+    gm = R.largest_gamma_excluding(d, 3.0, method=method, zero_method="pratt")
+    assert gm == R.sensitivity_value(d, tau0=3.0, alternative="less", method=method, zero_method="pratt")
+    st_ = R.sensitivity_table(d, [1, 2], mcid=3.0, method=method, zero_method="pratt")
+    assert st_.p_upper.tolist() == [R.signed_rank_bound(d, g, method=method, zero_method="pratt") for g in (1, 2)]
+    np.testing.assert_allclose(st_.p_upper_mcid, [ref[0], R.signed_rank_bound(
+        d, 2, tau0=3.0, alternative="less", method=method, zero_method="pratt")], rtol=1e-12)
+    # the intervals are inverted between Walsh averages, where no difference is zero
+    assert R.sensitivity_table(d, [1, 2], method=method)[["hl_low", "ci_low", "ci_high"]].equals(
+        st_[["hl_low", "ci_low", "ci_high"]])
 
 
 # ----------------------------------------------------------------------------- sensitivity value
@@ -392,3 +485,68 @@ def test_hl_inside_ci_and_mirror_symmetric(d, gamma):
 def test_pandas_series_input():
     d = pd.Series(LEAD_T - LEAD_C)
     assert R.signed_rank_bound(d, 2.0) == R.signed_rank_bound(d.to_numpy(), 2.0)
+
+
+# ----------------------------------------------------------------------------- binary outcomes (McNemar)
+def brute_mcnemar(n_plus, n_minus, gamma, alternative="greater"):
+    """Enumerate which way round each discordant pair is (2^D patterns), each with p = Γ/(1+Γ)."""
+    n, t = n_plus + n_minus, (n_plus if alternative == "greater" else n_minus)
+    p = gamma / (1 + gamma)
+    return sum(p ** sum(s) * (1 - p) ** (n - sum(s)) for s in itertools.product((0, 1), repeat=n) if sum(s) >= t)
+
+
+@pytest.mark.parametrize("n_plus, n_minus", [(0, 0), (1, 0), (3, 1), (7, 2), (5, 5), (2, 9)])
+def test_mcnemar_bound_equals_brute_force(n_plus, n_minus):
+    for alt in ("greater", "less"):
+        for gamma in (1.0, 1.5, 2.0, 3.7):
+            ref = brute_mcnemar(n_plus, n_minus, gamma, alt)
+            assert M.mcnemar_bound(n_plus, n_minus, gamma, alternative=alt) == pytest.approx(ref, rel=1e-12)
+        grid = np.array([1.0, 2.0, 5.0])
+        np.testing.assert_allclose(M.mcnemar_bound(n_plus, n_minus, grid, alternative=alt),
+                                   [brute_mcnemar(n_plus, n_minus, g, alt) for g in grid], rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_plus, n_minus", [(60, 25), (300, 220), (12, 0)])
+def test_mcnemar_bound_equals_binomial_sum_and_signed_rank(n_plus, n_minus):
+    """Large counts: the binomial tail summed term by term; and the exact signed-rank bound of the
+    -1/0/1 differences (all ranks tie), either zero method."""
+    n = n_plus + n_minus
+    d = np.r_[np.ones(n_plus), -np.ones(n_minus), np.zeros(17)]
+    for gamma in (1.0, 1.25, 2.0):
+        p = gamma / (1 + gamma)
+        ref = math.fsum(math.comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(n_plus, n + 1))
+        got = M.mcnemar_bound(n_plus, n_minus, gamma)
+        assert got == pytest.approx(ref, rel=1e-10)
+        if n <= 100:
+            for zm in ("wilcox", "pratt"):
+                assert R.signed_rank_bound(d, gamma, method="exact", zero_method=zm) == pytest.approx(got, rel=1e-10)
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less"])
+def test_mcnemar_sensitivity_value(alternative):
+    n_plus, n_minus = (30, 9) if alternative == "greater" else (9, 30)
+    g = M.mcnemar_sensitivity_value(n_plus, n_minus, 0.05, alternative=alternative)
+    assert 1 < g < 10
+    q, t = g / (1 + g), max(n_plus, n_minus)
+    assert math.fsum(math.comb(39, k) * q ** k * (1 - q) ** (39 - k) for k in range(t, 40)) == pytest.approx(0.05)
+    assert M.mcnemar_bound(n_plus, n_minus, g * 1.001, alternative=alternative) > 0.05
+    d = np.r_[np.ones(n_plus), -np.ones(n_minus)]
+    assert g == pytest.approx(R.sensitivity_value(d, 0.05, alternative=alternative, method="exact"), rel=1e-9)
+    a = 0.05 ** (1 / 12)  # all discordant pairs one way: bound p^D
+    assert M.mcnemar_sensitivity_value(12, 0, 0.05) == pytest.approx(a / (1 - a), rel=1e-12)
+    assert M.mcnemar_sensitivity_value(3, 3, 0.05) == 1.0  # not significant at Γ = 1
+    assert M.mcnemar_sensitivity_value(0, 0, 0.05) == 1.0
+    assert M.discordant_counts([1, -1, 0, 1, np.nan, 1]) == (3, 1)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: M.mcnemar_bound(3, 1, 0.5), "gamma"),
+    (lambda: M.mcnemar_bound(3, 1, 2.0, alternative="two-sided"), "alternative"),
+    (lambda: M.mcnemar_bound(-1, 1, 2.0), "n_plus"),
+    (lambda: M.mcnemar_bound(1, 1.5, 2.0), "n_minus"),
+    (lambda: M.mcnemar_sensitivity_value(3, 1, 0.6), "alpha"),
+    (lambda: M.discordant_counts([1, 2]), "-1, 0 or 1"),
+])
+def test_mcnemar_bad_input_raises(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -2,6 +2,7 @@
 `--alternative` names (printed and written), and every bad input ends with one `error:` line
 naming the culprit and exit code 2 (in-process via main(), one subprocess run)."""
 
+import json
 import math
 import subprocess
 import sys
@@ -10,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.methods.sensitivity.rosenbaum import (hl_confidence_interval, largest_gamma_excluding, sensitivity_table,
-                                   sensitivity_value, signed_rank_bound)
+from sim.methods.sensitivity.rosenbaum import (amplification_table, hl_confidence_interval, largest_gamma_excluding,
+                                               sensitivity_table, sensitivity_value, signed_rank_bound)
 from sim.cli.sensitivity import main
 
 
@@ -73,15 +74,20 @@ def test_happy_path_equals_library(csv, tmp_path, capsys):
     assert "pairs: 29 complete of 30 matched (1 with a missing outcome)" in text
     assert "sidedness: two-sided, alpha 0.05 (each one-sided bound at 0.025); interval: two-sided 95 %" in text
     g_star = max(sensitivity_value(d, 0.025), sensitivity_value(d, 0.025, alternative="less"))
-    assert f"sensitivity value Γ* (two-sided, alpha 0.05; " in text and f"{g_star:.3f}" in text
+    assert "sensitivity value Γ* (two-sided, alpha 0.05; " in text and f"{g_star:.3f}" in text
     assert f"one MCID (9.25) at one-sided 0.025 (two-sided): {largest_gamma_excluding(d, 9.25, 0.025):.3f}" in text
 
 
 def test_lower_is_better_flips_sign_and_defaults(csv, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # default --out is "."
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # default --out is the input's folder, not the current directory
     assert main([str(csv), "--outcome", "barthel", "--treatment", "decomp", "--lower-is-better",
                  "--method", "normal", "--alternative", "greater"]) == 0
-    got = pd.read_csv(tmp_path / "sensitivity.csv")
+    assert not any(cwd.iterdir())
+    assert {p.name for p in csv.parent.iterdir()} >= {"sensitivity.csv", "sensitivity.json", "amplification.csv",
+                                                       "sensitivity.png"}
+    got = pd.read_csv(csv.parent / "sensitivity.csv")
     ref = sensitivity_table(-diffs(csv), [1, 1.25, 1.5, 2, 3], method="normal", alpha=0.1)  # alpha/2 a side = 0.05
     pd.testing.assert_frame_equal(got[["gamma", "p_upper", "hl_low", "hl_high", "ci_low"]],
                                   ref[["gamma", "p_upper", "hl_low", "hl_high", "ci_low"]], check_dtype=False)
@@ -139,17 +145,12 @@ def test_two_sided_sensitivity_value_is_the_significant_direction_at_half_alpha(
     assert not math.isnan(p.iloc[0])
 
 
-def test_subprocess_run(csv, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "sim.sensitivity", *args(csv, tmp_path / "o", "--gamma", "1,2")],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "o" / "sensitivity.csv").exists() and (tmp_path / "o" / "sensitivity.png").exists()
-    assert "Traceback" not in r.stderr and "wrote" in r.stdout
-
-
 def test_default_treatment_column_named_in_error(csv, capsys):
+    """No matched.json beside the file: --treatment defaults to 'treated', and the error says so."""
     assert main([str(csv), "--outcome", "nope"]) == 2
-    assert capsys.readouterr().err.strip() == "error: column(s) not found in input: nope, treated"
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: column(s) not found in input: nope, treated (no matched.json from sim.match")
+    assert "--treatment COL" in err and len(err.splitlines()) == 1
 
 
 def write(tmp_path, df, name="m.csv"):
@@ -213,6 +214,25 @@ def _bad_cases(tmp_path):
     (tmp_path / "dup.csv").write_text("decomp,barthel,pair,barthel\n1,5,1,6\n0,3,1,2\n")
     cases["duplicate column"] = (args(tmp_path / "dup.csv", tmp_path), "more than once in the header: barthel")
     cases["same columns"] = ([str(good), "--outcome", "decomp", "--treatment", "decomp"], "three different")
+    cases["bad zero method"] = (args(good, tmp_path, "--zero-method", "zsplit"),
+                                "argument --zero-method: invalid choice: 'zsplit' (choose from 'wilcox', 'pratt')")
+    cases["--binary on a continuous outcome"] = (args(good, tmp_path, "--binary"),
+                                                 "--binary needs a 0/1 outcome; column 'barthel' has")
+    binary = base.assign(barthel=(base["barthel"] > 50).astype(int))
+    cases["--mcid with a 0/1 outcome"] = (args(write(tmp_path, binary, "bin.csv"), tmp_path, "--mcid", "1"),
+                                          "--mcid needs a continuous outcome")
+    roles = tmp_path / "roles"
+    roles.mkdir()
+    write(roles, base, "matched.csv")
+    (roles / "matched.json").write_text('{"format": "sim.match/1", "pair": "pair"}')
+    cases["roles file without a treatment"] = ([str(roles / "matched.csv"), "--outcome", "barthel"],
+                                               "names no treatment column (key 'treatment'); pass --treatment COL")
+    ratio = tmp_path / "ratio"
+    ratio.mkdir()
+    write(ratio, base, "matched.csv")
+    (ratio / "matched.json").write_text('{"format": "sim.match/1", "treatment": "decomp", "pair": "pair", "ratio": 2}')
+    cases["matched 1:2"] = ([str(ratio / "matched.csv"), "--outcome", "barthel"], "matched with --ratio 2; the "
+                            "bounds need 1:1 pairs")
     return cases
 
 
@@ -227,3 +247,201 @@ def test_bad_inputs(tmp_path, capsys):
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, err)
         assert msg in lines[0], (name, lines[0])
         assert "unexpected" not in lines[0], (name, lines[0])
+
+
+# ---------------------------------------------------------------- roles file, zero method, 0/1 outcomes, files, figure
+def test_roles_come_from_matched_json(tmp_path, capsys):
+    """matched.json beside the file names the treatment column: no --treatment needed; a flag
+    still wins; a .json that is not sim.match's is ignored with one warning line."""
+    df = matched_frame()
+    path = write(tmp_path, df, "matched.csv")
+    (tmp_path / "matched.json").write_text(json.dumps({"format": "sim.match/1", "treatment": "decomp",
+                                                       "pair": "pair", "ratio": 1, "replace": False}))
+    assert main([str(path), "--outcome", "barthel", "--gamma", "1,2"]) == 0
+    out = capsys.readouterr().out
+    roles = str(tmp_path / "matched.json")
+    assert f"columns: treatment 'decomp' (from {roles}), pair 'pair' (from {roles})" in out
+    summary = json.loads((tmp_path / "sensitivity.json").read_text())
+    assert (summary["treatment"], summary["treatment_from"], summary["pair_from"]) == ("decomp", roles, roles)
+    first = pd.read_csv(tmp_path / "sensitivity.csv")
+    # the flag wins over the roles file: decomp renamed, the file's 'decomp' column then missing
+    assert main([str(path), "--outcome", "barthel", "--treatment", "ps"]) == 2
+    assert "'ps' must be 0/1" in capsys.readouterr().err
+    assert main([str(path), "--outcome", "barthel", "--treatment", "decomp", "--gamma", "1,2"]) == 0
+    assert "columns: treatment 'decomp' (from --treatment), pair 'pair' (from " + roles in capsys.readouterr().out
+    (tmp_path / "matched.json").write_text('{"some": "other tool"}')
+    assert main([str(path), "--outcome", "barthel", "--treatment", "decomp", "--gamma", "1,2"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: ignoring") and "not a sim.match roles file" in err[0]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "sensitivity.csv"), first)
+
+
+def _zero_heavy(n_pairs=70, seed=5):
+    """Pairs with many zero differences and ties (as earnings with many zeros, in steps of 100)."""
+    rng = np.random.default_rng(seed)
+    d = rng.integers(-3, 6, n_pairs) * 100.0
+    d[rng.random(n_pairs) < 0.2] = 0.0
+    return d
+
+
+@pytest.mark.parametrize("method", ["exact", "normal"])
+def test_zero_method_reaches_every_number(tmp_path, capsys, method):
+    d = _zero_heavy(40)
+    assert (d == 0).sum() >= 5
+    path = _pairs_csv(tmp_path, d)
+    tables = {}
+    for zm in ("wilcox", "pratt"):
+        out = tmp_path / zm
+        assert main([str(path), "--outcome", "barthel", "--treatment", "decomp", "--zero-method", zm,
+                     "--method", method, "--mcid", "200", "--gamma", "1,1.5,2", "--out", str(out)]) == 0
+        got = pd.read_csv(out / "sensitivity.csv")
+        tables[zm] = got
+        assert (got["zero_method"] == zm).all()
+        ref = [min(1.0, 2 * min(signed_rank_bound(d, g, alternative=a, method=method, zero_method=zm)
+                                for a in ("greater", "less"))) for g in (1, 1.5, 2)]
+        assert got["p_upper"].to_numpy() == pytest.approx(ref, rel=1e-12)
+        ref_mcid = [signed_rank_bound(d, g, tau0=200, alternative="less", method=method, zero_method=zm)
+                    for g in (1, 1.5, 2)]
+        assert got["p_upper_mcid"].to_numpy() == pytest.approx(ref_mcid, rel=1e-12)
+        summary = json.loads((out / "sensitivity.json").read_text())
+        g_star = max(sensitivity_value(d, 0.025, alternative=a, method=method, zero_method=zm)
+                     for a in ("greater", "less"))
+        assert summary["gamma_star"] == pytest.approx(g_star, rel=1e-12)
+        assert summary["zero_method"] == zm and summary["bound"] == method
+        assert summary["pairs_zero_difference"] == int((d == 0).sum())
+        assert summary["gamma_mcid"] == pytest.approx(
+            largest_gamma_excluding(d, 200, 0.025, method=method, zero_method=zm), rel=1e-12)
+        assert f"--zero-method {zm}" in capsys.readouterr().out
+    # zeros present: the two differ in the bounds, not in the Hodges-Lehmann numbers
+    assert not np.allclose(tables["wilcox"]["p_upper"], tables["pratt"]["p_upper"])
+    cols = ["hl_low", "hl_high", "ci_low", "ci_high"]
+    pd.testing.assert_frame_equal(tables["wilcox"][cols], tables["pratt"][cols])
+
+
+def _brute_binomial_tail(t, n, p):
+    return sum(math.comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(t, n + 1))
+
+
+@pytest.mark.parametrize("flag", [[], ["--binary"]])
+def test_binary_outcome_gets_the_mcnemar_bound(tmp_path, capsys, flag):
+    """A 0/1 outcome is detected (or forced): the bound is the binomial tail over the discordant
+    pairs, written with the counts; Γ* solves bound = alpha/2 (two-sided)."""
+    rows, pairs = [], [(1, 0)] * 17 + [(0, 1)] * 4 + [(1, 1)] * 9 + [(0, 0)] * 6  # (treated, control)
+    for i, (yt, yc) in enumerate(pairs):
+        rows += [{"decomp": 1, "died": yt, "pair": i}, {"decomp": 0, "died": yc, "pair": i}]
+    path = write(tmp_path, pd.DataFrame(rows), "bin.csv")
+    assert main([str(path), "--outcome", "died", "--treatment", "decomp", "--gamma", "1,1.5,2,3", *flag]) == 0
+    got = pd.read_csv(tmp_path / "sensitivity.csv")
+    assert (got["test"] == "McNemar (discordant pairs)").all()
+    assert (got[["n_discordant", "n_treated_only", "n_control_only"]] == [21, 17, 4]).all().all()
+    for g, p in zip(got["gamma"], got["p_upper"]):
+        q = g / (1 + g)
+        ref = min(1.0, 2 * min(_brute_binomial_tail(17, 21, q), _brute_binomial_tail(4, 21, q)))
+        assert p == pytest.approx(ref, rel=1e-12)
+    summary = json.loads((tmp_path / "sensitivity.json").read_text())
+    g_star = summary["gamma_star"]
+    assert summary["outcome_type"] == "binary" and summary["zero_method"] is None
+    assert _brute_binomial_tail(17, 21, g_star / (1 + g_star)) == pytest.approx(0.025, rel=1e-9)
+    assert "outcome 'died' is 0/1" in capsys.readouterr().out
+    # --lower-is-better (the event is bad): the same pairs counted the other way round
+    assert main([str(path), "--outcome", "died", "--treatment", "decomp", "--lower-is-better"]) == 0
+    flipped = json.loads((tmp_path / "sensitivity.json").read_text())
+    assert (flipped["n_treated_only"], flipped["n_control_only"]) == (4, 17)
+    assert flipped["gamma_star"] == pytest.approx(g_star) and flipped["gamma_star_direction"].startswith("τ < 0")
+
+
+def test_files_hold_gamma_star_sidedness_and_amplification(tmp_path):
+    d = _continuous(shift=9.0)
+    path = _pairs_csv(tmp_path, d)
+    assert main([str(path), "--outcome", "barthel", "--treatment", "decomp", "--alternative", "greater",
+                 "--alpha", "0.1"]) == 0
+    summary = json.loads((tmp_path / "sensitivity.json").read_text())
+    g_star = sensitivity_value(d, 0.1)
+    assert summary["gamma_star"] == pytest.approx(g_star, rel=1e-12) and g_star > 1.5
+    assert (summary["alternative"], summary["alpha"], summary["gamma_star_one_sided_level"]) == ("greater", 0.1, 0.1)
+    assert summary["gamma_star_direction"] == "τ > 0, treatment better"
+    amp = pd.read_csv(tmp_path / "amplification.csv")
+    pd.testing.assert_frame_equal(amp, amplification_table(g_star))
+    assert np.allclose((amp.lam * amp.delta + 1) / (amp.lam + amp.delta), g_star)
+    assert [[a["lam"], a["delta"]] for a in summary["amplification"]] == pytest.approx(amp[["lam", "delta"]].to_numpy())
+    # nothing to amplify when not significant at Γ = 1: an empty table, and the file says why
+    assert main([str(_pairs_csv(tmp_path, _continuous(shift=0.0))), "--outcome", "barthel", "--treatment",
+                 "decomp"]) == 0
+    assert pd.read_csv(tmp_path / "amplification.csv").empty
+    assert "not significant at Γ = 1" in json.loads((tmp_path / "sensitivity.json").read_text())["amplification_note"]
+
+
+def test_figure_draws_the_exact_curve_through_gamma_star(tmp_path, monkeypatch):
+    """The plotted curve is the bound on a fine grid (>= 200 Γ) that contains Γ* and the table's
+    Γ: it meets α exactly at Γ*, so a straight line between the table's points cannot mislead."""
+    import sim.report.sensitivity_figure as F
+
+    seen = {}
+    real = F.sensitivity_figure
+    monkeypatch.setattr(F, "sensitivity_figure", lambda path, **kw: seen.update(kw) or real(path, **kw))
+    d = _zero_heavy(70)
+    path = _pairs_csv(tmp_path, d)
+    assert main([str(path), "--outcome", "barthel", "--treatment", "decomp"]) == 0
+    g_star = json.loads((tmp_path / "sensitivity.json").read_text())["gamma_star"]
+    grid, curve = np.asarray(seen["grid"]), np.asarray(seen["curve"])
+    assert 1 < g_star < 3 and grid.size >= 200 and np.all(np.diff(grid) > 0) and np.all(np.diff(curve) >= -1e-15)
+    assert curve[np.flatnonzero(grid == g_star)[0]] == pytest.approx(0.05, rel=1e-9)
+    table = pd.read_csv(tmp_path / "sensitivity.csv")
+    assert np.interp(table["gamma"], grid, curve) == pytest.approx(table["p_upper"].to_numpy(), rel=1e-12)
+    assert np.interp(0.05, curve, grid) == pytest.approx(g_star, rel=1e-3)  # the drawn crossing
+    assert seen["gamma_star"] == g_star and seen["star_label"].startswith(f"Γ* = {g_star:.3f}")
+    assert (tmp_path / "sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _nsw_like(seed=11, n_treated=60, n_control=400):
+    """Public-data-like (NSW/CPS style): a treatment column not called 'treated', earnings with many
+    zeros and ties (steps of 100), a 0/1 employment outcome."""
+    rng = np.random.default_rng(seed)
+    t = np.r_[np.ones(n_treated, int), np.zeros(n_control, int)]
+    n = t.size
+    age = np.where(t == 1, rng.normal(25, 7, n), rng.normal(33, 11, n)).clip(17, 55).round()
+    educ = np.where(t == 1, rng.normal(10, 2, n), rng.normal(12, 3, n)).clip(3, 18).round()
+    black = (rng.random(n) < np.where(t == 1, 0.8, 0.25)).astype(int)
+    re75 = np.where(rng.random(n) < np.where(t == 1, 0.6, 0.2), 0, np.round(rng.gamma(2, 4000, n), -2))
+    employed = rng.random(n) < np.where(t == 1, 0.85, 0.6)
+    re78 = np.where(employed, np.round(np.maximum(2000 + 0.6 * re75 + 2500 * t + rng.normal(0, 3000, n), 0), -2), 0)
+    return pd.DataFrame({"treat": t, "age": age, "educ": educ, "black": black, "re75": re75, "re78": re78,
+                         "employed78": (re78 > 0).astype(int)})
+
+
+def test_readme_commands_work_with_defaults(tmp_path):
+    """The README's two commands, as printed, on data whose treatment column is not 'treated':
+    sim.match writes nsw_matched/ beside the input with matched.json; sim.sensitivity finds the
+    roles there and writes its files beside matched.csv (two subprocesses, the whole path)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    df = _nsw_like()
+    df.to_csv(data / "nsw.csv", index=False)
+    run = [sys.executable, "-m"]
+    r = subprocess.run(run + ["sim.match", str(data / "nsw.csv"), "--treatment", "treat", "--covariates",
+                              "age,educ,black,re75"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = data / "nsw_matched"
+    roles = json.loads((out / "matched.json").read_text())
+    assert (roles["format"], roles["treatment"], roles["pair"], roles["ratio"]) == ("sim.match/1", "treat", "pair", 1)
+    assert roles["covariates"] == ["age", "educ", "black", "re75"] and roles["caliper"] == 0.2
+    r = subprocess.run(run + ["sim.sensitivity", str(out / "matched.csv"), "--outcome", "re78"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "warning" not in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["amplification.csv", "balance.csv", "matched.csv",
+                                                     "matched.json", "sensitivity.csv", "sensitivity.json",
+                                                     "sensitivity.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing in the current directory
+    m = pd.read_csv(out / "matched.csv").dropna(subset=["pair"])
+    w = m.pivot(index="pair", columns="treat", values="re78")
+    d = (w[1] - w[0]).to_numpy()
+    assert (d == 0).sum() >= 3  # ties at zero earnings: the zero method matters
+    summary = json.loads((out / "sensitivity.json").read_text())
+    g_star = max(sensitivity_value(d, 0.025, alternative=a) for a in ("greater", "less"))
+    assert summary["gamma_star"] == pytest.approx(g_star, rel=1e-12) and summary["gamma_star"] > 1
+    assert summary["treatment_from"] == str(out / "matched.json") and summary["zero_method"] == "wilcox"
+    assert f"{g_star:.3f}" in r.stdout
+    # the binary outcome of the same file, in process: McNemar, found without --binary
+    assert main([str(out / "matched.csv"), "--outcome", "employed78", "--out", str(tmp_path / "bin")]) == 0
+    assert json.loads((tmp_path / "bin" / "sensitivity.json").read_text())["test"] == "McNemar (discordant pairs)"

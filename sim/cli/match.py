@@ -1,6 +1,6 @@
 """Command-line propensity-score matching of a CSV file.
 
-    python -m sim.match INPUT.csv --treatment COL --covariates a,b,c --out DIR
+    python -m sim.match INPUT.csv --treatment COL --covariates a,b,c [--out DIR]
         [--caliper 0.2 | --caliper none] [--caliper-scale logit|ps]
         [--caliper-sd pooled|whole|treated] [--order largest|smallest|random|data|closest]
         [--method greedy|optimal] [--ratio 1] [--replace] [--exact a,b] [--seed N]
@@ -9,8 +9,10 @@ A thin wrapper around :func:`sim.match_data` (the PS fit, the matching, the outp
 balance table all come from there); its defaults are the paper's (conf/method/paper.yaml, via
 :func:`sim.api.paper_method`). What is left here is the command line and its input checks.
 
-Writes DIR/matched.csv (all input rows/columns + ps, logit_ps, pair, weight)
-and DIR/balance.csv. Bad input exits with one ``error: ...`` line and code 2,
+Writes DIR/matched.csv (all input rows/columns + ps, logit_ps, pair, weight), DIR/balance.csv
+and DIR/matched.json (the roles: treatment and pair columns, covariates, every matching setting
+and the caliper width, for ``python -m sim.sensitivity DIR/matched.csv`` to read); DIR defaults
+to INPUT_matched/ beside INPUT.csv. Bad input exits with one ``error: ...`` line and code 2,
 among others: a header naming the same column twice (pandas would silently
 rename the second ``age.1``), fewer than 2 treated or fewer than 2 control rows
 (the caliper's SDs and the PS model need two of each). A covariate listed twice
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.api import match_data, paper_method
-from sim.cli.common import InputError, Parser, one_line_errors
+from sim.cli.common import InputError, Parser, one_line_errors, write_sidecar
 from sim.methods.balance import max_abs_smd
 from sim.methods.matching import ALGORITHMS, CALIPER_SCALES, CALIPER_SDS, ORDERS
 
@@ -100,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact", type=_names, default=list(paper["exact"]) or None,
                    help="comma-separated exact-match columns")
     p.add_argument("--seed", type=int, default=None, help="seed for --order random")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", default=None,
+                   help="output directory (default: INPUT_matched/ beside INPUT.csv)")
     return p
 
 
@@ -186,6 +189,32 @@ def _drop_repeated_covariates(args) -> None:
         args.covariates = list(counts)  # insertion order = first mention
 
 
+def default_out(input_path) -> Path:
+    """INPUT_matched/ beside INPUT.csv (data/nsw.csv -> data/nsw_matched/)."""
+    path = Path(input_path)
+    return path.with_name(f"{path.stem}_matched")
+
+
+def _roles(args, m) -> dict:
+    """What matched.json records: the columns' roles and the settings that made the pairs."""
+    res = m.result
+    return {
+        "created_by": "python -m sim.match", "input": str(Path(args.input).resolve()),
+        "treatment": args.treatment, "pair": "pair", "weight": "weight", "ps": "ps", "logit_ps": "logit_ps",
+        "covariates": list(args.covariates), "exact": list(args.exact or []), "method": args.method,
+        "caliper": args.caliper, "caliper_scale": args.caliper_scale, "caliper_sd": args.caliper_sd,
+        "caliper_width": None if res.caliper_width is None else float(res.caliper_width),
+        "order": args.order, "ratio": int(args.ratio), "replace": bool(args.replace), "seed": args.seed,
+        "n_rows": int(len(m.data)), "n_treated": int(res.n_treated), "n_control": int(res.n_control),
+        "n_treated_matched": int(res.n_treated_matched), "n_pairs": int(res.n_pairs),
+        "ps_converged": bool(m.converged), "max_abs_smd_after": _finite(max_abs_smd(m.balance)),
+    }
+
+
+def _finite(x: float):
+    return float(x) if np.isfinite(x) else None  # JSON has no NaN
+
+
 def run(argv=None) -> int:
     import pandas as pd
 
@@ -211,19 +240,20 @@ def run(argv=None) -> int:
     except ValueError as exc:
         raise InputError(str(exc))
     res, bal = m.result, m.balance
-    out_dir = Path(args.out)
+    out_dir = default_out(args.input) if args.out is None else Path(args.out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"cannot create output directory {args.out}: {exc.strerror or exc}")
+        raise InputError(f"cannot create output directory {out_dir}: {exc.strerror or exc}")
     clash = [c for c in OUTPUT_COLUMNS if c in df.columns]
     if clash:
         print(f"warning: overwriting input column(s) {', '.join(clash)}", file=sys.stderr)
     try:
         m.data.to_csv(out_dir / "matched.csv", index=False)
         bal.to_csv(out_dir / "balance.csv", index=False)
+        roles = write_sidecar(out_dir / "matched.csv", _roles(args, m))
     except OSError as exc:
-        raise InputError(f"cannot write to {args.out}: {exc.strerror or exc}")
+        raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}")
 
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
         print(bal.to_string(index=False))
@@ -235,7 +265,9 @@ def run(argv=None) -> int:
     )
     for note in res.notes:
         print(f"note: {note}")
-    print(f"wrote {out_dir / 'matched.csv'} and {out_dir / 'balance.csv'}")
+    print(f"wrote {out_dir / 'matched.csv'}, {out_dir / 'balance.csv'} and {roles} (the roles: treatment "
+          f"{args.treatment!r}, pair 'pair')")
+    print(f"next: python -m sim.sensitivity {out_dir / 'matched.csv'} --outcome COL")
     return 0
 
 

@@ -1,15 +1,25 @@
 """Rosenbaum sensitivity analysis of a matched CSV file (1:1 pairs).
 
-    python -m sim.sensitivity MATCHED.csv --outcome COL [--pair pair] [--treatment treated]
+    python -m sim.sensitivity MATCHED.csv --outcome COL [--treatment COL] [--pair COL]
         [--gamma 1,1.25,1.5,2,3] [--mcid X] [--alpha 0.05] [--alternative two-sided|greater|less]
-        [--lower-is-better] [--method auto|exact|normal] [--out DIR]
+        [--zero-method wilcox|pratt] [--binary] [--lower-is-better] [--method auto|exact|normal]
+        [--out DIR]
 
 Why: the same question ``sim`` asks of its synthetic cohorts — could hidden bias of strength Γ
 hide or create the result? — asked of a user's own matched data, e.g. the ``matched.csv`` written
-by ``python -m sim.match`` (one row per unit, pair id empty for unmatched units). Differences are
-treated - control with "higher = better" (``--lower-is-better`` flips them); pairs with a missing
-outcome are dropped. Prints the table and writes DIR/sensitivity.csv and DIR/sensitivity.png.
-Bad input exits with one ``error: ...`` line and code 2.
+by ``python -m sim.match`` (one row per unit, pair id empty for unmatched units). The treatment and
+pair columns come from the flags, else from the roles file sim.match writes beside it
+(``matched.json``), else 'treated' and 'pair'. Differences are treated - control with "higher =
+better" (``--lower-is-better`` flips them); pairs with a missing outcome are dropped.
+
+A continuous outcome gets the Wilcoxon signed-rank bound (zero differences dropped before ranking,
+or ranked and then dropped with ``--zero-method pratt``), Hodges-Lehmann estimates and intervals
+at each Γ and, with ``--mcid``, whether a benefit of one MCID is excluded. A 0/1 outcome (detected,
+or ``--binary``) gets McNemar's bound on the discordant pairs (exact binomial). Writes, in DIR
+(default: beside MATCHED.csv): sensitivity.csv (one row per Γ), sensitivity.json (Γ* with its
+sidedness and direction, the settings, the pair counts, the amplification), amplification.csv
+((Λ, Δ) pairs equivalent to Γ*) and sensitivity.png (the bound against Γ on a fine grid, α and
+Γ*). Bad input exits with one ``error: ...`` line and code 2.
 
 Sidedness (``--alternative``), one choice for every number, so that the sensitivity value, the
 MCID verdict and the interval agree (each is named in the printed header and in the file's
@@ -27,17 +37,22 @@ MCID verdict and the interval agree (each is named in the printed header and in 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
-import numpy as np
+from sim.cli.common import InputError, Parser as _Parser, one_line_errors, read_sidecar, sidecar_path
+from sim.cli.sensitivity_tables import (ALTERNATIVES, TESTS, _ci_label, binary_table, bound_used, is_binary,
+                                        mcid_level, pair_differences, sided_bound, sided_gamma_star, sided_table)
+from sim.methods.sensitivity.amplification import amplification_table
+from sim.methods.sensitivity.rosenbaum import METHODS, ZERO_METHODS, largest_gamma_excluding, mcid_exclusion
 
-from sim.cli.common import InputError, Parser as _Parser, one_line_errors
-from sim.methods.sensitivity.rosenbaum import (METHODS, amplify, hl_confidence_interval, hodges_lehmann, largest_gamma_excluding,
-                                   mcid_exclusion, sensitivity_value, signed_rank_bound)
+__all__ = ["ALTERNATIVES", "DEFAULT_GAMMAS", "build_parser", "pair_differences", "mcid_level", "sided_table",
+           "sided_gamma_star", "binary_table", "run", "main"]
 
 DEFAULT_GAMMAS = "1,1.25,1.5,2,3"
-ALTERNATIVES = ("two-sided", "greater", "less")
+FILES = ("sensitivity.csv", "sensitivity.json", "amplification.csv", "sensitivity.png")
+ZERO_HELP = {"wilcox": "dropped before ranking", "pratt": "ranked, then dropped from the statistic"}
 
 
 def _gamma_list(text: str):
@@ -78,11 +93,14 @@ def _mcid(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m sim.sensitivity",
-                description="Rosenbaum sensitivity analysis (Wilcoxon signed rank) of 1:1 matched pairs.")
+                description="Rosenbaum sensitivity analysis of 1:1 matched pairs: Wilcoxon signed rank, "
+                            "or McNemar for a 0/1 outcome.")
     p.add_argument("input", help="matched CSV, one row per unit (e.g. matched.csv of sim.match)")
     p.add_argument("--outcome", required=True, help="outcome column (higher = better)")
-    p.add_argument("--pair", default="pair", help="pair id column (empty = unmatched; default 'pair')")
-    p.add_argument("--treatment", default="treated", help="0/1 treatment column (default 'treated')")
+    p.add_argument("--pair", default=None,
+                   help="pair id column (empty = unmatched; default: from matched.json beside the input, else 'pair')")
+    p.add_argument("--treatment", default=None,
+                   help="0/1 treatment column (default: from matched.json beside the input, else 'treated')")
     p.add_argument("--gamma", type=_gamma_list, default=_gamma_list(DEFAULT_GAMMAS),
                    help=f"comma-separated Γ values >= 1 (default {DEFAULT_GAMMAS})")
     p.add_argument("--mcid", type=_mcid, default=None, help="minimal clinically important difference")
@@ -91,126 +109,121 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alternative", choices=ALTERNATIVES, default="two-sided",
                    help="sidedness of every test and of the interval: two-sided (default; alpha/2 per side), "
                         "greater (τ > 0, treatment better) or less (τ < 0), each one-sided at alpha")
-    p.add_argument("--method", choices=METHODS, default="auto", help="p-value bound: exact, normal or auto")
+    p.add_argument("--zero-method", choices=ZERO_METHODS, default="wilcox",
+                   help="zero pair differences in the signed-rank bound: wilcox (default; dropped before ranking, "
+                        "as rbounds::psens) or pratt (ranked, then dropped: DOS2::senWilcox)")
+    p.add_argument("--binary", action="store_true",
+                   help="0/1 outcome: McNemar bound on the discordant pairs (used anyway when every value is 0/1)")
+    p.add_argument("--method", choices=METHODS, default="auto",
+                   help="signed-rank bound: exact, normal or auto (exact up to 50 non-zero differences)")
     p.add_argument("--lower-is-better", action="store_true", help="the outcome improves downwards")
-    p.add_argument("--out", default=".", help="output directory (default '.')")
+    p.add_argument("--out", default=None, help="output directory (default: the folder of the input file)")
     return p
 
 
-def _label(v) -> str:
-    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
-
-
-def pair_differences(df, outcome, pair, treatment, lower_is_better=False):
-    """(differences treated - control of the complete pairs, number of matched pairs)."""
+def _read(path: Path, shown: str):
     import pandas as pd
 
+    if not path.is_file():
+        raise InputError(f"input file not found: {shown}")
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:  # parser errors, empty file, encoding
+        raise InputError(f"cannot read {shown}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    if df.empty:
+        raise InputError(f"input file has no data rows: {shown}")
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0].tolist()  # pandas renames repeats
+    return df, header
+
+
+def _roles(args, path: Path):
+    """(treatment, pair, {role: where it came from}, whether a roles file was read): each column from
+    its flag, else from matched.json, else the default ('treated', 'pair')."""
+    roles = read_sidecar(path) or {}
+    if roles and args.pair is None and (roles.get("ratio", 1) != 1 or roles.get("replace")):
+        how = f"--ratio {roles.get('ratio')}" + (" --replace" if roles.get("replace") else "")
+        raise InputError(f"{sidecar_path(path)}: matched with {how}; the bounds need 1:1 pairs without "
+                         "replacement: rerun python -m sim.match with --ratio 1 and without --replace")
+    source = {k: f"--{k}" if getattr(args, k) is not None else str(sidecar_path(path)) if roles else "default"
+              for k in ("treatment", "pair")}
+    treatment = args.treatment or roles.get("treatment") or "treated"
+    pair = args.pair or roles.get("pair") or "pair"
+    return treatment, pair, source, bool(roles)
+
+
+def _check_columns(df, header, outcome, treatment, pair, args, has_roles):
+    dup = [c for c in dict.fromkeys((outcome, pair, treatment)) if header.count(c) > 1]
+    if dup:
+        raise InputError(f"column(s) named more than once in the header: {', '.join(dup)}")
     missing = [c for c in dict.fromkeys((outcome, pair, treatment)) if c not in df.columns]
     if missing:
-        raise InputError(f"column(s) not found in input: {', '.join(missing)}")
-    if len({outcome, pair, treatment}) < 3:
-        raise InputError("--outcome, --pair and --treatment must be three different columns")
-    m = df[df[pair].notna()]
-    if m.empty:
-        raise InputError(f"pair column {pair!r} is empty: no matched rows")
-    t, y = m[treatment], m[outcome]
-    if not pd.api.types.is_numeric_dtype(t) or not t.isin([0, 1]).all():
-        bad = t[~t.isin([0, 1])].iloc[0] if not t.isin([0, 1]).all() else t.iloc[0]
-        raise InputError(f"treatment column {treatment!r} must be 0/1 in matched rows; got {bad!r}")
-    if not pd.api.types.is_numeric_dtype(y):
-        bad = pd.to_numeric(y, errors="coerce").isna() & y.notna()
-        raise InputError(f"outcome column {outcome!r} is not numeric (e.g. {y[bad].iloc[0]!r})")
-    if np.isinf(y.to_numpy(dtype=float)).any():
-        raise InputError(f"outcome column {outcome!r} has infinite values")
-    g = m.groupby(pair, sort=True)[treatment].agg(["size", "sum"])
-    bad = g[(g["size"] != 2) | (g["sum"] != 1)]
-    if len(bad):
-        ids = ", ".join(_label(v) for v in bad.index[:5]) + (", ..." if len(bad) > 5 else "")
-        raise InputError(f"pair(s) {ids} in column {pair!r} do not have exactly 1 treated and "
-                         "1 control row (1:1 matching needed)")
-    wide = m.pivot(index=pair, columns=treatment, values=outcome)
-    d = (wide[1] - wide[0]).to_numpy(dtype=float)
-    if lower_is_better:
-        d = -d
-    n_pairs = d.size
-    d = d[~np.isnan(d)]
-    if d.size == 0:
-        raise InputError(f"no complete pairs: outcome {outcome!r} is missing in every pair")
-    return d, n_pairs
+        hint = ""
+        if treatment in missing and args.treatment is None and not has_roles:
+            hint = (f" (no {sidecar_path(args.input).name} from sim.match beside the input, so --treatment "
+                    "defaults to 'treated': name the 0/1 treatment column with --treatment COL)")
+        raise InputError(f"column(s) not found in input: {', '.join(missing)}{hint}")
 
 
-def _ci_label(alternative: str, alpha: float) -> str:
-    level = f"{100 * (1 - alpha):g} %"
-    return {"two-sided": f"two-sided {level}", "greater": f"one-sided {level} (lower limit)",
-            "less": f"one-sided {level} (upper limit)"}[alternative]
+def _finite(x):
+    return float(x) if x is not None and math.isfinite(x) else None  # JSON has no inf
 
 
-def mcid_level(alternative: str, alpha: float) -> float:
-    """The one-sided level at which a benefit of one MCID counts as excluded: alpha/2 for a
-    two-sided analysis (the two-sided interval's upper end), alpha for 'less'."""
-    if alternative == "greater":
-        raise InputError("--mcid needs --alternative two-sided or less: excluding a benefit of one MCID needs an "
-                         "upper confidence limit, which --alternative greater does not give")
-    return alpha / 2 if alternative == "two-sided" else alpha
-
-
-def sided_table(d, gammas, *, alternative="two-sided", alpha=0.05, mcid=None, method="auto"):
-    """One row per Γ, every number at the sidedness `alternative` (see the module docstring):
-    gamma, alternative, alpha, p_upper, hl_low, hl_high, ci, ci_low, ci_high and, with `mcid`,
-    p_upper_mcid (the bound for τ < MCID), mcid_level, mcid_excluded."""
-    import pandas as pd
-
-    if alternative not in ALTERNATIVES:
-        raise InputError(f"--alternative must be one of {', '.join(ALTERNATIVES)}; got {alternative!r}")
-    level = mcid_level(alternative, alpha) if mcid is not None else None
-    rows = []
-    for g in gammas:
-        bound = {side: signed_rank_bound(d, g, alternative=side, method=method) for side in ("greater", "less")}
-        p = min(1.0, 2 * min(bound.values())) if alternative == "two-sided" else bound[alternative]
-        lo, hi = hl_confidence_interval(d, g, alpha if alternative == "two-sided" else 2 * alpha, method=method)
-        lo, hi = (lo, math.inf) if alternative == "greater" else (-math.inf, hi) if alternative == "less" else (lo, hi)
-        hl = hodges_lehmann(d, g)
-        rows.append({"gamma": g, "alternative": alternative, "alpha": alpha, "p_upper": p, "hl_low": hl[0],
-                     "hl_high": hl[1], "ci": _ci_label(alternative, alpha), "ci_low": lo, "ci_high": hi})
-    out = pd.DataFrame(rows)
-    if mcid is not None:
-        m = mcid_exclusion(d, mcid, list(gammas), level, method=method)
-        out["p_upper_mcid"] = m["p_upper_mcid"].to_numpy()
-        out["mcid_level"] = level
-        out["mcid_excluded"] = m["mcid_excluded"].to_numpy()
+def _summary(args, path, cols, d, n_pairs, binary, table, star, amp, gamma_mcid) -> dict:
+    g_star, side, direction = star
+    level = args.alpha / 2 if args.alternative == "two-sided" else args.alpha
+    out = {
+        "input": str(path.resolve()), "outcome": args.outcome, "treatment": cols[0], "pair": cols[1],
+        "treatment_from": cols[2]["treatment"],
+        "pair_from": cols[2]["pair"], "outcome_type": "binary" if binary else "continuous",
+        "test": TESTS["binary" if binary else "continuous"],
+        "differences": "control - treated (--lower-is-better)" if args.lower_is_better else "treated - control",
+        "pairs_matched": int(n_pairs), "pairs_complete": int(d.size), "pairs_zero_difference": int((d == 0).sum()),
+        "alternative": args.alternative, "alpha": args.alpha,
+        "zero_method": None if binary else args.zero_method, "method": args.method,
+        "bound": bound_used(d, args.method, binary), "gammas": [float(g) for g in table["gamma"]],
+        "gamma_star": _finite(g_star), "gamma_star_direction": direction,
+        "gamma_star_side": side if g_star > 1 or args.alternative != "two-sided" else None,
+        "gamma_star_one_sided_level": level, "significant_at_gamma_1": bool(g_star > 1),
+    }
+    if binary:
+        out.update({k: int(table[k].iloc[0]) for k in ("n_discordant", "n_treated_only", "n_control_only")})
+    if math.isinf(g_star):
+        out["gamma_star_note"] = "significant at every Γ tried (up to 1e6)"
+    out["amplification"] = amp[["lam", "delta"]].to_dict("records")
+    out["amplification_note"] = ("(Λ, Δ) with Γ* = (ΛΔ + 1)/(Λ + Δ): a hidden covariate raising the odds of "
+                                 "treatment by Λ and of a positive pair difference by Δ (Rosenbaum & Silber 2009)"
+                                 if len(amp) else "none: Γ* is infinite" if math.isinf(g_star)
+                                 else "none: Γ* is not above 1 (not significant at Γ = 1)")
+    if args.mcid is not None:
+        out.update(mcid=args.mcid, mcid_level=mcid_level(args.alternative, args.alpha), gamma_mcid=_finite(gamma_mcid))
+    out["files"] = list(FILES)
     return out
 
 
-def sided_gamma_star(d, alternative="two-sided", alpha=0.05, method="auto") -> tuple[float, str]:
-    """(Γ*, the direction it is for): the largest Γ at which the result stays significant at the
-    sidedness `alternative` (two-sided: each direction at alpha/2, the one significant at Γ = 1)."""
-    if alternative != "two-sided":
-        return sensitivity_value(d, alpha, alternative=alternative, method=method), alternative
-    g = {side: sensitivity_value(d, alpha / 2, alternative=side, method=method) for side in ("greater", "less")}
-    side = max(g, key=g.get)
-    return g[side], side
+def _figure(out_png, args, d, binary, table, star, n_label):
+    from sim.report.sensitivity_figure import curve_grid, sensitivity_figure
 
-
-def _plot(table, alpha, mcid, path: Path, alternative: str = "two-sided"):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 3.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    what = {"two-sided": "τ ≠ 0 (two-sided)", "greater": "τ > 0 (treatment better)", "less": "τ < 0"}[alternative]
-    ax.plot(table["gamma"], table["p_upper"], marker="o", label=what)
-    ax.axhline(alpha, color="grey", ls="--", lw=0.8, label=f"alpha = {alpha:g}")
-    if mcid is not None:
-        ax.plot(table["gamma"], table["p_upper_mcid"], marker="s", label=f"τ < MCID = {mcid:g} (one-sided)")
-        ax.axhline(float(table["mcid_level"].iloc[0]), color="grey", ls=":", lw=0.8,
-                   label=f"MCID level = {float(table['mcid_level'].iloc[0]):g}")
-    ax.set_xlabel("Γ (hidden bias)")
-    ax.set_ylabel("upper bound on p")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    g_star, side, direction = star
+    alt = args.alternative
+    grid = curve_grid(list(table["gamma"]), g_star)
+    kw = {"binary": binary, "method": args.method, "zero_method": args.zero_method}
+    curve = sided_bound(d, grid, alternative=alt, **kw)
+    what = {"two-sided": "τ ≠ 0 (two-sided)", "greater": "τ > 0 (treatment better)", "less": "τ < 0"}[alt]
+    star_label = (f"Γ* = {g_star:.3f} ({direction})" if g_star > 1 else "Γ* = 1: not significant at Γ = 1")
+    mcid = {}
+    if args.mcid is not None:
+        level = mcid_level(alt, args.alpha)
+        mcid = {"mcid_curve": mcid_exclusion(d, args.mcid, grid, level, method=args.method,
+                                             zero_method=args.zero_method)["p_upper_mcid"].to_numpy(),
+                "mcid_points": (table["gamma"], table["p_upper_mcid"]), "mcid_level": level,
+                "mcid_label": f"upper bound on p, τ < MCID = {args.mcid:g} (one-sided)"}
+    test = TESTS["binary" if binary else "continuous"]
+    detail = "exact binomial" if binary else f"zeros: {args.zero_method}, {bound_used(d, args.method, False)}"
+    sensitivity_figure(out_png, grid=grid, curve=curve, points=(table["gamma"], table["p_upper"]),
+                       alpha=args.alpha, gamma_star=g_star, star_label=star_label,
+                       curve_label=f"upper bound on p, {what}",
+                       title=f"Sensitivity to hidden bias: {args.outcome} ({n_label})",
+                       subtitle=f"{test}, {detail}; α = {args.alpha:g} {alt}", **mcid)
 
 
 def run(argv=None) -> int:
@@ -220,54 +233,78 @@ def run(argv=None) -> int:
     if args.mcid is not None:
         mcid_level(args.alternative, args.alpha)  # refuse --mcid with greater before reading anything
     path = Path(args.input)
-    if not path.is_file():
-        raise InputError(f"input file not found: {args.input}")
-    try:
-        df = pd.read_csv(path)
-    except Exception as exc:  # parser errors, empty file, encoding
-        raise InputError(f"cannot read {args.input}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-    if df.empty:
-        raise InputError(f"input file has no data rows: {args.input}")
-    header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0].tolist()  # pandas renames repeats
-    dup = [c for c in dict.fromkeys((args.outcome, args.pair, args.treatment)) if header.count(c) > 1]
-    if dup:
-        raise InputError(f"column(s) named more than once in the header: {', '.join(dup)}")
-    d, n_pairs = pair_differences(df, args.outcome, args.pair, args.treatment, args.lower_is_better)
+    df, header = _read(path, args.input)
+    treatment, pair, source, has_roles = _roles(args, path)
+    _check_columns(df, header, args.outcome, treatment, pair, args, has_roles)
+    d, n_pairs = pair_differences(df, args.outcome, pair, treatment, args.lower_is_better)
+    y = df.loc[df[pair].notna(), args.outcome]
+    binary = is_binary(y)
+    if args.binary and not binary:
+        bad = y[y.notna() & ~y.isin([0, 1])]
+        raise InputError(f"--binary needs a 0/1 outcome; column {args.outcome!r} has "
+                         + (f"{bad.iloc[0]!r} in matched rows" if len(bad) else "no values in matched rows"))
+    if binary and args.mcid is not None:
+        raise InputError(f"--mcid needs a continuous outcome; {args.outcome!r} is 0/1 (McNemar bound on the "
+                         "discordant pairs): drop --mcid")
     alt, alpha = args.alternative, args.alpha
-    table = sided_table(d, args.gamma, alternative=alt, alpha=alpha, mcid=args.mcid, method=args.method)
-    g_star, side = sided_gamma_star(d, alt, alpha, args.method)
-
-    out_dir = Path(args.out)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out_dir / "sensitivity.csv", index=False)
-        _plot(table, alpha, args.mcid, out_dir / "sensitivity.png", alt)
-    except OSError as exc:
-        raise InputError(f"cannot write to {args.out}: {exc.strerror or exc}")
-
-    sign = "lower is better: control - treated" if args.lower_is_better else "treated - control"
-    print(f"pairs: {d.size} complete of {n_pairs} matched ({n_pairs - d.size} with a missing outcome); "
-          f"differences {sign}, positive = treatment better")
-    per_side = f"each one-sided bound at {alpha / 2:g}" if alt == "two-sided" else f"one-sided at {alpha:g}"
-    print(f"sidedness: {alt}, alpha {alpha:g} ({per_side}); interval: {_ci_label(alt, alpha)}")
+    if binary:
+        table = binary_table(d, args.gamma, alternative=alt, alpha=alpha)
+    else:
+        table = sided_table(d, args.gamma, alternative=alt, alpha=alpha, mcid=args.mcid, method=args.method,
+                            zero_method=args.zero_method)
+    g_star, side = sided_gamma_star(d, alt, alpha, args.method, zero_method=args.zero_method, binary=binary)
     direction = {"greater": "τ > 0, treatment better", "less": "τ < 0, treatment worse"}[side]
     if alt == "two-sided" and g_star <= 1:
         direction = "either direction"
+    star = (g_star, side, direction)
+    amp = amplification_table(g_star) if 1 < g_star < math.inf else pd.DataFrame(columns=["gamma", "lam", "delta"])
+    g_m = None
+    if args.mcid is not None:
+        g_m = largest_gamma_excluding(d, args.mcid, mcid_level(alt, alpha), method=args.method,
+                                      zero_method=args.zero_method)
+    summary = _summary(args, path, (treatment, pair, source), d, n_pairs, binary, table, star, amp, g_m)
+
+    out_dir = path.parent if args.out is None else Path(args.out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out_dir / "sensitivity.csv", index=False)
+        (out_dir / "sensitivity.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False)
+                                                  + "\n", encoding="utf-8")
+        amp.to_csv(out_dir / "amplification.csv", index=False)
+        n_label = f"{d.size} pairs" + (f", {summary['n_discordant']} discordant" if binary else "")
+        _figure(out_dir / "sensitivity.png", args, d, binary, table, star, n_label)
+    except OSError as exc:
+        raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}")
+
+    sign = "lower is better: control - treated" if args.lower_is_better else "treated - control"
+    print(f"columns: treatment {treatment!r} (from {source['treatment']}), pair {pair!r} (from {source['pair']})")
+    print(f"pairs: {d.size} complete of {n_pairs} matched ({n_pairs - d.size} with a missing outcome); "
+          f"differences {sign}, positive = treatment better")
+    if binary:
+        print(f"outcome {args.outcome!r} is 0/1: {TESTS['binary']}, exact binomial bound; "
+              f"{summary['n_discordant']} discordant pairs ({summary['n_treated_only']} with only the treated "
+              f"unit 1, {summary['n_control_only']} with only the control 1)")
+    else:
+        print(f"test: {TESTS['continuous']} ({summary['bound']}); {summary['pairs_zero_difference']} zero "
+              f"difference(s), --zero-method {args.zero_method}: {ZERO_HELP[args.zero_method]}")
+    per_side = f"each one-sided bound at {alpha / 2:g}" if alt == "two-sided" else f"one-sided at {alpha:g}"
+    print(f"sidedness: {alt}, alpha {alpha:g} ({per_side})"
+          + ("" if binary else f"; interval: {_ci_label(alt, alpha)}"))
     line = f"sensitivity value Γ* ({alt}, alpha {alpha:g}; {direction}): {g_star:.3f}"
-    if 1 < g_star < math.inf:
-        line += f" (e.g. Λ = {2 * g_star:.2f}, Δ = {amplify(g_star, 2 * g_star):.2f})"
     print(line if g_star > 1 else line + " (not significant at Γ = 1)")
+    if len(amp):
+        print("amplification of Γ*: (Λ, Δ) = " + ", ".join(f"({r.lam:.2f}, {r.delta:.2f})" for r in amp.itertuples())
+              + " (Λ: a hidden covariate's effect on the odds of treatment, Δ: on the odds of a positive pair "
+              "difference)")
     if args.mcid is not None:
         level = mcid_level(alt, alpha)
-        g_m = largest_gamma_excluding(d, args.mcid, level, method=args.method)
         print(f"largest Γ excluding a benefit of one MCID ({args.mcid:g}) at one-sided {level:g} ({alt}): {g_m:.3f}"
               + ("" if g_m > 1 else " (not excluded at Γ = 1)"))
-    with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 160):
+    with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 200):
         print(table.to_string(index=False))
-    print(f"wrote {out_dir / 'sensitivity.csv'} and {out_dir / 'sensitivity.png'}")
+    print("wrote " + ", ".join(str(out_dir / f) for f in FILES))
     return 0
 
 
 def main(argv=None) -> int:
     return one_line_errors(run, argv)
-

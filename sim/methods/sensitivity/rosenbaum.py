@@ -7,9 +7,13 @@ DOS2::senWilcox, rbounds::psens/hlsens).
 
 Conventions (the whole module):
 - ``d`` are pair differences treated - control on the improvement scale (positive = treatment
-  better); NaN pairs (death) are dropped. Testing H0: τ = tau0 uses d - tau0; zero differences are
-  then dropped (scipy's ``zero_method="wilcox"``; "pratt", as DOS2/rbounds, is an option of
-  the two test functions) and tied |differences| get average ranks.
+  better); NaN pairs (death) are dropped. Testing H0: τ = tau0 uses d - tau0; tied |differences|
+  get average ranks. Zero differences (``zero_method``, as scipy.stats.wilcoxon): "wilcox" (the
+  default) drops them before ranking; "pratt" ranks all |d - tau0| and then drops the zeros from
+  the statistic, its null mean and variance, so the other pairs keep the higher ranks the zeros
+  pushed them to (DOS2::senWilcox; rbounds::psens >= 0.5 and DOS2::senWilcoxExact drop zeros
+  first, as "wilcox"). Only tests at a tau0 equal to some difference see zeros: the
+  Hodges-Lehmann estimates and intervals (inverted between Walsh averages) do not depend on it.
   Differences are compared after rounding to 12 digits relative to the largest |difference|, so
   floating-point noise (0.5 - 0.437 vs 0.063) neither breaks ties nor hides zeros.
 - ``alternative="greater"``: τ > tau0, statistic T = sum of the ranks of positive d - tau0;
@@ -26,6 +30,8 @@ Conventions (the whole module):
   1.0 when the result does not hold even at Γ = 1 (check the Γ = 1 p-value to tell "exactly 1"
   apart), and inf only if it still holds at ``GAMMA_MAX`` (unreachable with >= 1 non-zero pair:
   the bound tends to 1, or 1/2 for the normal approximation with all pairs positive).
+- Related modules: ``mcnemar`` (the bound for a 0/1 outcome, on the discordant pairs) and
+  ``amplification`` (Γ as (Λ, Δ); its functions are importable from here as before).
 """
 
 from __future__ import annotations
@@ -36,9 +42,10 @@ import numpy as np
 from scipy import optimize, special
 
 from sim.methods.outcomes import _avg_ranks, _paired
+from sim.methods.sensitivity.amplification import amplification_gamma, amplification_table, amplify  # noqa: F401
 
 __all__ = [
-    "EXACT_MAX_N", "GAMMA_MAX", "signed_rank_bound", "sensitivity_value", "hodges_lehmann",
+    "EXACT_MAX_N", "GAMMA_MAX", "signed_rank_bound", "signed_rank_bounds", "sensitivity_value", "hodges_lehmann",
     "hl_confidence_interval", "amplify", "amplification_gamma", "amplification_table",
     "mcid_exclusion", "largest_gamma_excluding", "sensitivity_table", "rosenbaum_summary",
 ]
@@ -158,12 +165,22 @@ def signed_rank_bound(d, gamma, *, tau0=0.0, alternative="greater", method="auto
     """Upper bound on the one-sided signed-rank p-value of H0: τ = tau0 at sensitivity Γ >= 1.
 
     ``zero_method="pratt"`` ranks zero differences before dropping them, as DOS2::senWilcox
-    and rbounds::psens do (it reproduces Rosenbaum 2002, Table 4.3).
+    does (it reproduces Rosenbaum 2002, Table 4.3); "wilcox" drops them first, as rbounds::psens.
     """
     _check(alternative, method, tau0=tau0, zero_method=zero_method)
     g = _gammas(gamma, single=True)
     ranks, t = _signed_ranks(_oriented(_diffs(d), tau0, alternative), zero_method)
     return float(_tail(ranks, t, g, method)[0])
+
+
+def signed_rank_bounds(d, gammas, *, tau0=0.0, alternative="greater", method="auto",
+                       zero_method="wilcox") -> np.ndarray:
+    """``signed_rank_bound`` at many Γ at once (one pass of the exact recursion for all of them):
+    e.g. a fine Γ grid to draw the bound as the smooth curve it is."""
+    _check(alternative, method, tau0=tau0, zero_method=zero_method)
+    g = _gammas(gammas, "gammas")
+    ranks, t = _signed_ranks(_oriented(_diffs(d), tau0, alternative), zero_method)
+    return _tail(ranks, t, g, method)
 
 
 def _gamma_star_normal(ranks, t, alpha) -> float:
@@ -278,40 +295,6 @@ def hl_confidence_interval(d, gamma=1.0, alpha=0.05, *, method="auto") -> tuple[
     return (low, high)
 
 
-# ----------------------------------------------------------------------------- amplification
-def amplify(gamma, lam):
-    """Δ such that (Λ, Δ) amplify Γ: Γ = (ΛΔ + 1)/(Λ + Δ) (Rosenbaum & Silber 2009); needs Λ > Γ.
-
-    Λ: effect of U on the odds of treatment, Δ: on the odds of a positive pair difference.
-    """
-    g, lam_ = np.asarray(gamma, dtype=float), np.asarray(lam, dtype=float)
-    if np.any(~np.isfinite(g)) or np.any(g < 1):
-        raise ValueError(f"gamma must be finite and >= 1; got {gamma!r}")
-    if np.any(~np.isfinite(lam_)) or np.any(lam_ <= g):
-        raise ValueError(f"lam must be finite and > gamma; got lam={lam!r}, gamma={gamma!r}")
-    out = (g * lam_ - 1.0) / (lam_ - g)
-    return float(out) if out.ndim == 0 else out
-
-
-def amplification_gamma(lam, delta):
-    """Inverse of ``amplify``: Γ = (ΛΔ + 1)/(Λ + Δ) for Λ, Δ >= 1."""
-    l_, d_ = np.asarray(lam, dtype=float), np.asarray(delta, dtype=float)
-    for name, v, raw in (("lam", l_, lam), ("delta", d_, delta)):
-        if np.any(~np.isfinite(v)) or np.any(v < 1):
-            raise ValueError(f"{name} must be finite and >= 1; got {raw!r}")
-    out = (l_ * d_ + 1.0) / (l_ + d_)
-    return float(out) if out.ndim == 0 else out
-
-
-def amplification_table(gamma, lams=None):
-    """(Λ, Δ) pairs equivalent to one Γ; default Λ = Γ x (1.25, 1.5, 2, 3, 5, 10)."""
-    import pandas as pd
-
-    g = float(_gammas(gamma, single=True)[0])
-    lam = np.asarray(lams if lams is not None else g * np.array([1.25, 1.5, 2, 3, 5, 10]), dtype=float)
-    return pd.DataFrame({"gamma": g, "lam": lam, "delta": amplify(g, lam)})
-
-
 # ----------------------------------------------------------------------------- MCID and tables
 def _rejects(p, alpha):
     """A bound rejects at level alpha when p <= alpha (a bound equal to alpha rejects): the one rule
@@ -319,34 +302,34 @@ def _rejects(p, alpha):
     return p <= alpha
 
 
-def mcid_exclusion(d, mcid, gammas, alpha=0.05, *, method="auto"):
+def mcid_exclusion(d, mcid, gammas, alpha=0.05, *, method="auto", zero_method="wilcox"):
     """Can a benefit of one MCID be excluded? At each Γ the bound for H0: τ = mcid vs τ < mcid.
 
     Returns a DataFrame: gamma, p_upper_mcid, mcid_excluded (bound <= alpha).
     """
     import pandas as pd
 
-    _check(method=method, alpha=alpha)
+    _check(method=method, alpha=alpha, zero_method=zero_method)
     g = _gammas(gammas, "gammas")
-    ranks, t = _signed_ranks(_oriented(_diffs(d), _mcid(mcid), "less"))
+    ranks, t = _signed_ranks(_oriented(_diffs(d), _mcid(mcid), "less"), zero_method)
     p = _tail(ranks, t, g, method)
     return pd.DataFrame({"gamma": g, "p_upper_mcid": p, "mcid_excluded": _rejects(p, alpha)})
 
 
-def largest_gamma_excluding(d, mcid, alpha=0.05, *, method="auto") -> float:
+def largest_gamma_excluding(d, mcid, alpha=0.05, *, method="auto", zero_method="wilcox") -> float:
     """Largest Γ at which a benefit of one MCID is still excluded (1.0 if not even at Γ = 1)."""
-    return sensitivity_value(d, alpha, tau0=_mcid(mcid), alternative="less", method=method)
+    return sensitivity_value(d, alpha, tau0=_mcid(mcid), alternative="less", method=method, zero_method=zero_method)
 
 
-def sensitivity_table(d, gammas, *, mcid=None, alpha=0.05, method="auto"):
+def sensitivity_table(d, gammas, *, mcid=None, alpha=0.05, method="auto", zero_method="wilcox"):
     """One row per Γ: p_upper (one-sided, τ > 0), HL interval, two-sided 1 - alpha sensitivity
     interval, and with ``mcid`` the bound for τ < mcid and whether it is <= alpha."""
     import pandas as pd
 
-    _check(method=method, alpha=alpha)
+    _check(method=method, alpha=alpha, zero_method=zero_method)
     g = _gammas(gammas, "gammas")
     a = _diffs(d)
-    ranks, t = _signed_ranks(a)
+    ranks, t = _signed_ranks(a, zero_method)
     hl = [hodges_lehmann(a, x) for x in g]
     ci = [hl_confidence_interval(a, x, alpha, method=method) for x in g]
     out = pd.DataFrame({
@@ -358,7 +341,7 @@ def sensitivity_table(d, gammas, *, mcid=None, alpha=0.05, method="auto"):
         "ci_high": [c[1] for c in ci],
     })
     if mcid is not None:
-        m = mcid_exclusion(a, mcid, g, alpha, method=method)
+        m = mcid_exclusion(a, mcid, g, alpha, method=method, zero_method=zero_method)
         out["p_upper_mcid"] = m["p_upper_mcid"].to_numpy()
         out["mcid_excluded"] = m["mcid_excluded"].to_numpy()
     return out
