@@ -1,7 +1,10 @@
 """The figures methods papers use (sim.report.method_figures): the zip plot of CI coverage (Morris, White &
 Crowther 2019), the nested-loop plot of a multi-factor grid (Rücker & Schwarzer 2014) and a forest
-(lollipop) plot, drawn from small synthetic frames; their settings (experiment.figures, checked
-before a run); and the end of a run on the terminal (a short summary, never the key table)."""
+(lollipop) plot, drawn from small synthetic frames; the summary figures (sim.report.figures: a measure
+against the first factor, heatmaps) read alone: a 'none' level last past a break, axis labels with
+units, one legend under the panels, the MCSE bars named on the figure, shared y axes where the panels
+compare one scale, colour bars, titles that fit; their settings (experiment.figures, checked before a
+run); and the end of a run on the terminal (a short summary, never the key table)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from sim.jobs.config import ConfigError  # noqa: E402
 from sim.jobs.conditions import short_names  # noqa: E402
+from sim.report import figures as G  # noqa: E402
 from sim.report import method_figures as F  # noqa: E402
+from sim.report import plot_parts as P  # noqa: E402
 from sim.report.settings import check_report_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,6 +163,7 @@ def test_nested_loop_plot_puts_the_conditions_in_nested_order(tmp_path):
         steps = [np.asarray(ln.get_ydata(), dtype=float) for ln in legend.get_lines()]
         changes = [int((np.diff(st) != 0).sum()) for st in steps]
         assert changes == [1, 5, 11]
+        _one_figure_legend(fig)
     finally:
         plt.close(fig)
     _nonzero_png(F.nested_loop_plot(s, ["c", "a"], "rejection", ["est", "alt"], tmp_path / "nl2.png", "nested",
@@ -177,7 +183,183 @@ def test_forest_plot_writes_png(tmp_path):
         assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["alt", "est"]
     finally:
         plt.close(fig)
+    fig = F.forest_figure(s, "rejection", "forest by b", where={"a": 2.0, "c": "y"}, by="b", reference=0.05)
+    try:
+        labels = _one_figure_legend(fig)
+        assert labels[:3] == ["b = 0.1", "b = 0.5", "no b"] and "alpha = 0.05" in labels  # 'none' last
+    finally:
+        plt.close(fig)
     assert F.forest_plot(s, "bias", tmp_path / "x.png", "", where={"a": 3.0}) is None
+
+
+# ----------------------------------------------------------------------------- summary figures
+
+CALIPERS = [None, 0.05, 0.1, 0.2, 0.5, 1.0]  # no caliper first, as the grid lists it
+SCALES = {"barthel": 10.0, "eq5d": 0.01}  # outcomes in different units
+
+
+def caliper_summary() -> pd.DataFrame:
+    """A tidy summary over caliper (with no caliper) x effect, two outcomes of different scales, two
+    visits: bias (outcome units), rejection, coverage and mean pairs growing with the caliper
+    (no caliper = widest = 2)."""
+    rows = []
+    for cal, eff, (outcome, scale), time_ in itertools.product(CALIPERS, [0.0, 1.0], SCALES.items(), ("m1", "m6")):
+        w = 2.0 if cal is None else cal
+        base = dict(caliper=np.nan if cal is None else cal, effect_mcid=eff, outcome=outcome, timepoint=time_, n=100)
+        for analysis in ("est", "alt"):
+            for measure, value, mcse in (("bias", scale * w * (2 if time_ == "m6" else 1), 0.05 * scale),
+                                         ("rejection", 0.05 + 0.3 * eff * w, 0.01), ("coverage", 0.95 - 0.1 * w, 0.01),
+                                         ("mean_n_pairs", 50 + 10 * w, 0.5)):
+                rows.append({**base, "analysis": analysis, "measure": measure, "value": value, "mcse": mcse})
+    return pd.DataFrame(rows)
+
+
+def _one_figure_legend(fig) -> list[str]:
+    """The figure's one legend (figure-level, none in a panel): its labels."""
+    assert len(fig.legends) == 1, len(fig.legends)
+    assert not [ax for ax in fig.axes if ax.get_legend() is not None]
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def _footnote(fig) -> str:
+    return " ".join(t.get_text().replace("\n", " ") for t in fig.texts)
+
+
+def _measure(measure: str, analyses=("est",), title: str = "t"):
+    return G.measure_figure(caliper_summary(), ["caliper", "effect_mcid"], measure, list(analyses), title, measure,
+                            reference={"bias": 0.0, "rejection": 0.05, "coverage": 0.95}.get(measure))
+
+
+def test_a_missing_level_goes_last_past_a_break():
+    xa = P.XAxis.of(pd.Series([np.nan, 0.05, 0.1, 0.2, 0.5, 1.0]), "caliper")
+    assert xa.levels[:-1] == [0.05, 0.1, 0.2, 0.5, 1.0] and xa.levels[-1] is None
+    assert xa.ticklabels()[-1].replace("\n", " ") == "none (no caliper)"
+    assert xa.log and np.allclose(xa.pos[:-1], np.log10(xa.levels[:-1]))  # numbers at their (log) positions
+    assert xa.pos[-1] - xa.pos[-2] > np.diff(xa.pos[:-1]).max()  # past a break, not one more step
+    lin = P.XAxis.of(pd.Series([3.0, 0.0, 1.0, 0.5]), "confounding")
+    assert not lin.log and np.allclose(lin.pos, [0, 0.5, 1, 3])
+    for fig in (_measure("rejection"), G.scalar_figure(caliper_summary(), ["caliper", "effect_mcid"],
+                                                       "mean_n_pairs", "pairs", "mean pairs")):
+        try:
+            for ax in fig.axes:
+                fmt = ax.xaxis.get_major_formatter()  # the tick labels (hidden under a panel above another)
+                ticks = [fmt(x, i).replace("\n", " ") for i, x in enumerate(ax.get_xticks())]
+                assert ticks == ["0.05", "0.1", "0.2", "0.5", "1", "none (no caliper)"]
+                assert np.all(np.diff(ax.get_xticks()) > 0)
+                # 'none' is drawn apart: every joined line stays left of the break, its point right of it
+                (brk,) = [ln.get_xdata()[0] for ln in ax.get_lines() if ln.get_gid() == "break"]
+                joined = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-" and len(ln.get_xdata()) > 2]
+                apart = [ln for ln in ax.get_lines() if ln.get_gid() == "apart"]
+                assert len(joined) == len(apart) == 2  # a line and a 'none' point per effect
+                assert all(max(ln.get_xdata()) < brk < min(p.get_xdata()) for ln, p in zip(joined, apart))
+            assert "none (no caliper)" in _footnote(fig)
+        finally:
+            plt.close(fig)
+
+
+def test_axis_labels_name_the_factor_and_its_unit():
+    assert P.factor_label("caliper") == P.factor_label("method.matching.caliper") == "caliper (SD of the logit PS)"
+    assert "published log-ORs" in P.factor_label("cohort.confounding")
+    assert P.factor_label("cohort.n") == "cohort size N (patients)"
+    assert P.factor_label("treatment_log_or") == "odds ratio of U on decompression"
+    assert P.factor_label("cohort.some_new_factor") == "some new factor"  # the fallback: its name, spaced
+    assert P.factor_label("cohort.frailty_log_or") == "frailty odds ratio"
+    assert P.level_text("caliper", np.nan, legend=True) == "no caliper"
+    assert P.level_text("treatment_log_or", np.log(2.0)) == "2"
+    assert P.level_text("effect_mcid", 1.0, legend=True) == "true effect 1 MCID"
+    fig = _measure("bias")
+    try:
+        assert fig._supxlabel.get_text() == "caliper (SD of the logit PS; log scale)"
+        assert [ax.get_title() for ax in fig.axes[:2]] == ["barthel, m1 (Barthel points)", "eq5d, m1 (EQ-5D index)"]
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("measure", ["bias", "rejection", "coverage"])
+def test_one_legend_under_the_panels_and_the_bars_named(measure):
+    fig = _measure(measure, analyses=("est", "alt"))
+    try:
+        labels = _one_figure_legend(fig)
+        assert "est, true effect 0 MCID" in labels or {"est", "true effect 0 MCID"} <= set(labels)
+        assert "2 MCSE" in _footnote(fig)
+        fig.canvas.draw()
+        leg = fig.legends[0].get_window_extent()
+        assert all(leg.y1 <= ax.get_window_extent().y0 for ax in fig.axes)  # under every panel
+    finally:
+        plt.close(fig)
+
+
+def test_proportions_share_one_y_axis_and_a_bias_one_per_outcome():
+    for measure in ("rejection", "coverage"):
+        fig = _measure(measure)
+        try:
+            limits = {tuple(np.round(ax.get_ylim(), 9)) for ax in fig.axes}
+            assert len(limits) == 1, limits
+            lo, hi = limits.pop()
+            assert -0.02 <= lo and hi <= 1.02
+        finally:
+            plt.close(fig)
+    fig = _measure("bias")
+    try:
+        axes = np.array(fig.axes).reshape(2, 2)  # rows: visits, columns: outcomes
+        for j in range(2):
+            assert axes[0, j].get_ylim() == axes[1, j].get_ylim()  # one outcome: one scale
+        assert axes[0, 0].get_ylim()[1] > 100 * axes[0, 1].get_ylim()[1]  # outcomes keep their own units
+    finally:
+        plt.close(fig)
+
+
+def test_heatmaps_have_a_colour_bar_the_mcse_and_readable_axes():
+    s = caliper_summary()
+    fig = G.heatmap_figure(s, "caliper", "effect_mcid", "rejection", "est", "heat", complement=True)
+    try:
+        bars = {im.colorbar for ax in fig.axes for im in ax.images if im.colorbar is not None}
+        assert len(bars) == 1 and bars.pop().ax.get_ylabel() == "1 - rejection rate (two-sided)"
+        panel = fig.axes[0]
+        assert [t.get_text() for t in panel.get_xticklabels()][-1] == "none\n(no caliper)"
+        assert fig.axes[2].get_xlabel() == "caliper (SD of the logit PS)"
+        assert panel.get_ylabel() == "true effect on the change (MCID)"
+        cells = [t.get_text() for t in panel.texts]
+        assert len(cells) == 12 and all(c.endswith("(0.010)") for c in cells)  # value (MCSE)
+        assert "Monte Carlo SE" in _footnote(fig)
+    finally:
+        plt.close(fig)
+    fig = G.heatmap_figure(s, "caliper", "effect_mcid", "bias", "est", "bias heat", where={"timepoint": "m6"})
+    try:
+        bars = [im.colorbar for ax in fig.axes for im in ax.images if im.colorbar is not None]
+        labels = sorted({b.ax.get_xlabel() for b in bars})
+        assert labels == ["bias (Barthel points)", "bias (EQ-5D index)"]  # one scale per outcome's units
+    finally:
+        plt.close(fig)
+
+
+def test_long_titles_wrap_to_fit_and_a_bare_estimand_is_completed():
+    long = "Bias of the difference in mean change " * 6 + "vs the matched"
+    fig = G.scalar_figure(caliper_summary(), ["caliper"], "mean_n_pairs", long, "mean pairs")
+    try:
+        fig.canvas.draw()
+        title, box = fig._suptitle, fig.bbox
+        assert "\n" in title.get_text()
+        ext = title.get_window_extent()
+        assert box.x0 <= ext.x0 and ext.x1 <= box.x1 and ext.y1 <= box.y1
+        for t in fig.texts:
+            assert t.get_window_extent().x1 <= box.x1, t.get_text()
+    finally:
+        plt.close(fig)
+    fig = _measure("bias", title="Bias of the difference in mean change (est) vs the matched")
+    try:
+        assert fig._suptitle.get_text().replace("\n", " ").endswith("vs the true effect (estimand: matched)")
+    finally:
+        plt.close(fig)
+
+
+def test_summary_figures_write_pngs(tmp_path):
+    s = caliper_summary()
+    _nonzero_png(G.measure_plot(s, ["caliper", "effect_mcid"], "bias", ["est"], tmp_path / "bias.png", "b", "bias"))
+    _nonzero_png(G.scalar_plot(s, ["caliper", "effect_mcid"], "mean_n_pairs", tmp_path / "pairs.png", "p", "pairs"))
+    _nonzero_png(G.heatmap_plot(s, "caliper", "effect_mcid", "coverage", "est", tmp_path / "h.png", "h"))
+    assert G.measure_plot(s, ["caliper"], "nosuch", ["est"], tmp_path / "x.png", "", "") is None
+    assert G.heatmap_plot(s, "caliper", "effect_mcid", "bias", "est", tmp_path / "x.png", "", where={"caliper": 3}) is None
 
 
 # ----------------------------------------------------------------------------- settings

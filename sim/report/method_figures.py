@@ -4,59 +4,17 @@ Schwarzer 2014) and a forest (lollipop) plot of one measure across analyses."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from sim.report.figures import _label, _short, label_panel, plt
+from sim.report.figures import _reference_label, label_panel, plt
+from sim.report.plot_parts import (BARS, _code, _label, _ordered_levels, factor_label, finish,  # noqa: F401
+                                   is_proportion, level_text, measure_label, outcome_unit, select)
 
 # -- figures methods papers use: zip plot, nested-loop plot, forest (lollipop) plot ------------------
-
-#: measures on a 0-1 scale, shared by every outcome (one y axis can hold all outcomes)
-PROPORTION_PREFIXES = ("rejection", "coverage", "mean_share", "mean_mcid_excluded")
-
-
-def is_proportion(measure: str) -> bool:
-    return measure.startswith(PROPORTION_PREFIXES)
-
-
-def select(df: pd.DataFrame, where: dict | None) -> pd.DataFrame:
-    """The rows whose columns match `where`: a number matches numerically, None matches a missing
-    value (e.g. no caliper), a string exactly, a list any of its entries."""
-    mask = np.ones(len(df), dtype=bool)
-    for k, v in (where or {}).items():
-        if k not in df:
-            return df.iloc[:0]
-        col, hit = df[k], np.zeros(len(df), dtype=bool)
-        for x in (v if isinstance(v, (list, tuple)) else [v]):
-            if x is None:
-                hit |= col.isna().to_numpy()
-            elif isinstance(x, str):
-                hit |= (col.astype(str) == x).to_numpy()
-            else:
-                num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-                hit |= np.isclose(num, float(x))
-        mask &= hit
-    return df[mask]
-
-
-def _ordered_levels(values: pd.Series) -> list:
-    """Distinct levels ascending (numbers numerically, else as text), a missing level last
-    (no caliper = the widest)."""
-    present = [v for v in dict.fromkeys(values) if not (v is None or (isinstance(v, float) and np.isnan(v)))]
-    try:
-        present = sorted(present, key=float)
-    except (TypeError, ValueError):
-        present = sorted(present, key=str)
-    return present + ([None] if values.isna().any() else [])
-
-
-def _code(values: pd.Series, levels: list) -> np.ndarray:
-    labels = [_label(v) for v in levels]
-    return np.array([labels.index(_label(v)) for v in values])
 
 
 def _panel_grid(n_rows: int, n_cols: int, width: float, height: float, **kw):
@@ -192,29 +150,33 @@ def nested_loop_figure(summary: pd.DataFrame, factors: Sequence[str], measure: s
     """(figure, order) of a nested-loop plot (Rücker & Schwarzer 2014), or None without rows: the
     measure of every condition on one x axis, ordered by nested factor levels (factors[0]
     outermost), step lines with 2 x MCSE bars; underneath, one step line per factor showing its
-    level. A proportion (rejection, coverage) puts all outcomes in one panel per visit; a measure
-    in outcome units (bias, MSE) gets one panel per outcome, a line per visit."""
+    level. A proportion (rejection, coverage) puts all outcomes in one panel per visit, on one
+    shared y axis; a measure in outcome units (bias, MSE) gets one panel per outcome (its unit in
+    the y label), a line per visit. One legend under the panels, the bars in a footnote."""
     d = select(summary[(summary["measure"] == measure) & summary["analysis"].isin(analyses)], where)
     if d.empty or not factors:
         return None
     order = nested_order(d, factors)
+    ylabel = measure_label(measure) if ylabel == measure else ylabel
     pos = {tuple(_label(v) for v in r): i for i, r in enumerate(order.itertuples(index=False))}
     d = d.assign(_x=[pos[tuple(_label(v) for v in r)] for r in d[list(factors)].itertuples(index=False)])
     several = len(analyses) > 1
-    row_key, line_key = ("timepoint", "outcome") if is_proportion(measure) else ("outcome", "timepoint")
+    prop = is_proportion(measure)
+    row_key, line_key = ("timepoint", "outcome") if prop else ("outcome", "timepoint")
     rows = list(dict.fromkeys(d[row_key]))
     n_x = len(order)
     width = min(max(7.0, 0.22 * n_x + 2.5), 16)
-    fig = plt.figure(figsize=(width, 2.4 * len(rows) + 0.45 * len(factors) + 0.8))
-    grid = fig.add_gridspec(len(rows) + 1, 1, height_ratios=[2.4] * len(rows) + [0.45 * len(factors) + 0.2])
+    fig = plt.figure(figsize=(width, 2.2 * len(rows) + 0.45 * len(factors) + 0.8), layout="constrained")
+    grid = fig.add_gridspec(len(rows) + 1, 1, height_ratios=[2.2] * len(rows) + [0.45 * len(factors) + 0.2])
     axes = [fig.add_subplot(grid[0, 0])]
-    axes += [fig.add_subplot(grid[i, 0], sharex=axes[0], sharey=axes[0] if is_proportion(measure) else None)
+    axes += [fig.add_subplot(grid[i, 0], sharex=axes[0], sharey=axes[0] if prop else None)
              for i in range(1, len(rows))]
     legend_ax = fig.add_subplot(grid[len(rows), 0], sharex=axes[0])
     x = np.arange(n_x)
     # boundaries between the levels of the outermost factor (dotted) and of the second (faint)
     bounds = [(np.flatnonzero(np.diff(_code(order[f], _ordered_levels(order[f])))) + 0.5, lw)
               for f, lw in zip(factors[:2], (0.8, 0.4))]
+    handles: dict[str, object] = {}
     for ax, r in zip(axes, rows):
         p = d[d[row_key] == r]
         for key, g in p.groupby([line_key, "analysis"], sort=False):
@@ -222,17 +184,24 @@ def nested_loop_figure(summary: pd.DataFrame, factors: Sequence[str], measure: s
             y[g["_x"].to_numpy()] = g["value"].to_numpy(dtype=float)
             e[g["_x"].to_numpy()] = 2 * g["mcse"].fillna(0).to_numpy(dtype=float)
             label = f"{key[0]} [{key[1]}]" if several else str(key[0])
-            line, = ax.step(x, y, where="mid", lw=1.1, label=label)
-            ax.errorbar(x, y, yerr=e, fmt="o", ms=2.5, capsize=1.5, lw=0.8, color=line.get_color())
+            colour = f"C{list(dict.fromkeys(d[line_key])).index(key[0]) % 10}"
+            line, = ax.step(x, y, where="mid", lw=1.1, color=colour,
+                            ls=["-", "--", ":", "-."][analyses.index(key[1]) % 4] if several else "-")
+            ax.errorbar(x, y, yerr=e, fmt="o", ms=2.5, capsize=1.5, lw=0.8, color=colour)
+            handles.setdefault(label, line)
         if reference is not None:
-            ax.axhline(reference, color="grey", lw=0.8, ls="--")
+            handles.setdefault(_reference_label(measure, reference),
+                               ax.axhline(reference, color="0.4", lw=0.8, ls="--"))
         for where_, lw in bounds:
             for b in where_:
                 ax.axvline(b, color="grey", lw=lw, ls=":")
-        ax.set_title(f"{r}", fontsize=8, loc="left")
+        unit = outcome_unit(measure, r) if row_key == "outcome" else None
+        ax.set_title(f"{r}" + (f" ({unit})" if unit else ""), fontsize=8.5, loc="left")
         ax.set_ylabel(ylabel, fontsize=8)
         ax.tick_params(labelsize=7, labelbottom=False)
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    if prop:
+        lo, hi = axes[0].get_ylim()
+        axes[0].set_ylim(max(lo, -0.02), min(hi, 1.02))
     # the nested-loop legend: factor k's level as a step line in band k (the outermost at the top)
     for k, f in enumerate(factors):
         levels = _ordered_levels(order[f])
@@ -240,8 +209,8 @@ def nested_loop_figure(summary: pd.DataFrame, factors: Sequence[str], measure: s
         base = len(factors) - 1 - k
         y = base + 0.7 * (code / max(len(levels) - 1, 1))
         legend_ax.step(x, y, where="mid", color="black", lw=0.9)
-        legend_ax.text(-0.5, base + 0.78, f"{f}: {', '.join(_short(v) for v in levels)}", fontsize=6.5,
-                       va="bottom", ha="left")
+        legend_ax.text(-0.5, base + 0.78, f"{factor_label(f)}: {', '.join(level_text(f, v) for v in levels)}",
+                       fontsize=6.5, va="bottom", ha="left")
     legend_ax.set_ylim(-0.15, max(len(factors), 1) + 0.1)
     legend_ax.set_xlim(-0.6, n_x - 0.4)
     legend_ax.set_yticks([])
@@ -249,8 +218,8 @@ def nested_loop_figure(summary: pd.DataFrame, factors: Sequence[str], measure: s
     for s in ("top", "right", "left"):
         legend_ax.spines[s].set_visible(False)
     legend_ax.set_xlabel(f"{n_x} conditions, nested: {' > '.join(factors)} (outermost first)", fontsize=7)
-    fig.suptitle(textwrap.fill(title, int(width * 12)), fontsize=10)
-    fig.tight_layout()
+    finish(fig, title, list(handles.values()), list(handles), BARS + " Dotted verticals: a change of the "
+           "outermost factor's level (fainter: the second factor's).")
     return fig, order
 
 
@@ -272,7 +241,9 @@ def forest_figure(summary: pd.DataFrame, measure: str, title: str, analyses: Seq
                   where: dict | None = None, by: str | None = None, reference: float | None = None):
     """One measure across analyses (rows, in the given order) with 2 x MCSE bars, a stem from the
     reference line (from 0 for a proportion without one: a lollipop), panels outcome (columns) x
-    visit (rows); one marker colour per level of `by`. None without rows."""
+    visit (rows); one marker colour per level of `by`, in one legend under the panels. A
+    proportion shares one x axis (within 0-1), a measure in outcome units one per outcome. None
+    without rows."""
     d = summary[summary["measure"] == measure]
     if analyses:
         d = d[d["analysis"].isin(analyses)]
@@ -284,9 +255,11 @@ def forest_figure(summary: pd.DataFrame, measure: str, title: str, analyses: Seq
     times = list(dict.fromkeys(d["timepoint"]))
     levels = _ordered_levels(d[by]) if by else [None]
     step = 0.7 / max(len(levels), 1)
-    stem = reference if reference is not None else (0.0 if is_proportion(measure) else None)
-    fig, axes = _panel_grid(len(times), len(outcomes), 3.0, 0.45 * len(names) + 1.2,
-                            sharey=True, sharex=is_proportion(measure) and "all")
+    prop = is_proportion(measure)
+    stem = reference if reference is not None else (0.0 if prop else None)
+    fig, axes = _panel_grid(len(times), len(outcomes), 3.0, 0.45 * len(names) + 1.1, sharey=True,
+                            sharex="all" if prop else "col", layout="constrained")
+    handles, labels = [], []
     for i, t in enumerate(times):
         for j, o in enumerate(outcomes):
             ax = axes[i, j]
@@ -298,19 +271,26 @@ def forest_figure(summary: pd.DataFrame, measure: str, title: str, analyses: Seq
                 colour = f"C{m}"
                 if stem is not None:
                     ax.hlines(y, stem, v, color=colour, lw=0.8, alpha=0.6)
-                ax.errorbar(v, y, xerr=2 * q["mcse"].fillna(0).to_numpy(dtype=float), fmt="o", ms=4, capsize=2,
-                            color=colour, lw=1.0, label=f"{by}={_label(lv)}" if by else None)
+                h = ax.errorbar(v, y, xerr=2 * q["mcse"].fillna(0).to_numpy(dtype=float), fmt="o", ms=4, capsize=2,
+                                color=colour, lw=1.0)
+                if by and i == j == 0:
+                    handles.append(h)
+                    labels.append(level_text(by, lv, legend=True))
             if reference is not None:
-                ax.axvline(reference, color="grey", lw=0.8, ls="--")
+                line = ax.axvline(reference, color="0.4", lw=0.8, ls="--")
             ax.set_yticks(range(len(names)), names, fontsize=7)
             ax.set_ylim(len(names) - 0.5, -0.5)
             ax.tick_params(axis="x", labelsize=7)
-            label_panel(ax, f"{o}, {t}", first_col=False, last_row=i == len(times) - 1, xlabel=measure, ylabel="")
-    if by:
-        handles, labels = axes[0, 0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06 if by else 0, 1, 1))
+            unit = outcome_unit(measure, o)
+            label_panel(ax, f"{o}, {t}" + (f" ({unit})" if unit else ""), first_col=False,
+                        last_row=i == len(times) - 1, xlabel=measure_label(measure), ylabel="")
+    if prop:
+        lo, hi = axes[0, 0].get_xlim()
+        axes[0, 0].set_xlim(max(lo, -0.02), min(hi, 1.02))
+    if reference is not None:
+        handles.append(line)
+        labels.append(_reference_label(measure, reference))
+    finish(fig, title, handles, labels, BARS + (f" Stems from {stem:g}." if stem is not None else ""))
     return fig
 
 
