@@ -4,5 +4,6 @@ augmented IPW), matched.py (regression after matching, full matching, subclassif
 
 from sim.methods.estimators.base import ESTIMAND_OF, ESTIMANDS, ESTIMATORS, CohortView, Estimate, register
 from sim.methods.estimators import weighting  # noqa: F401
+from sim.methods.estimators import matched  # noqa: F401
 
 __all__ = ["ESTIMAND_OF", "ESTIMANDS", "ESTIMATORS", "CohortView", "Estimate", "register"]
