@@ -1,12 +1,24 @@
 """sim: simulation and sensitivity analysis for propensity-score-matched observational studies.
 
-The public API (see sim.api): compose, cohort_model, draw_cohort, match_data, MatchedData, run,
-compatibility, ExperimentResult. Imported on first use, so `python -m sim.match` stays quick to start."""
+The public API (sim.api), each returning DataFrames or small result objects:
+  compose, paper_method     the composed config of an experiment; the paper's analysis settings
+  cohort_model, draw_cohort the calibrated cohort model; one synthetic cohort as a DataFrame
+  match_data, MatchedData   the paper's PS model and matching on your own DataFrame
+  run, compatibility        run an experiment (ExperimentResult); which true effects a published
+                            result still allows
+  simulate                  your own generate/analyse functions on the same engine (SimDesign's
+                            runSimulation): seeds per condition and replicate, chunks, resume, MCSEs
+  rosenbaum, evalue, tost   sensitivity analyses of your own matched data or published numbers
+  ExperimentResult          what run/simulate return: summary, replicates, failures, tables
+  ConfigError               a bad setting, raised before anything runs (naming the key)
+
+They are imported on first use (`sim.run`, `from sim import run`), so `import sim` and
+`python -m sim.match` stay quick to start; `dir(sim)` and `help(sim)` list them all."""
 
 __version__ = "0.1.0"
 
-__all__ = ["compose", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run", "paper_method",
-           "compatibility", "ExperimentResult", "ConfigError"]
+__all__ = ["compose", "paper_method", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run",
+           "compatibility", "simulate", "rosenbaum", "evalue", "tost", "ExperimentResult", "ConfigError"]
 
 
 def __getattr__(name: str):
@@ -23,3 +35,9 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     raise AttributeError(f"module 'sim' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's own names and the lazily imported public API (so that tab completion and
+    help(sim), which reads dir(), show them)."""
+    return sorted(set(globals()) | set(__all__))

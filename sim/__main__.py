@@ -2,7 +2,9 @@
 
 The command line is composed once before Hydra runs, so that a bad override (an unknown key or
 experiment, a value Hydra cannot parse, hydra.run.dir naming a file) ends as one `error:` line
-with exit code 2 instead of Hydra's multi-line report."""
+with exit code 2 instead of Hydra's multi-line report. `--help`/`-h` print sim's own short page
+(sim.cli.help) instead of Hydra's dump of the whole config; Hydra's other flags (--cfg, --info,
+--hydra-help, --multirun) go to Hydra as they are."""
 
 from __future__ import annotations
 
@@ -40,11 +42,14 @@ def preflight(argv: list[str]) -> str | None:
 
         compose(None, overrides)
     except Exception as e:  # noqa: BLE001 - Hydra's composition errors have no common base
-        from sim.jobs.config import experiments_available
+        import re
+
+        from sim.cli.help import unknown_experiment
 
         text = " ".join(str(e).split())
-        if "Could not find 'experiment/" in text:
-            return f"experiment: no such experiment; allowed: {experiments_available()}"
+        missing = re.search(r"Could not find 'experiment/([^']*)'", text)
+        if missing:
+            return unknown_experiment(missing.group(1))
         if "not in struct" in text or "Could not override" in text:
             text += " (add a new key with a leading '+', e.g. '+cohort.effect={barthel:{m1:5}}')"
         return text
@@ -52,6 +57,12 @@ def preflight(argv: list[str]) -> str | None:
 
 
 def cli() -> None:
+    from sim.cli.help import help_text, wants_help
+
+    if wants_help(sys.argv[1:]):
+        text, code = help_text(sys.argv[1:])
+        print(text if code == 0 else f"error: {text}", file=sys.stdout if code == 0 else sys.stderr)
+        sys.exit(code)
     msg = preflight(sys.argv[1:])
     if msg:
         print(f"error: {msg}", file=sys.stderr)

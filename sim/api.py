@@ -8,6 +8,8 @@ command-line tools are thin wrappers around these functions.
     m = sim.match_data(df, "treated", ["age", "male", "escc", "frankel_abc", "emergency"])
     m.balance, m.matched                          # balance table, matched rows with pair ids
     res = sim.run("caliper_sweep", ["reps=50"])   # ExperimentResult: summary, replicates, failures
+    sim.rosenbaum(m.matched, "barthel_m6_delta", gamma=[1, 2], mcid=9.25)   # Rosenbaum bounds
+    sim.simulate(generate, analyse, {"n": [20, 50]}, reps=500)  # your own simulation, same engine
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,9 +28,10 @@ if TYPE_CHECKING:  # imported lazily: `python -m sim.match` should start quickly
     from sim.cohort.model import CohortModel
     from sim.jobs.contract import ExperimentResult
     from sim.methods.matching import MatchResult
+    from sim.methods.sensitivity.equivalence import TostResult
 
 __all__ = ["compose", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run", "paper_method",
-           "compatibility"]
+           "compatibility", "simulate", "rosenbaum", "evalue", "tost"]
 
 
 def compose(experiment: str | None = None, overrides: Sequence[str] = ()) -> DictConfig:
@@ -174,3 +177,163 @@ def compatibility(published: Any = None, overrides: Sequence[str] = (), out_dir:
     if published is not None:
         OmegaConf.update(cfg, "experiment.published", published, merge=False)
     return run(cfg, list(overrides), out_dir)
+
+
+def simulate(generate: Callable, analyse: Callable, grid: Mapping[str, Sequence] | None = None, *,
+             reps: int = 1000, seed: int = 0, n_jobs: int = 1, truth: Callable | None = None, alpha: float = 0.05,
+             out_dir: str | Path | None = None, chunk_size: int | None = None,
+             progress: bool | None = None) -> ExperimentResult:
+    """Your own simulation on sim's engine, as SimDesign's runSimulation: every condition of `grid`
+    ({factor: [levels]}, crossed; None: one condition {}) x `reps` replicates of
+
+        data = generate(condition, rng)        # condition: a dict of one level per factor
+        est = analyse(condition, data)         # {name: estimate} or {name: {"estimate", "se",
+                                               #  "ci_low", "ci_high" (or "ci"), "p_value", ...}}
+                                               #  or a DataFrame (analysis, estimate, se, ...)
+
+    and optional `truth(condition)` (a number, or {name: number}; an analysis's own `truth`
+    column wins) for bias, MSE and coverage. Why use it: each replicate draws only from `rng`,
+    seeded from SeedSequence(seed, condition's values, replicate), so results do not depend on
+    n_jobs, chunk_size or a resume; failed replicates are recorded with their reason (.failures);
+    with `out_dir` finished chunks are kept and the same call resumes (a changed function is
+    refused there, never mixed in). Returns an ExperimentResult whose `summary` is tidy (grid
+    factors, analysis, measure, value, mcse, n: bias, empse, mse, modelse, relerr_modelse,
+    coverage, rejection at `alpha`, means of other numeric fields, n_failed; MCSEs as Morris et
+    al. 2019) and `tables["performance"]` the same wide. n_jobs > 1 runs in processes: the
+    functions are pickled (cloudpickle), so define them in the notebook or a module. Bad
+    arguments raise ValueError naming the argument."""
+    from sim.jobs.user import simulate as _simulate
+
+    return _simulate(generate, analyse, grid, reps=reps, seed=seed, n_jobs=n_jobs, truth=truth, alpha=alpha,
+                     out_dir=out_dir, chunk_size=chunk_size, progress=progress)
+
+
+def rosenbaum(pairs: pd.DataFrame, outcome: str, *, gamma: float | Sequence[float] = (1.0, 1.25, 1.5, 2.0, 3.0),
+              mcid: float | None = None, alternative: str = "two-sided", alpha: float = 0.05, pair: str = "pair",
+              treatment: str = "treated", lower_is_better: bool = False, method: str = "auto",
+              zero_method: str = "wilcox", binary: bool = False) -> pd.DataFrame:
+    """Rosenbaum sensitivity analysis of 1:1 matched pairs: could hidden bias that multiplies the
+    odds of treatment within a pair by Γ explain the result away, or hide a benefit of one `mcid`?
+    `pairs` has one row per unit (as python -m sim.match's matched.csv, or match_data(...).matched):
+    `pair` id (missing = unmatched), 0/1 `treatment`, `outcome` (higher = better unless
+    lower_is_better); pairs with a missing outcome are dropped. The table of python -m
+    sim.sensitivity, one row per Γ, every number at the sidedness `alternative` ("two-sided",
+    "greater": treatment better, "less"): p_upper (the upper bound of the p-value); for a
+    continuous outcome (Wilcoxon signed rank, `zero_method` "wilcox" or "pratt") the Hodges-Lehmann
+    interval hl_low/hl_high and ci_low/ci_high at that Γ and, with `mcid`, p_upper_mcid and
+    mcid_excluded; for a 0/1 outcome (detected; binary=True insists) McNemar's bound on the
+    discordant pairs. table.attrs: n_pairs, n_complete, gamma_star (the largest Γ at which the
+    result stays significant) and gamma_star_direction."""
+    from sim.cli.common import InputError
+    from sim.cli.sensitivity import (ALTERNATIVES, binary_table, is_binary, pair_differences, sided_gamma_star,
+                                     sided_table)
+    from sim.methods.sensitivity.rosenbaum import METHODS, ZERO_METHODS
+
+    if not isinstance(pairs, pd.DataFrame):
+        raise ValueError(f"pairs: must be a pandas DataFrame (one row per unit), got {type(pairs).__name__}")
+    for arg, col in (("outcome", outcome), ("pair", pair), ("treatment", treatment)):
+        if col not in pairs.columns:
+            raise ValueError(f"{arg}: column {col!r} not found; columns: {list(pairs.columns)}")
+    if len({outcome, pair, treatment}) < 3:
+        raise ValueError(f"outcome, pair and treatment must be three different columns, got {outcome!r}, "
+                         f"{pair!r}, {treatment!r}")
+    gammas = [gamma] if isinstance(gamma, (int, float, np.number)) else list(gamma)
+    if not gammas or not all(isinstance(g, (int, float, np.number)) and not isinstance(g, bool)
+                             and np.isfinite(g) and g >= 1 for g in gammas):
+        raise ValueError(f"gamma: must be a number >= 1 or a non-empty list of them, got {gamma!r}")
+    for arg, value, allowed in (("alternative", alternative, ALTERNATIVES), ("method", method, METHODS),
+                                ("zero_method", zero_method, ZERO_METHODS)):
+        if value not in allowed:
+            raise ValueError(f"{arg}: must be one of {list(allowed)}, got {value!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 0.5:
+        raise ValueError(f"alpha: must be a number in (0, 0.5), got {alpha!r}")
+    if mcid is not None:
+        if isinstance(mcid, bool) or not isinstance(mcid, (int, float, np.number)) or not (np.isfinite(mcid) and mcid > 0):
+            raise ValueError(f"mcid: must be a finite number > 0 or None, got {mcid!r}")
+        if alternative == "greater":
+            raise ValueError("mcid: needs alternative='two-sided' or 'less' (an upper confidence limit); "
+                             "alternative='greater' gives none")
+    gammas = sorted(set(float(g) for g in gammas))
+    try:
+        d, n_pairs = pair_differences(pairs, outcome, pair, treatment, lower_is_better)
+        zero_one = is_binary(pairs.loc[pairs[pair].notna(), outcome])
+        if binary and not zero_one:
+            raise ValueError(f"binary: outcome {outcome!r} is not 0/1 in the matched rows")
+        if zero_one and mcid is not None:
+            raise ValueError(f"mcid: needs a continuous outcome; {outcome!r} is 0/1 (McNemar's bound on the "
+                             "discordant pairs)")
+        if zero_one:
+            table = binary_table(d, gammas, alternative=alternative, alpha=alpha)
+        else:
+            table = sided_table(d, gammas, alternative=alternative, alpha=alpha,
+                                mcid=None if mcid is None else float(mcid), method=method, zero_method=zero_method)
+        g_star, side = sided_gamma_star(d, alternative, alpha, method, zero_method=zero_method, binary=zero_one)
+    except InputError as e:
+        raise ValueError(str(e)) from None
+    table.attrs.update(n_pairs=int(n_pairs), n_complete=int(d.size), gamma_star=float(g_star),
+                       gamma_star_direction=side)
+    return table
+
+
+def evalue(estimate: float, *, sd: float | None = None, se: float | None = None,
+           ci: tuple[float, float] | None = None, true: float | None = None, scale: str = "difference") -> dict:
+    """E-values (VanderWeele & Ding 2017): how strongly (risk-ratio scale) an unmeasured confounder
+    would have to be associated with both treatment and outcome to move `estimate` to `true`.
+    scale="difference": a difference in means in outcome units, standardised by the outcome's `sd`
+    (required) and mapped to RR = exp(0.91 d) (as EValue::evalues.MD); true=mcid asks what would hide
+    a benefit of one MCID. scale="smd": already standardised. scale="rr": a risk ratio (`ci` on
+    that scale; `true` defaults to 1). `se` or `ci` adds the E-value of the confidence limit
+    nearer `true` (1 if the CI contains it). Returns a dict: rr, rr_low, rr_high,
+    evalue_estimate, evalue_ci (and d, se_d on the difference scales)."""
+    import sim.methods.sensitivity.evalue as E
+
+    if scale not in ("difference", "smd", "rr"):
+        raise ValueError(f"scale: must be one of ['difference', 'smd', 'rr'], got {scale!r}")
+    if scale == "rr":
+        if se is not None:
+            raise ValueError("se: not used with scale='rr'; give the CI of the risk ratio as ci=(low, high)")
+        lo, hi = (None, None) if ci is None else _pair(ci)
+        true_rr = 1.0 if true is None else true
+        return {"rr": float(estimate), "rr_low": E.NAN if lo is None else float(lo),
+                "rr_high": E.NAN if hi is None else float(hi),
+                "evalue_estimate": E.evalue_rr(estimate, true_rr=true_rr),
+                "evalue_ci": E.evalue_ci(estimate, lo, hi, true_rr) if ci is not None else E.NAN}
+    if scale == "difference" and sd is None:
+        raise ValueError("sd: required with scale='difference' (the outcome's SD, e.g. of the change from "
+                         "baseline); or give a standardised estimate with scale='smd'")
+    return E.evalue_diff_means(estimate, 1.0 if scale == "smd" else sd, se, None if ci is None else _pair(ci),
+                               true=0.0 if true is None else true)
+
+
+def _pair(ci: Any) -> tuple[Any, Any]:
+    try:
+        lo, hi = ci
+    except (TypeError, ValueError):
+        raise ValueError(f"ci: must be a (low, high) pair, got {ci!r}") from None
+    return lo, hi
+
+
+def tost(treated: Any, control: Any, *, margin: float, alpha: float = 0.05, paired: bool = False,
+         usevar: str = "unequal", summary: bool = False) -> TostResult:
+    """Equivalence test (two one-sided t-tests, Schuirmann 1987): is treated - control within
+    ±margin (e.g. one MCID)? A non-significant difference is not evidence of no difference; this
+    asks the question a "no difference" conclusion implies. `treated`, `control`: the values of
+    each arm (NaNs dropped; paired=True: the two halves of the pairs, in pair order), or with
+    summary=True published (mean, sd, n) of each arm. Returns a TostResult: estimate, the
+    (1 - 2 alpha) CI ci_low/ci_high, p_value (the larger one-sided p), equivalent (p <= alpha).
+    As statsmodels' ttost_ind / ttost_paired."""
+    from sim.methods.sensitivity.equivalence import tost as _tost, tost_from_summary
+
+    if summary:
+        if paired:
+            raise ValueError("paired: a paired TOST needs the pairs' values, not summaries (summary=True)")
+        parts = []
+        for arg, value in (("treated", treated), ("control", control)):
+            try:
+                m, s, n = value
+            except (TypeError, ValueError):
+                raise ValueError(f"{arg}: with summary=True must be (mean, sd, n), got {value!r}") from None
+            parts += [m, s, n]
+        return tost_from_summary(*parts, margin, alpha, usevar=usevar)
+    return _tost(np.asarray(treated, dtype=float), np.asarray(control, dtype=float), margin, alpha=alpha,
+                 paired=paired, usevar=usevar)

@@ -43,11 +43,13 @@ JOBS = {
 }
 
 
-@dataclass
+@dataclass(repr=False)
 class ExperimentResult:
     """What a run returns: tidy tables as DataFrames (and where they were written, if anywhere).
     The replicate rows of a run with a directory stay in its chunk files until asked for:
-    `replicates` reads them all (once), `condition_replicates` one condition at a time."""
+    `replicates` reads them all (once), `condition_replicates` one condition at a time.
+    `tables` holds the job's other small tables (the matched design's key_table and effect_units,
+    rct_planning's sample_size, ...); its repr is a few lines saying what is where."""
 
     name: str
     summary: pd.DataFrame
@@ -56,11 +58,31 @@ class ExperimentResult:
     failures: pd.DataFrame
     conditions: list[Condition]
     factors: list[str]  # the grid factors' column names in summary/replicates
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # job-specific (sample_size, ...)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # job-specific (key_table, sample_size, ...)
     out_dir: Path | None = None
     n_computed_chunks: int = 0
     n_resumed_chunks: int = 0
     exit_code: int = 0  # non-zero when a check of the results failed (reproduce_paper's targets)
+    reps: int | None = None  # replicates per condition
+
+    def __repr__(self) -> str:
+        n = len(self.conditions)
+        reps = f" x {self.reps:,} replicates" if self.reps is not None else ""
+        total = f" of {n * self.reps:,}" if self.reps is not None else ""
+        levels = [f"{f} ({self.grid[f].nunique(dropna=False)})" for f in self.factors if f in self.grid]
+        measures = [m for m in dict.fromkeys(self.summary["measure"]) if m != "n_failed"] \
+            if "measure" in self.summary else []
+        shown = ", ".join(measures[:6]) + (f", ... ({len(measures)} measures)" if len(measures) > 6 else "")
+        tables = ", ".join(f"{k} ({len(v)} rows)" if isinstance(v, pd.DataFrame) else k for k, v in self.tables.items())
+        return "\n".join([
+            f"ExperimentResult {self.name!r}: {n} condition{'s' * (n != 1)}{reps}; "
+            f"failed replicates: {len(self.failures):,}{total} (.failures)",
+            f"  grid: {' x '.join(levels) if levels else 'one condition'} (.grid)",
+            f"  summary: {len(self.summary):,} rows" + (f"; measures: {shown}" if shown else ""),
+            f"  tables: {tables or 'none'} (.tables)",
+            f"  files: {self.out_dir}" if self.out_dir is not None else "  files: none (run without out_dir)",
+            "  rows per replicate: .replicates, or .condition_replicates() one condition at a time",
+        ])
 
     @functools.cached_property
     def replicates(self) -> pd.DataFrame:
@@ -172,7 +194,7 @@ def _run(job: Job, conds: list[Condition], plans: list[Any], out_dir: Path, writ
         failures=grid.merge(rr.failures, on="condition", how="right"),
         conditions=conds, factors=[names[f] for f in conds[0].factors],
         out_dir=out_dir if write else None, n_computed_chunks=rr.n_computed_chunks,
-        n_resumed_chunks=rr.n_resumed_chunks)
+        n_resumed_chunks=rr.n_resumed_chunks, reps=job.reps())
     job.finish(result)
     if write:
         result.exit_code = job.report(result, out_dir)
