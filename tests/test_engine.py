@@ -172,7 +172,7 @@ def test_run_matches_reference_and_is_identical_across_jobs_and_chunks(tmp_path)
     assert results["j1_c1"].n_computed_chunks == 3 * 15
     assert results["j2_c7"].n_computed_chunks == 3 * 3
     files = sorted(p.name for p in (tmp_path / "j2_c7" / "chunks").iterdir())
-    assert "c0001_r000007-000013.pkl" in files and "c0002_r000014-000014.pkl" in files
+    assert "c0001_r000007-000013.chunk" in files and "c0002_r000014-000014.chunk" in files
     # different seed -> different numbers (the test can fail)
     other = run_experiment(toy_replicate, CONDITIONS, reps, seed + 1, tmp_path / "other", n_jobs=1, progress=False)
     assert not np.allclose(other.replicates["estimate"], ref["estimate"])
@@ -217,8 +217,9 @@ def test_no_temp_files_left_and_manifest_written(tmp_path):
 
 
 def test_chunk_filename_roundtrip():
-    assert chunk_filename(3, 0, 99) == "c0003_r000000-000099.pkl"
-    assert parse_chunk_filename("c0003_r000000-000099.pkl") == (3, 0, 99)
+    assert chunk_filename(3, 0, 99) == "c0003_r000000-000099.chunk"
+    assert parse_chunk_filename("c0003_r000000-000099.chunk") == (3, 0, 99)
+    assert parse_chunk_filename("c0003_r000000-000099.pkl") is None  # format 2: not a chunk of this format
     assert parse_chunk_filename("manifest.json") is None
 
 
@@ -260,8 +261,10 @@ def test_manifest_mismatch_raises(tmp_path):
     with pytest.raises(ValueError, match="conditions_hash"):
         run_experiment(toy_replicate, expand_grid({"mu": [0.0, 1.0, 5.0], "kind": ["a"]}), 3, 1, tmp_path,
                        n_jobs=1, progress=False)
-    with pytest.raises(ValueError, match="reps"):
-        run_experiment(toy_replicate, CONDITIONS, 4, 1, tmp_path, n_jobs=1, progress=False)
+    with pytest.raises(ManifestMismatchError, match=r"^reps: .* holds a run of reps=3; ask for reps >= 3"):
+        run_experiment(toy_replicate, CONDITIONS, 2, 1, tmp_path, n_jobs=1, progress=False)
+    more = run_experiment(toy_replicate, CONDITIONS, 4, 1, tmp_path, n_jobs=1, progress=False)  # a top-up
+    assert more.n_resumed_chunks >= 3 and more.n_computed_chunks == 3
 
 
 def test_chunks_without_manifest_raise(tmp_path):

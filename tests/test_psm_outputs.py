@@ -7,7 +7,6 @@ the chunk files."""
 from __future__ import annotations
 
 import io
-import shutil
 
 import pandas as pd
 import pytest
@@ -55,6 +54,7 @@ def read_back(frame: pd.DataFrame) -> pd.DataFrame:
 
 def test_replicates_written_in_row_groups_read_back_whole(run):
     frames = [rows.assign(nothing=float("nan")) for _, rows in run.replicates.groupby("condition")]
+    frames[0] = frames[0].assign(note=[None if i % 3 else "x" for i in range(len(frames[0]))])
     assert frames[0]["note"].isna().any() and frames[0]["note"].notna().any()  # strings and None in one column
     frames[1] = frames[1].assign(note=None)  # a column without any value in one condition
     frames[2] = frames[2].assign(note=float("nan")).drop(columns="gamma_star")  # NaN for text; a column missing
@@ -66,9 +66,10 @@ def test_replicates_written_in_row_groups_read_back_whole(run):
 
 
 def test_a_run_into_a_directory_reads_its_rows_back(run, tmp_path):
-    """With a directory the rows stay in the chunk files: the same summary (computed a condition
-    at a time from the files), the same replicates, and replicates.parquet holds them; without
-    the files, reading them is one clear error."""
+    """With a directory the rows stay on disk: the same summary (computed a condition at a time
+    from the chunk files), the same replicates, and replicates.parquet holds them: the chunks are
+    compacted into it and removed, and the run reads its rows from it; without it, reading them
+    is one clear error."""
     disk = sim.run("caliper_sweep", [SENS, GRID, "reps=12", "n_jobs=1"], out_dir=tmp_path)
     assert disk.run.rows is None and run.run.rows is not None
     pd.testing.assert_frame_equal(disk.summary, run.summary, check_exact=True)
@@ -76,7 +77,9 @@ def test_a_run_into_a_directory_reads_its_rows_back(run, tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "replicates.parquet"), read_back(run.replicates))
     zipped = pd.concat(list(disk.condition_replicates(lambda g: g["caliper"] == 0.2)), ignore_index=True)
     pd.testing.assert_frame_equal(zipped, run.replicates[run.replicates["caliper"] == 0.2].reset_index(drop=True))
-    shutil.rmtree(tmp_path / "chunks")  # the rows are read where the run left them: gone, one clear error
+    assert not list((tmp_path / "chunks").glob("c*")) and disk.run.store is not None
+    pd.testing.assert_frame_equal(disk.run.replicates, run.run.replicates, check_exact=True)  # read from the file
+    (tmp_path / "replicates.parquet").unlink()  # the rows are read where the run left them: gone, one clear error
     with pytest.raises(FileNotFoundError, match="keep the run directory"):
         next(disk.condition_replicates())
 

@@ -84,7 +84,7 @@ def test_chunk_round_trip_and_header(tmp_path):
     assert path.name == chunk_filename(3, 10, 11)
     assert_payload_equal(read_chunk(path), payload)
     data = path.read_bytes()
-    assert data[:8] == b"SIMCHUNK" and int.from_bytes(data[8:12], "big") == FORMAT_VERSION == 2
+    assert data[:8] == b"SIMCHUNK" and int.from_bytes(data[8:12], "big") == FORMAT_VERSION == 3
     assert int.from_bytes(data[12:20], "big") == len(data) - HEADER_SIZE
     assert sorted(os.listdir(tmp_path)) == [path.name]  # no temp file left
 
@@ -120,7 +120,7 @@ def test_corrupt_chunk_is_moved_aside(tmp_path, chunk_bytes):
     bad = bytearray(chunk_bytes)
     bad[len(bad) // 2: len(bad) // 2 + 16] = b"\x00" * 16  # the user report: 16 bytes overwritten mid-file
     path.write_bytes(bad)
-    with pytest.raises(ChunkCorruptError, match=r"c0001_r000000-000001\.pkl.*checksum.*moved aside"):
+    with pytest.raises(ChunkCorruptError, match=r"c0001_r000000-000001\.chunk.*checksum.*moved aside"):
         read_chunk(path)
     assert not path.exists()
     aside = tmp_path / (path.name + CORRUPT_SUFFIX)
@@ -282,8 +282,8 @@ def test_edited_manifest_is_corrupt_and_other_experiment_mismatch(tmp_path):
 def test_temp_files_of_dead_writers_removed_live_kept(tmp_path):
     chunks = prepare_chunk_dir(tmp_path, _manifest())
     dead = _dead_pid()
-    live = chunks / f".tmp-{os.getpid()}-c0000_r000000-000001.pkl.abc.part"
-    stale = [chunks / f".tmp-{dead}-c0000_r000000-000001.pkl.abc.part", chunks / ".tmp-stale.part"]
+    live = chunks / f".tmp-{os.getpid()}-c0000_r000000-000001.chunk.abc.part"
+    stale = [chunks / f".tmp-{dead}-c0000_r000000-000001.chunk.abc.part", chunks / ".tmp-stale.part"]
     for p in [live, *stale]:
         p.write_bytes(b"partial")
     prepare_chunk_dir(tmp_path, _manifest())

@@ -1,23 +1,41 @@
-"""Compose -> validate -> run -> write outputs. Called by the Hydra entry point (sim/__main__.py).
-Every user error ends here as one line `error: ...` and exit code 2, before any replicate runs;
-an unexpected exception ends as one line plus the path of a log holding its traceback."""
+"""Compose -> validate -> estimate the disk -> run -> write outputs. Called by the Hydra entry point
+(sim/__main__.py). Every user error ends here as one line `error: ...` and exit code 2, before any
+replicate runs; an unexpected exception ends as one line plus the path of a log holding its
+traceback.
+
+A single run is checked before Hydra creates its directory: `RunGuard` (a Hydra callback,
+conf/config.yaml `hydra.callbacks`) validates the settings, plans the conditions and estimates the
+disk the run takes (sim.engine.disk) in `on_run_start`, so a refused run leaves no folder behind;
+`run` then reuses what it prepared. The run's plan and its disk estimate are one line on stderr.
+When the run ends its chunk files never stay: they were compacted into replicates.parquet (the
+job wrote its replicates and keep_replicates=true), or they are deleted (summaries only)."""
 
 from __future__ import annotations
 
+import copy
+import math
+import shutil
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from sim.jobs import contract as experiment
 from sim.jobs.config import ConfigError, check_run_keys
-from sim.engine import ManifestMismatchError, RunLock, RunLockedError
+from sim.engine import ManifestMismatchError, RunLock, RunLockedError, condition_stream
+from sim.engine.compact import STORE_FILE
+from sim.engine.disk import DiskEstimate, estimate_disk, human
+from sim.engine.store import parse_chunk_filename
 from sim.cohort.study import StudySpecError
 
 USER_ERRORS = (ConfigError, StudySpecError, ManifestMismatchError, RunLockedError)
+HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", ".hydra", "__main__.log")
+_prepared: dict[str, Any] = {}  # what RunGuard prepared for the run, keyed by its config
 
 
 def check_overrides(cfg: DictConfig, overrides: list[str]) -> None:
@@ -37,28 +55,112 @@ def check_out_dir(out_dir: Path) -> None:
             raise ConfigError(f"hydra.run.dir: {p} exists and is not a directory")
 
 
+def check_disk_keys(cfg: Any) -> None:
+    """max_disk_gb (a number > 0) and keep_replicates (true/false)."""
+    limit = cfg.get("max_disk_gb", 5)
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0 or not math.isfinite(limit):
+        raise ConfigError(f"max_disk_gb: must be a number of gigabytes > 0 (the most disk a run may take), "
+                          f"got {limit!r}")
+    keep = cfg.get("keep_replicates", True)
+    if not isinstance(keep, bool):
+        raise ConfigError(f"keep_replicates: must be true (replicates.parquet kept) or false (summaries only), "
+                          f"got {keep!r}")
+
+
 def validate(cfg: DictConfig, overrides: list[str]) -> None:
     """The run-level keys and the command line; the rest is checked by sim.jobs.contract.prepare."""
-    check_run_keys(OmegaConf.to_container(cfg, resolve=True))
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    check_run_keys(plain)
+    check_disk_keys(plain)
     check_overrides(cfg, overrides)
 
 
+def disk_estimate(cfg: DictConfig, prepared: tuple) -> DiskEstimate:
+    job, conds, plans = prepared
+    shared = experiment.common_random_numbers(cfg)
+    return estimate_disk(type(job).simulate, plans, [condition_stream(c.factors, shared) for c in conds],
+                         int(cfg.seed), int(cfg.reps), keep=bool(cfg.get("keep_replicates", True)))
+
+
+def check_disk(cfg: DictConfig, est: DiskEstimate, out_dir: Path) -> None:
+    """Refuse a run whose disk estimate (its peak) exceeds max_disk_gb or the free space."""
+    limit = float(cfg.get("max_disk_gb", 5))
+    if est.peak_bytes > limit * 1e9:
+        need = math.ceil(est.peak_bytes / 1e9)
+        slim = "" if not est.keep else \
+            f", keep summaries only (keep_replicates=false: about {human(est.peak_bytes / 2)} at most)"
+        raise ConfigError(f"max_disk_gb: this run would take about {human(est.peak_bytes)} of disk "
+                          f"({est.replicates:,} replicates x {human(est.bytes_per_replicate)}, chunks and "
+                          f"replicates.parquet), more than max_disk_gb={cfg.get('max_disk_gb')}; allow it (max_disk_gb="
+                          f"{need}){slim}, or run fewer reps")
+    where = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
+    free = shutil.disk_usage(where).free if where is not None else None
+    if free is not None and est.peak_bytes > free:
+        raise ConfigError(f"max_disk_gb: this run would take about {human(est.peak_bytes)} of disk, but only "
+                          f"{human(free)} is free under {where}; free some, or run fewer reps")
+
+
+def plan_line(cfg: DictConfig, prepared: tuple, est: DiskEstimate, out_dir: Path) -> str:
+    conds = prepared[1]
+    return (f"{cfg.experiment.name}: {len(conds)} condition{'s' * (len(conds) != 1)} x {cfg.reps} replicates, "
+            f"seed {cfg.seed}, into {out_dir}; {est.line()} (max_disk_gb={cfg.get('max_disk_gb', 5)})")
+
+
+def preflight(cfg: DictConfig, out_dir: Path, overrides: list[str]) -> tuple[tuple, DiskEstimate]:
+    """Everything that can refuse a run before anything is written: settings, plans, disk."""
+    validate(cfg, overrides)
+    check_out_dir(out_dir)
+    prepared = experiment.prepare(cfg)
+    est = disk_estimate(cfg, prepared)
+    check_disk(cfg, est, out_dir)
+    return prepared, est
+
+
+def _key(cfg: DictConfig, out_dir: Path) -> str:
+    return f"{out_dir}\n{OmegaConf.to_yaml(cfg, resolve=True)}"
+
+
+class RunGuard(Callback):
+    """Hydra callback: refuse a bad single run before Hydra creates its directory (one line,
+    exit 2), and hand what it prepared to `run`."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            from hydra.core.hydra_config import HydraConfig
+
+            HydraConfig.instance().set_config(config)  # run.dir names the experiment (${hydra:...})
+            cfg = copy.deepcopy(config)
+            with read_write(cfg), open_dict(cfg):
+                out_dir = Path(str(cfg.hydra.run.dir))
+                overrides = list(cfg.hydra.overrides.task)
+                del cfg["hydra"]
+            _prepared[_key(cfg, out_dir)] = preflight(cfg, out_dir, overrides)
+        except USER_ERRORS as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except Exception:  # noqa: BLE001 - `run` meets it again and reports it (with its log)
+            return
+
+
 def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> int:
+    before = _hydra_only(out_dir)
     try:
-        validate(cfg, overrides or [])
-        check_out_dir(out_dir)
-        prepared = experiment.prepare(cfg)
+        prepared, est = _prepared.pop(_key(cfg, out_dir), None) or preflight(cfg, out_dir, overrides or [])
         out_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         with RunLock(out_dir):
+            print(plan_line(cfg, prepared, est, out_dir), file=sys.stderr)
             result = experiment.run(cfg, out_dir, prepared=prepared)
+            finish(result, bool(cfg.get("keep_replicates", True)))
         print(_summary(cfg, result, out_dir, time.perf_counter() - start), file=sys.stderr)
         return result.exit_code
     except USER_ERRORS as e:
+        if before and isinstance(e, (ConfigError, StudySpecError)):
+            _remove_hydra_files(out_dir)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted; finished chunks are kept: run the same command to resume", file=sys.stderr)
+        print(f"error: interrupted; {kept_chunks(out_dir)}", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - never a traceback on the terminal
         unreachable = scheduler_error(cfg, e)
@@ -69,6 +171,56 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> i
         msg = " ".join(str(e).split())[:300]
         print(f"error: unexpected {type(e).__name__}: {msg} (traceback in {log})", file=sys.stderr)
         return 1
+
+
+def finish(result: experiment.ExperimentResult, keep: bool) -> None:
+    """No chunk files stay after a run: compacted into replicates.parquet by the job's report, or
+    (keep_replicates=false, or a job that writes no replicates) deleted with the run's store."""
+    run = result.run
+    if run.out_dir is None or (keep and run.store is not None and not run.chunk_files):
+        return
+    shutil.rmtree(Path(run.out_dir) / "chunks", ignore_errors=True)
+    if run.store is not None:
+        Path(run.store.path).unlink(missing_ok=True)
+    run.store, run.chunk_files = None, []
+
+
+def kept_chunks(out_dir: Path) -> str:
+    """What an interrupted run leaves to resume from, in words."""
+    chunks = [p for p in (out_dir / "chunks").glob("c*") if parse_chunk_filename(p.name)] \
+        if (out_dir / "chunks").is_dir() else []
+    reps = sum(last - first + 1 for _, first, last in (parse_chunk_filename(p.name) for p in chunks))
+    stored = (out_dir / STORE_FILE).is_file() and (out_dir / "chunks" / "manifest.json").is_file()
+    base = f"the replicates of {STORE_FILE} and " if stored else ""
+    if not chunks:
+        if stored:
+            return (f"no new chunk had finished, so none were kept; the replicates of {STORE_FILE} are: the same "
+                    "command resumes from them")
+        return "no chunk had finished, so none were kept: the same command starts over"
+    return (f"{base}{len(chunks)} finished chunk{'s' * (len(chunks) != 1)} ({reps} replicates) are kept in "
+            f"{out_dir / 'chunks'}: run the same command to resume")
+
+
+def _hydra_only(out_dir: Path) -> bool:
+    """The run directory holds only what Hydra wrote for this run (nothing of an earlier run)."""
+    if not (out_dir / ".hydra").is_dir():
+        return False
+    names = {str(p.relative_to(out_dir)) for p in out_dir.rglob("*")}
+    return names <= set(HYDRA_FILES)
+
+
+def _remove_hydra_files(out_dir: Path) -> None:
+    """A refused run leaves nothing: Hydra's files of it and the then empty directory go."""
+    for name in HYDRA_FILES:
+        p = out_dir / name
+        try:
+            p.rmdir() if p.is_dir() else p.unlink(missing_ok=True)
+        except OSError:
+            pass
+    try:
+        out_dir.rmdir()
+    except OSError:
+        pass
 
 
 def scheduler_error(cfg: DictConfig, exc: BaseException) -> str | None:

@@ -17,10 +17,9 @@ import pandas as pd
 from .heap import keep_freed_memory
 from .results import empty_rows
 from .seeds import replicate_rngs
-from .store import MANIFEST_NAME, write_chunk
+from .store import MANIFEST_NAME, failures_frame, write_chunk
 
 ReplicateFn = Callable[[dict, np.random.Generator], pd.DataFrame]
-FAILURE_COLUMNS = ["condition", "rep", "reason"]
 _MAX_REASON = 500
 
 
@@ -38,9 +37,7 @@ class ReplicateFailure(Exception):
 
 
 def _empty_failures() -> pd.DataFrame:
-    return pd.DataFrame({"condition": pd.Series([], dtype="int64"),
-                         "rep": pd.Series([], dtype="int64"),
-                         "reason": pd.Series([], dtype="object")})
+    return failures_frame([])
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -98,14 +95,10 @@ def _each_replicate(replicate_fn: ReplicateFn, plan: Any, rngs: Sequence[np.rand
     return ChunkOutput(rows, failures)
 
 
-def _run_chunk(simulate: ChunkFn, plan: Any, c: int, stream: tuple[int, ...], first: int, last: int, seed: int,
-               chunks_dir: str, write: str = "always", rows_back: bool = True) -> dict:
-    """Compute reps first..last of condition c in one chunk-level call and write the chunk file
-    (runs in a worker). A chunk whose whole call fails records every replicate as failed.
-    write="if_shared": write only if this worker sees the run's manifest (a shared file system);
-    the driver writes the chunks the workers could not. rows_back=False: a chunk written here
-    comes back without its rows (replicates None), which the driver then reads from the file."""
-    keep_freed_memory()
+def compute_chunk(simulate: ChunkFn, plan: Any, c: int, stream: tuple[int, ...], first: int, last: int,
+                  seed: int) -> dict:
+    """The payload of reps first..last of condition c (condition, first, last, replicates, failures),
+    computed in one chunk-level call; a chunk whose whole call fails records every replicate as failed."""
     rngs = replicate_rngs(seed, stream, first, last)
     try:
         out = simulate(plan, rngs)
@@ -129,10 +122,17 @@ def _run_chunk(simulate: ChunkFn, plan: Any, c: int, stream: tuple[int, ...], fi
         rows.insert(0, "condition", np.full(len(rows), c, dtype=np.int64))
     else:
         rows = empty_rows()
-    fails = pd.DataFrame(failures, columns=FAILURE_COLUMNS) if failures else _empty_failures()
-    if failures:
-        fails = fails.astype({"condition": "int64", "rep": "int64"})
-    payload = {"condition": c, "first": first, "last": last, "replicates": rows, "failures": fails}
+    return {"condition": c, "first": first, "last": last, "replicates": rows, "failures": failures_frame(failures)}
+
+
+def _run_chunk(simulate: ChunkFn, plan: Any, c: int, stream: tuple[int, ...], first: int, last: int, seed: int,
+               chunks_dir: str, write: str = "always", rows_back: bool = True) -> dict:
+    """Compute reps first..last of condition c (compute_chunk) and write the chunk file (runs in a
+    worker). write="if_shared": write only if this worker sees the run's manifest (a shared file
+    system); the driver writes the chunks the workers could not. rows_back=False: a chunk written
+    here comes back without its rows (replicates None), which the driver then reads from the file."""
+    keep_freed_memory()
+    payload = compute_chunk(simulate, plan, c, stream, first, last, seed)
     if write == "always" or (Path(chunks_dir) / MANIFEST_NAME).is_file():
         write_chunk(Path(chunks_dir), payload)
         if not rows_back:

@@ -36,6 +36,7 @@ from .chunk import (ChunkFn, ChunkOutput, ReplicateFailure, ReplicateFn, _empty_
                     failure_reason, per_replicate)
 from .dask_backend import (_cluster_threads, _dask_client, _dask_results, _import_distributed,  # noqa: F401
                            check_scheduler_address)
+from .compact import open_store
 from .progress import Progress
 from .results import RunResult, concat_rows
 from .seeds import condition_stream
@@ -121,7 +122,9 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
     streams that leave out shared factors give common random numbers), so a job may batch them.
     ``conditions[c]`` (plain values)
     identifies condition c in the manifest. Re-running with the same seed, reps and conditions
-    in the same out_dir resumes: finished chunks are loaded, only missing reps are computed.
+    in the same out_dir resumes: finished chunks are loaded, only missing reps are computed; a
+    completed (compacted) run is read from its replicates.parquet, and a larger reps computes only
+    the replicates it does not hold (a smaller one is refused).
     n_jobs follows joblib (-1 = all cores, 1 = in-process without joblib). progress=None shows
     a bar only if stderr is a terminal. ``fingerprint`` (e.g. a hash of the full settings and
     code) joins the resume key, so a changed setting never reuses old chunks.
@@ -133,8 +136,9 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
     The tables are identical for every backend. Chunks whose file a worker cannot see (no shared
     file system) are written by this process as they arrive.
 
-    keep_rows=False: the replicate rows stay in the chunk files (RunResult reads them back, a
-    condition at a time), so this process holds one chunk at a time, whatever reps and the grid.
+    keep_rows=False: the replicate rows stay on disk (RunResult reads them back, a condition at a
+    time), so this process holds one chunk at a time, whatever reps and the grid;
+    ``sim.engine.compact.compact(result)`` then stacks them into replicates.parquet.
     """
     if not callable(simulate):
         raise ValueError(f"simulate must be callable, got {type(simulate).__name__}")
@@ -186,11 +190,20 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
     def keep(payload: dict, path: Path) -> dict:
         return payload if keep_rows else {**payload, "replicates": None, "path": path}
 
-    # Resume: load every finished chunk, mark its reps covered.
+    # Resume: the completed run's store (its reps), then every finished chunk, mark their reps covered.
     payloads: list[dict] = []
     covered = np.zeros((n_cond, reps), dtype=bool)
+    store = open_store(Path(out_dir), chunks_dir)
     n_resumed = 0
+    if store is not None:
+        covered[:, :store.reps] = True
+        n_resumed = store.n_chunks  # the chunks compacted into it
+        for c in range(n_cond):
+            bar.add(c, store.reps, resumed=True)
     for c, first, last, path in scan_chunks(chunks_dir, n_cond, reps):
+        if covered[c, first:last + 1].any():  # left by a run killed while it compacted: in the store
+            path.unlink(missing_ok=True)
+            continue
         try:
             payload = read_chunk(path)
         except Exception as exc:  # noqa: BLE001 - unreadable file: recompute those reps
@@ -232,12 +245,21 @@ def run_chunks(simulate: ChunkFn, plans: Sequence[Any], conditions: Sequence[Map
     bar.draw(final=True)
 
     payloads.sort(key=lambda p: (p["condition"], p["first"]))
-    rows = concat_rows([p["replicates"] for p in payloads]) if keep_rows else None
-    files = [] if keep_rows else [(p["condition"], p["first"], p["last"], p["path"]) for p in payloads]
-    fail_frames = [p["failures"] for p in payloads if len(p["failures"])]
+    fail_frames = ([store.failures] if store is not None and len(store.failures) else []) \
+        + [p["failures"] for p in payloads if len(p["failures"])]
     failures = pd.concat(fail_frames, ignore_index=True) if fail_frames else _empty_failures()
+    if store is not None and len(fail_frames) > 1:
+        failures = failures.sort_values(["condition", "rep"], kind="stable", ignore_index=True)
     if len(failures) == n_cond * reps:
         warnings.warn(f"all {len(failures)} replicates failed; first reason: {failures['reason'].iloc[0]}",
                       RuntimeWarning, stacklevel=2)
-    return RunResult(failures=failures, conditions=conds, n_computed_chunks=len(tasks), n_resumed_chunks=n_resumed,
-                     rows=rows, chunk_files=files)
+    res = RunResult(failures=failures, conditions=conds, n_computed_chunks=len(tasks), n_resumed_chunks=n_resumed,
+                    store=store, out_dir=Path(out_dir))
+    if keep_rows:  # in memory: the store's rows of each condition (read back once), then its chunks'
+        stored = set(store.conditions) if store is not None else set()
+        res.rows = concat_rows([f for c in range(n_cond) for f in ([store.rows(c)] if c in stored else [])
+                                + [p["replicates"] for p in payloads if p["condition"] == c]])
+        res.store = None
+    else:
+        res.chunk_files = [(p["condition"], p["first"], p["last"], p["path"]) for p in payloads]
+    return res

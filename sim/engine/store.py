@@ -2,21 +2,26 @@
 
 Layout of ``out_dir/chunks/``::
 
-    manifest.json                   seed, reps, conditions, their hashes, and a hash of itself
-    c0003_r000000-000099.pkl        chunk: condition 3, reps 0..99 (inclusive); format below
-    c0003_r000100-000199.pkl.corrupt   a chunk that failed verification, moved aside (never read)
+    manifest.json                   seed, reps, conditions, their hashes, and a hash of itself;
+                                    once the run is complete, its record ("complete")
+    c0003_r000000-000099.chunk      chunk: condition 3, reps 0..99 (inclusive); format below
+    c0003_r000100-000199.chunk.corrupt   a chunk that failed verification, moved aside (never read)
 
-Chunk file format (FORMAT_VERSION 2), all integers big-endian::
+Chunk files exist only while a run is incomplete: when it completes, its rows are compacted into
+``<out_dir>/replicates.parquet`` and the chunk files removed (``sim.engine.compact``).
+
+Chunk file format (FORMAT_VERSION 3), all integers big-endian::
 
     offset  size  field
     0       8     magic b"SIMCHUNK"
-    8       4     format version (uint32) = 2
+    8       4     format version (uint32) = 3
     12      8     body length in bytes (uint64)
     20      32    SHA-256 of bytes 0..19 (magic, version, length) followed by the body
-    52      n     body: pickle of the payload dict (condition, first, last, replicates, failures)
+    52      n     body: Arrow IPC (zstd) of the chunk's rows; its metadata b"sim" (JSON) holds
+                  condition, first, last and the failures [[rep, reason], ...]
 
 ``read_chunk`` checks the magic, the version, that the file is exactly 52 + n bytes long and the
-digest *before* unpickling, then that the payload's condition/first/last match the file name.
+digest *before* decoding, then that the payload's condition/first/last match the file name.
 So any changed byte (header or body), a truncation, an empty file or appended bytes raise
 ``ChunkCorruptError`` (a ValueError naming the file), and the file is renamed to
 ``<name>.corrupt`` so it is not found again; the runner then recomputes those reps.
@@ -24,21 +29,18 @@ So any changed byte (header or body), a truncation, an empty file or appended by
 The manifest is JSON with a ``manifest_sha256`` field: SHA-256 of the canonical JSON (sorted
 keys, no whitespace) of all other fields. A manifest that does not parse, is not an object, has
 another format version, a wrong hash or different key fields raises a one-line
-``ManifestMismatchError``; old-format (version 1) directories are thus refused, not mixed.
+``ManifestMismatchError``; old-format (version 1, 2) directories are thus refused, not mixed.
 
-Every file is written through ``atomic_write_bytes``: a uniquely named temp file
-``.tmp-<pid>-<name>.<random>.part`` in the same directory, fsync-ed, then ``os.replace``-d (and the
-directory fsync-ed), so a killed run never leaves a truncated file and concurrent writers never
-collide; the temp file is removed on failure. ``prepare_chunk_dir`` deletes leftover temp files
-in ``chunks/`` unless their pid is still running on this host. Two runs must still not share a
-run directory: whoever owns it holds ``sim.engine.lock.RunLock(out_dir)`` around the whole run.
+Every file is written atomically (``atomic_write_bytes``: unique temp file, fsync, os.replace);
+``prepare_chunk_dir`` deletes temp files left by dead writers. Whoever owns a run directory holds
+``sim.engine.lock.RunLock(out_dir)`` around the whole run.
 
-Resume rule (per-rep coverage): the manifest key is (format, seed, reps, conditions hash,
-fingerprint) and does *not* include the chunk layout.  On resume every chunk file whose name
-parses is verified and loaded and the reps it covers are marked done; only uncovered reps
-(including those of corrupt chunks) are recomputed, split into chunks of the current
-``chunk_size``.  Resuming with a different ``chunk_size`` or ``n_jobs`` therefore works and gives
-the same table, because seeds are per (condition, rep).
+Resume rule (per-rep coverage): the manifest key is (format, seed, conditions hash, fingerprint),
+neither the chunk layout nor ``reps``: replicate r of a condition is the same whatever reps, so
+a larger ``reps`` tops a directory up (the manifest's ``reps`` grows) and a smaller one is
+refused (one line naming ``reps``). On resume every chunk file is verified and its reps marked
+done; only uncovered reps are recomputed, in chunks of the current ``chunk_size`` (any
+``chunk_size`` or ``n_jobs`` gives the same table: seeds are per (condition, rep)).
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
 import struct
 import warnings
@@ -56,30 +57,20 @@ from typing import Any
 
 import numpy as np
 
+import pandas as pd
+
 from .atomic import TMP_PREFIX, atomic_write_bytes, atomic_write_text, atomic_writer
+from .columnar import bytes_frame, frame_bytes
 from .lock import pid_alive
 
 __all__ = [
-    "FORMAT_VERSION",
-    "MANIFEST_NAME",
-    "ManifestMismatchError",
-    "ChunkCorruptError",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "atomic_writer",
-    "encode_chunk",
-    "decode_chunk",
-    "chunk_filename",
-    "parse_chunk_filename",
-    "conditions_hash",
-    "build_manifest",
-    "prepare_chunk_dir",
-    "write_chunk",
-    "read_chunk",
-    "scan_chunks",
+    "FORMAT_VERSION", "MANIFEST_NAME", "ManifestMismatchError", "ChunkCorruptError", "atomic_write_bytes",
+    "atomic_write_text", "atomic_writer", "encode_chunk", "decode_chunk", "chunk_filename",
+    "parse_chunk_filename", "conditions_hash", "build_manifest", "prepare_chunk_dir", "write_chunk",
+    "read_chunk", "scan_chunks", "read_manifest", "write_manifest", "failures_frame"
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 MANIFEST_HASH_FIELD = "manifest_sha256"
 CORRUPT_SUFFIX = ".corrupt"
@@ -87,10 +78,12 @@ CHUNK_MAGIC = b"SIMCHUNK"
 _HEADER = struct.Struct(">8sIQ")  # magic, format version, body length
 _DIGEST_SIZE = 32
 HEADER_SIZE = _HEADER.size + _DIGEST_SIZE  # 52
-_CHUNK_RE = re.compile(r"^c(\d+)_r(\d+)-(\d+)\.pkl$")
+CHUNK_SUFFIX = ".chunk"
+_CHUNK_RE = re.compile(r"^c(\d+)_r(\d+)-(\d+)\.chunk$")
 _TMP_PID_RE = re.compile(r"^\.tmp-(\d+)-")
 # Fields that must agree for chunk files to be reused.
-_KEY_FIELDS = ("format", "seed", "reps", "n_conditions", "conditions_hash", "fingerprint")
+_KEY_FIELDS = ("format", "seed", "n_conditions", "conditions_hash", "fingerprint")
+FAILURE_COLUMNS = ["condition", "rep", "reason"]
 
 
 class ManifestMismatchError(ValueError):
@@ -108,7 +101,7 @@ class ChunkCorruptError(ValueError):
 
 def chunk_filename(condition: int, first_rep: int, last_rep: int) -> str:
     """File name for a chunk covering reps ``first_rep..last_rep`` inclusive."""
-    return f"c{condition:04d}_r{first_rep:06d}-{last_rep:06d}.pkl"
+    return f"c{condition:04d}_r{first_rep:06d}-{last_rep:06d}{CHUNK_SUFFIX}"
 
 
 def parse_chunk_filename(name: str) -> tuple[int, int, int] | None:
@@ -209,12 +202,26 @@ def _load_manifest(mpath: Path, chunks_dir: Path) -> dict:
     return existing
 
 
+def read_manifest(chunks_dir: Path) -> dict:
+    """The stored, verified manifest of ``chunks_dir`` (ManifestMismatchError if unreadable)."""
+    return _load_manifest(Path(chunks_dir) / MANIFEST_NAME, Path(chunks_dir))
+
+
+def write_manifest(chunks_dir: Path, manifest: Mapping[str, Any]) -> None:
+    """Write the manifest atomically with its hash (replacing the stored one)."""
+    stored = {k: v for k, v in manifest.items() if k != MANIFEST_HASH_FIELD}
+    stored[MANIFEST_HASH_FIELD] = _manifest_digest(stored)
+    atomic_write_text(Path(chunks_dir) / MANIFEST_NAME, json.dumps(stored, indent=2, sort_keys=True, allow_nan=True) + "\n")
+
+
 def prepare_chunk_dir(out_dir: Path, manifest: dict) -> Path:
     """Create ``out_dir/chunks``, check or write the manifest, drop stale temp files.
 
     Raises ManifestMismatchError (one line) if the directory belongs to another experiment or
     its manifest is unreadable or corrupt, so results of different seeds/conditions/store
-    formats are never mixed.
+    formats are never mixed. A larger ``reps`` than the stored one tops the run up (the stored
+    reps grows, the completion record of the smaller run is kept: its replicates are reused); a
+    smaller one is refused, naming ``reps``.
     """
     chunks_dir = Path(out_dir) / "chunks"
     chunks_dir.mkdir(parents=True, exist_ok=True)
@@ -229,6 +236,13 @@ def prepare_chunk_dir(out_dir: Path, manifest: dict) -> Path:
                 f"out_dir {Path(out_dir)} already holds chunks of a different experiment ({detail}). "
                 f"Choose another out_dir, or delete {chunks_dir} to start over; results are never mixed."
             )
+        stored_reps, reps = int(existing.get("reps", 0)), int(manifest["reps"])
+        if reps < stored_reps:
+            raise ManifestMismatchError(
+                f"reps: {Path(out_dir)} holds a run of reps={stored_reps}; ask for reps >= {stored_reps} there (a "
+                f"larger reps adds replicates to it), or use another directory for reps={reps}")
+        if reps > stored_reps:
+            write_manifest(chunks_dir, {**existing, "reps": reps})
     else:
         stray = [p.name for p in chunks_dir.iterdir() if parse_chunk_filename(p.name)]
         if stray:
@@ -236,9 +250,7 @@ def prepare_chunk_dir(out_dir: Path, manifest: dict) -> Path:
                 f"{chunks_dir} contains chunk files but no {MANIFEST_NAME}, so their provenance is unknown; "
                 f"choose another out_dir or delete {chunks_dir}"
             )
-        stored = {k: v for k, v in manifest.items() if k != MANIFEST_HASH_FIELD}
-        stored[MANIFEST_HASH_FIELD] = _manifest_digest(stored)
-        atomic_write_text(mpath, json.dumps(stored, indent=2, sort_keys=True, allow_nan=True) + "\n")
+        write_manifest(chunks_dir, manifest)
     # Temp files are left only by a killed writer; they are never valid results. A temp file
     # whose writer is still running on this host (pid in its name) is left alone.
     for p in chunks_dir.iterdir():
@@ -256,15 +268,27 @@ def prepare_chunk_dir(out_dir: Path, manifest: dict) -> Path:
 
 # ---- chunks --------------------------------------------------------------------------------
 
+def failures_frame(failures: Sequence[tuple[int, int, str]]) -> pd.DataFrame:
+    """The failures table (condition, rep, reason) of (condition, rep, reason) triples."""
+    if not failures:
+        return pd.DataFrame({"condition": pd.Series([], dtype="int64"), "rep": pd.Series([], dtype="int64"),
+                             "reason": pd.Series([], dtype="object")})
+    return pd.DataFrame(list(failures), columns=FAILURE_COLUMNS).astype({"condition": "int64", "rep": "int64"})
+
+
 def encode_chunk(payload: dict) -> bytes:
-    """The bytes of a chunk file: 52-byte header (magic, version, length, SHA-256) + pickled payload."""
-    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    """The bytes of a chunk file: 52-byte header (magic, version, length, SHA-256) + Arrow IPC body."""
+    fails = payload["failures"]
+    meta = {"condition": int(payload["condition"]), "first": int(payload["first"]), "last": int(payload["last"]),
+            "failures": [[int(r), str(why)] for r, why in zip(fails["rep"], fails["reason"])],
+            "reason_dtype": str(fails["reason"].dtype)}
+    body = frame_bytes(payload["replicates"], meta)
     head = _HEADER.pack(CHUNK_MAGIC, FORMAT_VERSION, len(body))
     return head + hashlib.sha256(head + body).digest() + body
 
 
 def decode_chunk(data: bytes, path: Path | str = "<bytes>") -> dict:
-    """Verify and unpickle chunk-file bytes; ChunkCorruptError (naming ``path``) if anything is off."""
+    """Verify and decode chunk-file bytes; ChunkCorruptError (naming ``path``) if anything is off."""
     if len(data) < HEADER_SIZE:
         raise ChunkCorruptError(path, f"{len(data)} bytes, shorter than the {HEADER_SIZE}-byte header")
     head = data[:_HEADER.size]
@@ -280,12 +304,16 @@ def decode_chunk(data: bytes, path: Path | str = "<bytes>") -> dict:
     if hashlib.sha256(head + body).digest() != data[_HEADER.size:HEADER_SIZE]:
         raise ChunkCorruptError(path, "SHA-256 checksum mismatch")
     try:
-        payload = pickle.loads(body)
-    except Exception as exc:  # noqa: BLE001 - e.g. written by an incompatible pandas
-        raise ChunkCorruptError(path, f"checksum ok but cannot unpickle ({type(exc).__name__}: "
+        rows, meta = bytes_frame(body)
+        c = int(meta["condition"])
+        fails = failures_frame([(c, int(r), str(why)) for r, why in meta["failures"]])
+        if str(fails["reason"].dtype) != meta.get("reason_dtype", str(fails["reason"].dtype)):
+            fails = fails.astype({"reason": meta["reason_dtype"]})
+        payload = {"condition": c, "first": int(meta["first"]), "last": int(meta["last"]), "replicates": rows,
+                   "failures": fails}
+    except Exception as exc:  # noqa: BLE001 - e.g. written by an incompatible pyarrow
+        raise ChunkCorruptError(path, f"checksum ok but cannot decode ({type(exc).__name__}: "
                                       f"{' '.join(str(exc).split())[:200]})") from exc
-    if not isinstance(payload, dict) or not {"condition", "first", "last", "replicates", "failures"} <= payload.keys():
-        raise ChunkCorruptError(path, "payload is not a chunk dict")
     return payload
 
 

@@ -1,46 +1,48 @@
 """replicates.parquet written a condition at a time: the frames of one run stacked into one
-Parquet file without holding them all (sim.report.montecarlo.write_tables)."""
+Parquet file without holding them all (sim.report.montecarlo.write_tables). The writer is the
+engine's (sim.engine.columnar.write_frames: zstd, each float column encoded the way it compresses
+best), which also compacts a completed run's chunks into the same file."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import pandas as pd
 
+from sim.engine.atomic import atomic_writer
+from sim.engine.columnar import write_frames
+from sim.engine.compact import compact
 
-def write_parquet(frames: Callable[[], Iterable[pd.DataFrame]], fh, rows: int = 100_000) -> bool:
+if TYPE_CHECKING:
+    from sim.jobs.contract import ExperimentResult
+
+
+def write_parquet(frames: Callable[[], Iterable[pd.DataFrame]], fh, rows: int = 1 << 20) -> bool:
     """The frames of `frames()` stacked into one Parquet file, which reads back as their
     concatenation (pd.concat: the union of their columns, missing values where a frame has none)
-    written at once would. Converted to Arrow and written `rows` at a time (row groups), so only a
-    slice is copied at once; a first pass unifies the frames' schemas. False, and nothing
-    written, when there is no frame."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schemas, heads = [], []
-    for frame in frames():
-        schemas.append(pa.Schema.from_pandas(_nulls_as_none(frame), preserve_index=False))
-        heads.append(frame.iloc[:1])
-    if not schemas:
-        return False
-    # the unified Arrow types (a column with no value anywhere: the stacked frame's type), with the
-    # stacked frame's pandas dtypes (its metadata)
-    stacked = pa.Schema.from_pandas(pd.concat(heads, ignore_index=True), preserve_index=False)
-    unified = pa.unify_schemas(schemas, promote_options="permissive")
-    schema = pa.schema([stacked.field(f.name) if pa.types.is_null(f.type) else f for f in unified],
-                       metadata=stacked.metadata)
-    with pq.ParquetWriter(fh, schema) as writer:
-        for frame in frames():
-            for start in range(0, len(frame), rows):
-                part = _nulls_as_none(frame.iloc[start:start + rows].reindex(columns=schema.names))
-                writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
-    return True
+    written at once would; written `rows` at a time (row groups). False, and nothing written,
+    when there is no frame."""
+    return write_frames(frames, fh, rows=rows)
 
 
-def _nulls_as_none(frame: pd.DataFrame) -> pd.DataFrame:
-    """Columns without a value as None objects (Arrow's null type, which unifies with any type): a
-    column a frame lacks, or has only missing values in, takes its type from the other frames."""
-    empty = [c for c in frame.columns if frame[c].isna().all()]
-    if not empty:
-        return frame
-    return frame.assign(**{c: pd.Series([None] * len(frame), index=frame.index, dtype=object) for c in empty})
+def keeps_replicates(result: "ExperimentResult") -> bool:
+    """The run's `keep_replicates` setting (false: summaries only, no replicates.parquet)."""
+    return bool(result.conditions[0].cfg.get("keep_replicates", True)) if result.conditions else True
+
+
+def write_replicates(result: "ExperimentResult", out_dir: Path) -> None:
+    """replicates.parquet, unless keep_replicates=false. A run with its rows in `out_dir` has them
+    compacted into it (sim.engine.compact: the chunk files go, the file is the run's store from
+    then on; a run read back complete from it is left as it is); other runs' rows are written a
+    condition at a time. Parquet: a 30th of the time of a gzipped CSV."""
+    if not keeps_replicates(result):
+        return
+    run = result.run
+    if run.out_dir is not None and run.rows is None and Path(run.out_dir).resolve() == Path(out_dir).resolve():
+        if run.chunk_files or run.store is None:
+            compact(run, result.grid)
+        return
+    with atomic_writer(Path(out_dir) / "replicates.parquet") as fh:  # a condition in memory at a time
+        if not write_parquet(result.condition_replicates, fh):
+            result.replicates.to_parquet(fh, index=False)  # no rows: the empty table's columns
