@@ -87,12 +87,13 @@ def check_disk(cfg: DictConfig, est: DiskEstimate, out_dir: Path) -> None:
     limit = float(cfg.get("max_disk_gb", 5))
     if est.peak_bytes > limit * 1e9:
         need = math.ceil(est.peak_bytes / 1e9)
-        slim = "" if not est.keep else \
-            f", keep summaries only (keep_replicates=false: about {human(est.peak_bytes / 2)} at most)"
-        raise ConfigError(f"max_disk_gb: this run would take about {human(est.peak_bytes)} of disk "
-                          f"({est.replicates:,} replicates x {human(est.bytes_per_replicate)}, chunks and "
-                          f"replicates.parquet), more than max_disk_gb={cfg.get('max_disk_gb')}; allow it (max_disk_gb="
-                          f"{need}){slim}, or run fewer reps")
+        chunks = est.bytes_per_replicate * est.replicates
+        slim = f", keep summaries only (keep_replicates=false: about {human(chunks)} at most)" if est.keep else ""
+        raise ConfigError(f"max_disk_gb: this run would take about {human(est.peak_bytes)} of disk at its peak "
+                          f"({est.replicates:,} replicates: {human(chunks)} of chunks"
+                          + (f", then {human(est.kept_bytes)} of replicates.parquet beside them" if est.keep else "")
+                          + f"), more than max_disk_gb={cfg.get('max_disk_gb')}; allow it (max_disk_gb={need})"
+                          f"{slim}, or run fewer reps")
     where = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
     free = shutil.disk_usage(where).free if where is not None else None
     if free is not None and est.peak_bytes > free:

@@ -1,22 +1,27 @@
-"""How much disk a run will take, measured before it starts on a probe of four replicates.
+"""How much disk a run will take, measured before it starts on a probe of a few replicates.
 
 A job's rows per replicate, and how well they compress, are known only by running it: the probe
-computes the first four replicates of the first condition (the seeds of the real run; nothing is
-written) and encodes them as a chunk. The bytes a replicate adds after the first with rows (which
-carries the file's fixed overhead) times conditions x reps is the chunk files' size; replicates.parquet takes
-about as much (it compresses better: the estimate errs on the safe side), and while the run
-compacts both are on disk: the peak. Without kept replicates the peak is the chunks alone."""
+computes the first three replicates of the first, middle and last conditions (the seeds of the
+real run; nothing is written) and encodes them as a chunk and as replicates.parquet. The bytes a
+replicate adds after the first (which carries a file's fixed overhead), averaged over the probed
+conditions, times conditions x reps is the chunk files' size and replicates.parquet's; while the
+run compacts both are on disk: the peak. Without kept replicates the peak is the chunks alone."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from .chunk import ChunkFn, compute_chunk
+from .columnar import write_frames
 from .store import encode_chunk
 
-PROBE_REPS = 4
+PROBE_REPS = 3
+PROBE_CONDITIONS = 3
 
 
 @dataclass(frozen=True)
@@ -24,19 +29,20 @@ class DiskEstimate:
     bytes_per_replicate: float  # one replicate's rows in a chunk file (compressed)
     replicates: int  # conditions x reps
     keep: bool  # replicates.parquet kept after the run
+    kept_per_replicate: float = 0.0  # one replicate's rows in replicates.parquet
 
     @property
     def kept_bytes(self) -> float:
-        return self.bytes_per_replicate * self.replicates if self.keep else 0.0
+        return self.kept_per_replicate * self.replicates if self.keep else 0.0
 
     @property
     def peak_bytes(self) -> float:
-        return self.bytes_per_replicate * self.replicates * (2 if self.keep else 1)
+        return self.bytes_per_replicate * self.replicates + self.kept_bytes
 
     def line(self) -> str:
         kept = f"about {human(self.kept_bytes)} kept (replicates.parquet)" if self.keep else \
             "none kept (keep_replicates=false: summaries only)"
-        return (f"disk: {human(self.bytes_per_replicate)} a replicate x {self.replicates:,} replicates: {kept}, "
+        return (f"disk: {self.replicates:,} replicates x {human(self.bytes_per_replicate)} in chunks: {kept}, "
                 f"about {human(self.peak_bytes)} at most while it runs")
 
 
@@ -47,21 +53,39 @@ def human(n: float) -> str:
     return f"{n:.0f} B"
 
 
+def _parquet_size(rows: pd.DataFrame) -> int:
+    fh = io.BytesIO()
+    write_frames(lambda: iter([rows]), fh)
+    return len(fh.getvalue())
+
+
+def _marginal(payload: dict, k: int) -> tuple[float, float]:
+    """Bytes a replicate adds to a chunk file and to replicates.parquet (the replicates after the
+    first with rows; a probe too short for that: all of them, less a file of no rows)."""
+    rows, fails = payload["replicates"], payload["failures"]
+
+    def part(n: int) -> dict:
+        return {**payload, "last": n - 1, "replicates": rows[rows["rep"] < n].reset_index(drop=True),
+                "failures": fails[fails["rep"] < n]}
+
+    seen = sorted(set(rows["rep"].tolist()))
+    j = seen[0] + 1 if seen else k
+    if k <= j:
+        j = 0
+    chunk = (len(encode_chunk(part(k))) - len(encode_chunk(part(j)))) / (k - j)
+    kept = (_parquet_size(part(k)["replicates"]) - _parquet_size(part(j)["replicates"])) / (k - j)
+    return chunk, kept
+
+
 def estimate_disk(simulate: ChunkFn, plans: Sequence[Any], streams: Sequence[tuple[int, ...]], seed: int, reps: int,
                   keep: bool = True) -> DiskEstimate:
     """The disk a run of `reps` replicates of every condition takes, from a probe of the first
-    condition's first replicates (computed here, in this process, and thrown away)."""
+    replicates of a few conditions (computed here, in this process, and thrown away)."""
     k = min(PROBE_REPS, int(reps))
-    payload = compute_chunk(simulate, plans[0], 0, tuple(streams[0]), 0, k - 1, int(seed))
-    rows, fails = payload["replicates"], payload["failures"]
-
-    def size(n: int) -> int:  # a chunk of the first n probe replicates
-        return len(encode_chunk({**payload, "last": n - 1, "replicates": rows[rows["rep"] < n].reset_index(drop=True),
-                                 "failures": fails[fails["rep"] < n]}))
-
-    # the bytes the replicates after the first with rows add (the file's fixed overhead, its
-    # schema and first pages, comes with the first rows); a probe too short for that: all of it
-    reps_seen = sorted(set(rows["rep"].tolist()))
-    j = reps_seen[0] + 1 if reps_seen else k
-    per = (size(k) - size(j)) / (k - j) if k > j else (size(k) - size(0)) / k
-    return DiskEstimate(bytes_per_replicate=float(max(per, 1)), replicates=len(plans) * int(reps), keep=keep)
+    n = len(plans)
+    probed = sorted({round(i * (n - 1) / max(PROBE_CONDITIONS - 1, 1)) for i in range(min(n, PROBE_CONDITIONS))})
+    sizes = [_marginal(compute_chunk(simulate, plans[c], c, tuple(streams[c]), 0, k - 1, int(seed)), k) for c in probed]
+    chunk = sum(s[0] for s in sizes) / len(sizes)
+    kept = sum(s[1] for s in sizes) / len(sizes)
+    return DiskEstimate(bytes_per_replicate=max(chunk, 1.0), replicates=n * int(reps), keep=keep,
+                        kept_per_replicate=max(kept, 1.0))
