@@ -264,7 +264,7 @@ def assert_same_summary(a: Path, b: Path) -> None:
 
 
 def chunk_files(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "chunks").glob("c*.pkl"))
+    return sorted((run_dir / "chunks").glob("c*.chunk"))
 
 
 def resumed_line(run_dir: Path) -> tuple[int, int]:
@@ -284,36 +284,31 @@ def test_summary_identical_for_one_and_two_jobs(runs):
     ref, two = ok(runs["ref"]), ok(runs["jobs2"])
     assert_same_summary(ref.dir, two.dir)
     # different chunk layouts, same numbers (default chunk size depends on the workers)
-    assert len(chunk_files(ref.dir)) != len(chunk_files(two.dir))
+    assert resumed_line(ref.dir)[0] != resumed_line(two.dir)[0]
 
 
 @needs("ref", "chunk1")
 def test_summary_identical_for_chunk_size_one_and_default(runs):
     ref, one = ok(runs["ref"]), ok(runs["chunk1"])
     assert_same_summary(ref.dir, one.dir)
-    assert len(chunk_files(one.dir)) == 2 * 10  # 2 conditions x 10 reps, one rep per chunk
-    assert len(chunk_files(ref.dir)) < len(chunk_files(one.dir))
+    assert resumed_line(one.dir)[0] == 2 * 10  # 2 conditions x 10 reps, one rep per chunk
+    assert resumed_line(ref.dir)[0] < resumed_line(one.dir)[0]
 
 
 # ----------------------------------------------------------------------------- resume
 
 @needs("ref")
-def test_resume_after_deleting_chunks(runs, sim_env, tmp_path):
+def test_a_complete_run_rerun_recomputes_nothing(runs, sim_env, tmp_path):
+    """A finished run keeps its rows in replicates.parquet (its chunks compacted into it): the same
+    command into a copy of its directory computes no chunk and gives the same summary."""
     ref = ok(runs["ref"])
-    assert resumed_line(ref.dir)[1] == 0
+    assert resumed_line(ref.dir)[1] == 0 and not chunk_files(ref.dir)
     work = tmp_path / "resume"
-    shutil.copytree(ref.dir, work)  # the finished run, as if in this directory
-    for name in ("summary.csv", "report.md", "replicates.parquet"):
-        (work / name).unlink()
-    chunks = chunk_files(work)
-    assert len(chunks) >= 4
-    deleted = chunks[::2]  # every other chunk: no two adjacent, so each is recomputed as one chunk
-    for p in deleted:
-        p.unlink()
+    shutil.copytree(ref.dir, work)
+    (work / "summary.csv").unlink()
     again = ok(run_sim(SPECS["ref"], work, sim_env))
     assert_same_summary(ref.dir, work)
-    assert resumed_line(work) == (len(deleted), len(chunks) - len(deleted))
-    assert len(chunk_files(work)) == len(chunks)
+    assert resumed_line(work)[0] == 0
     assert again.dir == work
 
 
@@ -359,12 +354,12 @@ def test_rerun_with_other_settings_in_same_dir_is_one_line_error(runs, sim_env, 
     ref = ok(runs["ref"])
     work = tmp_path / "other"
     shutil.copytree(ref.dir, work)
-    args = [a if not a.startswith("reps=") else "reps=11" for a in SPECS["ref"]]
+    args = [a if not a.startswith("reps=") else "reps=9" for a in SPECS["ref"]]  # fewer than it holds
     r = run_sim(args, work, sim_env)
     assert r.returncode == 2, r.why()
     assert "Traceback" not in r.stderr, r.why()
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "reps" in lines[0], r.why()
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]  # after the run's plan line
+    assert len(errors) == 1 and "reps" in errors[0] and r.stderr.strip().endswith(errors[0]), r.why()
 
 
 # ----------------------------------------------------------------------------- bad overrides
