@@ -76,3 +76,28 @@ def agreement(ref: list[tuple[int, ChunkOutput]], fast: list[tuple[int, ChunkOut
     return Agreement(reps=reps, same_failures=a_failed == b_failed, same_pairs=int((pairs_a == pairs_b).sum()),
                      same_layout=layout, max_diff=diff, naive_reps=len(naive_reps),
                      naive_same_pairs=sum(int(naive[r] == pairs_b[r]) for r in naive_reps))
+
+
+def per_pair_agreement(a: pd.DataFrame, b: pd.DataFrame, analyses) -> tuple[bool, float]:
+    """The batched rows `a` against the per-replicate rows `b` of the same replicates: (same columns,
+    dtypes, non-float values and NaN places; max |a - b| over the rows of `analyses` and their own
+    float fields, the columns after `analysis`, equal infinities counting 0)."""
+    same = list(a.columns) == list(b.columns) and len(a) == len(b)
+    if not same:
+        return False, math.nan
+    rows = b["analysis"].isin(list(analyses)).to_numpy()
+    fields = set(list(b.columns)[list(b.columns).index("analysis") + 1:])
+    worst = 0.0
+    for col in b.columns:
+        x, y = a[col].to_numpy(), b[col].to_numpy()
+        if a[col].dtype != b[col].dtype:
+            return False, math.nan
+        if b[col].dtype.kind != "f":
+            same &= bool((x == y).all())
+            continue
+        nan = np.isnan(y)
+        same &= bool(np.array_equal(np.isnan(x), nan))
+        if col in fields:
+            ok = rows & ~nan & (x != y)
+            worst = max(worst, float(np.max(np.abs(x[ok] - y[ok]), initial=0.0)))
+    return same, worst

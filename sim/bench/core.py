@@ -47,7 +47,7 @@ from sim.engine import ChunkOutput, default_chunk_size, per_replicate, replicate
 from sim.jobs.conditions import Condition, conditions
 from sim.jobs.psm import PsmJob, psm_chunk, psm_replicate
 from sim.methods.pipeline import MethodSpec
-from sim.bench.agreement import Agreement, agreement
+from sim.bench.agreement import Agreement, agreement, per_pair_agreement
 from sim.bench.baseline import baseline_replicate
 from sim.bench.matching import (GREEDY_N, MATCH_RUNS, OPTIMAL_N, QUICK_GREEDY_N, QUICK_OPTIMAL_N,  # noqa: F401
                                 REFERENCE_RUNS, jit_seconds, matching_rows)
@@ -60,6 +60,10 @@ SEED = 20250729  # bench seed (any value; results are not reported, only timings
 STREAM = 0  # the replicates' stream: replicate r of a measurement is replicate_rng(SEED, STREAM, r)
 WARMUP_FIRST = 10_000_000  # warm-up calls draw replicates from here on, never timed ones
 ENGINE_MIN_REPS = 1000
+#: 6.: a condition of each experiment with per-pair analyses (U: odds ratio 5, -1 SD; HR 0.7 on death,
+#: attrition doubled), the chunk size and its share of --seconds
+PER_PAIR = (("unmeasured_confounding", 39), ("truncation_by_death", 5))
+PER_PAIR_CHUNK, QUICK_PER_PAIR_CHUNK = 50, 10
 
 
 # ----------------------------------------------------------------------------- config -> plans
@@ -226,6 +230,39 @@ def print_paths(rows: list[PathRow]) -> None:
              f"{r.agree.naive_same_pairs}/{r.agree.naive_reps}"] for r in rows])
 
 
+def per_pair_rows(chunk: int, reps: int | None, seconds: float) -> list[list[str]]:
+    """6.: per condition of PER_PAIR, reps/s of a chunk's analysis (its cohorts generated once) with the
+    per-pair analyses by the reference's functions (rows.records) and batched, of the whole chunk
+    (psm_chunk) and of psm_replicate, and the batched rows against psm_replicate's."""
+    from sim.api import compose as compose_experiment
+    from sim.cohort.generate import generate_batch
+    from sim.methods import batched  # numba: as the workers import it
+    from sim.methods.batched.rows import PER_PAIR as PER_PAIR_ANALYSES
+
+    out = []
+    for name, index in PER_PAIR:
+        cfg = compose_experiment(name, [])
+        design, spec = p = PsmJob(cfg).plan(conditions(cfg)[index])
+        B, n = chunk, design.n
+        cohort = generate_batch(design, rngs(0, B), only=(*spec.ps_covariates, *spec.balance_covariates, *spec.exact))
+        args = ({k: v.reshape(B, n) for k, v in cohort.columns.items()},
+                {k: (v0.reshape(B, n), v1.reshape(B, n)) for k, (v0, v1) in cohort.potential_deltas.items()},
+                {t: (s0.reshape(B, n), s1.reshape(B, n)) for t, (s0, s1) in cohort.seen.items()}, spec)
+        ref, *_ = rate(lambda _: batched.analyse_batch(*args, reference_per_pair=True), reps, seconds, step=B)
+        fast, *_ = rate(lambda _: batched.analyse_batch(*args), reps, seconds, step=B)
+        whole, *_ = rate(lambda first: psm_chunk(p, rngs(first, B)), reps, seconds, step=B)
+        start = time.perf_counter()
+        slow = per_replicate(psm_replicate)(p, rngs(0, B))
+        one = B / (time.perf_counter() - start)
+        rows = psm_chunk(p, rngs(0, B))
+        same, diff = per_pair_agreement(rows.rows, slow.rows, PER_PAIR_ANALYSES)
+        analyses = ",".join(a for a in spec.analyses if a in PER_PAIR_ANALYSES)
+        out.append([name, str(index), analyses, f"{ref:.0f}", f"{fast:.0f}", _x(fast / ref), f"{whole:.0f}", f"{one:.0f}",
+                    "yes" if same and rows.failures == slow.failures else "NO", _e(diff)])
+        print(f"  {name}: analysis {ref:.0f} -> {fast:.0f} reps/s, chunk {whole:.0f} reps/s", file=sys.stderr, flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=None, help="time a fixed number of reps per measurement")
@@ -275,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         memory = memory_rows()
         job = main_job_size(), main_job(cold=False), (main_job(cold=True) if args.cold else None)
     match_rows = matching_rows(*((QUICK_GREEDY_N, QUICK_OPTIMAL_N) if args.quick else (GREEDY_N, OPTIMAL_N)))
+    p_chunk = QUICK_PER_PAIR_CHUNK if args.quick else PER_PAIR_CHUNK
+    pairs = per_pair_rows(p_chunk, args.reps, seconds / 2)
     jit = None if args.quick else (jit_seconds(cold=True), jit_seconds(cold=False),
                                    jit_seconds(cold=True, probe=BATCHED_JIT_PROBE),
                                    jit_seconds(cold=False, probe=BATCHED_JIT_PROBE))
@@ -333,6 +372,13 @@ def main(argv: list[str] | None = None) -> int:
               f"empty cache (compilation), {jit[1]:.2f} s from numba's cache")
         print(f"numba (batched path), first chunk in a fresh process less the second: {jit[2]:.2f} s with an "
               f"empty cache (compilation), {jit[3]:.2f} s from numba's cache")
+    print()
+    print(f"6. sensitivity and truncation analyses (on each replicate's pairs), a chunk of B={p_chunk} replicates of a "
+          "condition, N=263, reps/s: the chunk's analysis (cohorts generated once) with the per-pair analyses by the "
+          "reference's functions on the batched pairs (rows.records) and batched (rows.per_pair_fields); the whole "
+          "chunk (psm_chunk, batched); psm_replicate; the batched rows against psm_replicate's on the chunk")
+    _table(["experiment", "condition", "per-pair analyses", "reference fns", "batched", "batched/reference",
+            "psm_chunk", "psm_replicate", "same rows", "max |diff| per-pair fields"], pairs)
     print()
     print(f"naive = statsmodels Logit + plain O(n_t*n_c) Python greedy loop + the same outcome tests "
           f"(no balance step); bench took {time.perf_counter() - t0:.0f} s")

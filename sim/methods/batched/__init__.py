@@ -15,9 +15,13 @@ a pair), and the tests are the same statistics. What differs is the order of flo
 (compiled loops against numpy's pairwise sums), so estimates and p-values agree to ~1e-12. Each
 replicate is computed on its own rows, so nothing depends on B.
 
-The sensitivity analyses (Rosenbaum bounds, E-values, TOST) and the truncation analyses (Lee
-bounds, the death-ranks-worst composite) run with the reference's own functions on each
-replicate's batched pairs, and their rows are built as the reference builds them.
+The per-pair analyses run on the batched pairs in compiled loops too: the sensitivity analyses
+(rosenbaum, evalue, tost: sim.methods.batched.sensitivity) and the truncation analyses
+(lee_bounds, composite_rank: sim.methods.batched.truncation), their fields as (B, K) arrays with
+the reference's numbers (to the bit where a threshold or a square root could magnify the last
+one), and the rows are built column by column (rows.tidy_rows). Settings they do not cover (an
+invalid alpha or MCID, a per-pair analysis registered later) run pair set by pair set through
+the reference's own functions (rows.records).
 
 A replicate the fast path does not cover is analysed by the reference (`pipeline.analyse`): a
 single treatment group, a PS fit that meets separation, a constant column, a singular Hessian or
@@ -48,7 +52,7 @@ from sim.numerics.batch import fit_logit_binary_batch
 
 #: the analyses the batched path computes; crude adds crude_diff_means and crude_wilcoxon
 BATCHED_ANALYSES = ("wilcoxon", "signed_rank", "paired_t", "diff_means")
-#: analyses run pair set by pair set with the reference's own functions, on the batched pairs
+#: analyses of each replicate's pairs: batched where rows.covers(spec), else by the reference's functions
 PER_PAIR_ANALYSES = (*SENSITIVITY_ANALYSES, *TRUNCATION_ANALYSES)
 
 
@@ -330,10 +334,12 @@ def match_batch(d: np.ndarray, ps: np.ndarray, treated: np.ndarray,
 
 
 def analyse_batch(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]],
-                  seen: Mapping[str, tuple[np.ndarray, np.ndarray]], spec: MethodSpec,
+                  seen: Mapping[str, tuple[np.ndarray, np.ndarray]], spec: MethodSpec, *, reference_per_pair: bool = False,
                   ) -> tuple[pd.DataFrame, dict[int, str], list[int]]:
     """Rows of pipeline.analyse for B replicates whose columns are (B, N) arrays: (rows with a
-    `replicate` column, failures {replicate: reason}, replicates left to the reference path)."""
+    `replicate` column, failures {replicate: reason}, replicates left to the reference path).
+    reference_per_pair: the per-pair analyses by the reference's functions even where the batch
+    covers them (the same rows, slower: for python -m sim.bench)."""
     treated = np.asarray(columns["treated"]).astype(bool)
     B, N = treated.shape
     X = np.stack([np.asarray(columns[c], dtype=float) for c in spec.ps_covariates], axis=-1)
@@ -365,16 +371,19 @@ def analyse_batch(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[st
     un, pa = _pair_stats(obs, ti, ci, n_pairs)
     tests = {"wilcoxon": lambda: T.wilcoxon(un), "signed_rank": lambda: T.signed_rank(pa),
              "paired_t": lambda: T.paired_t(pa), "diff_means": lambda: T.welch(un)}
-    per_analysis = [(a, T.result_fields(a, tests[a]())) for a in spec.analyses if a in tests]
+    fields = {a: T.result_fields(a, tests[a]()) for a in spec.analyses if a in tests}
     if spec.crude:
         crude = _group_stats(obs, treated)
-        per_analysis += [("crude_diff_means", T.result_fields("crude_diff_means", T.welch(crude))),
-                         ("crude_wilcoxon", T.result_fields("crude_wilcoxon", T.wilcoxon(crude)))]
-    if not any(a in PER_PAIR_ANALYSES for a in spec.analyses):
-        return R.tidy_rows(keep, keys, per_analysis, n_pairs, treated.sum(axis=1), smd, truths), failures, reference
-    dead = {t: np.where(np.asarray(columns[f"dead_{t}"])[rows].astype(bool),
-                        np.asarray(columns["survival_days"], dtype=float)[rows], np.inf)
-            for t in times} if any(a in TRUNCATION_ANALYSES for a in spec.analyses) else {}
-    pairs = R.PairSets(obs, ti, ci, n_pairs, keys, dead)
-    frame = R.records(keep, keys, spec, dict(per_analysis), pairs, n_pairs, treated.sum(axis=1), smd, truths)
-    return frame, failures, reference
+        fields.update(crude_diff_means=T.result_fields("crude_diff_means", T.welch(crude)),
+                      crude_wilcoxon=T.result_fields("crude_wilcoxon", T.wilcoxon(crude)))
+    n_treated = treated.sum(axis=1)
+    if any(a in PER_PAIR_ANALYSES for a in spec.analyses):
+        dead = {t: np.where(np.asarray(columns[f"dead_{t}"])[rows].astype(bool),
+                            np.asarray(columns["survival_days"], dtype=float)[rows], np.inf)
+                for t in times} if any(a in TRUNCATION_ANALYSES for a in spec.analyses) else {}
+        pairs = R.PairSets(obs, ti, ci, n_pairs, keys, dead)
+        if reference_per_pair or not R.covers(spec):  # the reference's functions, pair set by pair set
+            return R.records(keep, keys, spec, fields, pairs, n_pairs, n_treated, smd, truths), failures, reference
+        fields.update(R.per_pair_fields(spec, keys, pairs))
+    order = [a for a in (*spec.analyses, *(("crude_diff_means", "crude_wilcoxon") if spec.crude else ())) if a in fields]
+    return R.tidy_rows(keep, keys, [(a, fields[a]) for a in order], n_pairs, n_treated, smd, truths), failures, reference
