@@ -9,7 +9,6 @@ run); and the end of a run on the terminal (a short summary, never the key table
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import matplotlib
