@@ -106,3 +106,11 @@ def test_the_top_holds_the_public_surface_and_the_entry_point():
     assert files == TOP, sorted(files - TOP)
     for shim in ("match.py", "sensitivity.py"):  # `python -m sim.match` keeps its name; the command is in sim.cli
         assert len((SIM / shim).read_text().splitlines()) <= 8
+
+
+def test_no_two_modules_import_each_other_even_lazily():
+    """An import inside a function is still a dependency: two modules never import each other, so
+    one of them always sits lower (its import of the other is the one to move)."""
+    graph = {m: _imports(m, module_level=False) for m in MODULES}
+    pairs = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if a in graph.get(b, ())})
+    assert not pairs, pairs

@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .heap import keep_freed_memory
-from .results import empty_rows
 from .seeds import replicate_rngs
-from .store import MANIFEST_NAME, failures_frame, write_chunk
+from .store import MANIFEST_NAME, empty_rows, failures_frame, write_chunk
 
 ReplicateFn = Callable[[dict, np.random.Generator], pd.DataFrame]
 _MAX_REASON = 500

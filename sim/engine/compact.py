@@ -22,16 +22,13 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .atomic import atomic_writer
 from .columnar import write_frames
-from .store import CORRUPT_SUFFIX, FORMAT_VERSION, failures_frame, parse_chunk_filename, read_manifest, write_manifest
-
-if TYPE_CHECKING:
-    from .results import RunResult
+from .store import (CORRUPT_SUFFIX, FORMAT_VERSION, empty_rows, failures_frame, parse_chunk_filename, read_manifest,
+                    write_manifest)
 
 STORE_FILE = "replicates.parquet"
 
@@ -108,7 +105,7 @@ def open_store(out_dir: Path, chunks_dir: Path) -> StoreFile | None:
     return None
 
 
-def compact(run: "RunResult", labels: pd.DataFrame | None = None) -> Path:
+def compact(run, labels: pd.DataFrame | None = None) -> Path:
     """Stack the run's rows (store + chunk files) into `<out_dir>/replicates.parquet` with the
     `labels` columns (one row per condition, column `condition`) in front, record it in the
     manifest and remove the chunk files; the run then reads its rows from the file."""
@@ -131,7 +128,6 @@ def compact(run: "RunResult", labels: pd.DataFrame | None = None) -> Path:
                 "failures": [[int(c), int(r), str(w)] for c, r, w in
                              zip(run.failures["condition"], run.failures["rep"], run.failures["reason"])]}
 
-    from .results import empty_rows
 
     path = out_dir / STORE_FILE
     with atomic_writer(path) as fh:

@@ -15,15 +15,11 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from .store import read_chunk
-
-if TYPE_CHECKING:
-    from .compact import StoreFile
-
+from .store import empty_rows, read_chunk
 
 @dataclass
 class RunResult:
@@ -68,7 +64,7 @@ class RunResult:
 
     def _frames(self, conditions: Collection[int] | None) -> Iterator[tuple[int, Iterator[pd.DataFrame]]]:
         """(condition, its frames: stored rows, then its chunks' rows), in condition order."""
-        store: StoreFile | None = self.store
+        store = self.store  # a sim.engine.compact.StoreFile, or None
         stored = store.conditions if store is not None else []
         files = {c: list(fs) for c, fs in groupby(self.chunk_files, key=lambda f: f[0])}
         for c in sorted(set(stored) | set(files)):
@@ -91,7 +87,3 @@ def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """The chunks' rows stacked (chunks without rows left out), as the run holds them."""
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else empty_rows()
-
-
-def empty_rows() -> pd.DataFrame:
-    return pd.DataFrame({"condition": pd.Series([], dtype="int64"), "rep": pd.Series([], dtype="int64")})

@@ -385,3 +385,8 @@ def scan_chunks(chunks_dir: Path, n_conditions: int, reps: int) -> list[tuple[in
         cov[first:last + 1] = True
         accepted.append((c, first, last, p))
     return accepted
+
+
+def empty_rows() -> pd.DataFrame:
+    """The replicate rows of a chunk or a run without any: the two key columns, typed."""
+    return pd.DataFrame({"condition": pd.Series([], dtype="int64"), "rep": pd.Series([], dtype="int64")})

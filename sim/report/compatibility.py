@@ -24,7 +24,6 @@ from sim.report.tables import markdown  # noqa: E402
 
 if TYPE_CHECKING:
     from sim.jobs.contract import ExperimentResult
-    from sim.jobs.compatibility import CompatibilityJob
 
 THETA, U_OR, U_EFFECT = "effect_mcid", "treatment_log_or", "outcome_effect"
 BOOT = 200  #: resamples of the replicates behind each endpoint's MCSE
@@ -75,17 +74,13 @@ def gather(result: "ExperimentResult", reps: int, analysis: str = "diff_means"
     return out
 
 
-def analyse_grid(job: "CompatibilityJob", result: "ExperimentResult") -> dict[str, pd.DataFrame]:
-    """compatibility, surrogate and bias_adjusted tables from the run's replicates."""
-    from sim.jobs.compatibility import RANK_TEST, analysed_published
-
-    cfg = OmegaConf.to_container(job.cfg, resolve=True)
-    alpha = job.alpha
-    pub = analysed_published(result.conditions[0].cfg, alpha)
-    cells = gather(result, job.reps())
-    ranked = gather(result, job.reps(), RANK_TEST)
+def analyse_grid(result: "ExperimentResult", pub: pd.DataFrame, *, reps: int, alpha: float, seed: int,
+                 priors: dict, draws: int, rank_test: str) -> dict[str, pd.DataFrame]:
+    """compatibility, surrogate and bias_adjusted tables from the run's replicates, for the published
+    estimates `pub` (sim.jobs.compatibility.analysed_published) and the job's settings."""
+    cells = gather(result, reps)
+    ranked = gather(result, reps, rank_test)
     grid_max = float(result.grid[THETA].max())
-    seed = int(cfg["seed"])
     rows, surrogates = [], []
     for r in pub.itertuples():
         for lor, eff in _u_cells(result.grid):
@@ -115,9 +110,8 @@ def analyse_grid(job: "CompatibilityJob", result: "ExperimentResult") -> dict[st
             surrogates.append({"outcome": r.outcome, "timepoint": r.timepoint, U_OR: lor, U_EFFECT: eff,
                                "a": s.a, "b": s.b, "sd": s.sd, "misfit_mcse": s.misfit})
     tables = {"compatibility": pd.DataFrame(rows), "surrogate": pd.DataFrame(surrogates)}
-    priors = job.priors()
     if priors and len(surrogates):
-        tables["bias_adjusted"] = bias_analysis(tables["surrogate"], pub, priors, job.draws(), seed, tables["compatibility"])
+        tables["bias_adjusted"] = bias_analysis(tables["surrogate"], pub, priors, draws, seed, tables["compatibility"])
     return tables
 
 
