@@ -53,6 +53,10 @@ _SQRT1_2 = 0.70710678118654752440
 
 
 # ----------------------------------------------------------------------------- numpy's sums (see the module doc)
+# A twin of sensitivity._pairwise_block / its callers, written twice on purpose: a numba kernel
+# cached on disk that calls a compiled function of another module keeps that function's old code
+# when the other module changes (seen here as wrong Lee CIs and a segfault), so no kernel calls
+# across files.
 
 @numba.njit(cache=True)
 def _block_sum(x, lo, n):
