@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from sim.jobs.config import ConfigError
 from sim.engine import ChunkOutput, RunResult
 from sim.jobs.contract import ExperimentResult
-from sim.jobs.conditions import Condition, short_names, study_of
+from sim.jobs.conditions import Condition, study_of
 from sim.jobs.psm import PsmJob, psm_chunk
 from sim.jobs.tidy import tidy
 from sim.methods.sensitivity import compatibility as M
@@ -266,7 +266,3 @@ class CompatibilityJob(PsmJob):
 
         write_compatibility_outputs(self.cfg, result, out_dir)
         return 0
-
-
-def factor_names(conds: list[Condition]) -> dict[str, str]:
-    return short_names(list(conds[0].factors))
