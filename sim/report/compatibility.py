@@ -75,7 +75,7 @@ def gather(result: "ExperimentResult", reps: int, analysis: str = "diff_means"
 
 
 def analyse_grid(result: "ExperimentResult", pub: pd.DataFrame, *, reps: int, alpha: float, seed: int,
-                 priors: dict, draws: int, rank_test: str) -> dict[str, pd.DataFrame]:
+                 priors: dict, n_draws: int, rank_test: str) -> dict[str, pd.DataFrame]:
     """compatibility, surrogate and bias_adjusted tables from the run's replicates, for the published
     estimates `pub` (sim.jobs.compatibility.analysed_published) and the job's settings."""
     cells = gather(result, reps)
@@ -111,7 +111,7 @@ def analyse_grid(result: "ExperimentResult", pub: pd.DataFrame, *, reps: int, al
                                "a": s.a, "b": s.b, "sd": s.sd, "misfit_mcse": s.misfit})
     tables = {"compatibility": pd.DataFrame(rows), "surrogate": pd.DataFrame(surrogates)}
     if priors and len(surrogates):
-        tables["bias_adjusted"] = bias_analysis(tables["surrogate"], pub, priors, draws, seed, tables["compatibility"])
+        tables["bias_adjusted"] = bias_analysis(tables["surrogate"], pub, priors, n_draws, seed, tables["compatibility"])
     return tables
 
 
