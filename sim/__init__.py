@@ -17,6 +17,43 @@ They are imported on first use (`sim.run`, `from sim import run`), so `import si
 
 __version__ = "0.1.0"
 
+
+def numba_cache_key(root) -> str:
+    """A digest of every file under `root` that uses numba (its path and bytes)."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(root).rglob("*.py")):
+        text = path.read_bytes()
+        if b"numba" in text:
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + text)
+    return digest.hexdigest()[:16]
+
+
+def _numba_cache_dir() -> None:
+    """Compiled kernels are cached per version of the code that numba compiles: numba checks only
+    the source file of a cached function, so a kernel that calls a compiled function of another
+    file kept that function's old code after an edit (wrong Lee bounds, seen). The cache directory
+    is named by numba_cache_key of the package; a user's NUMBA_CACHE_DIR is respected."""
+    import os
+    import sys
+    from pathlib import Path
+
+    mine = os.environ.get("SIM_NUMBA_CACHE_DIR")  # set by sim in a parent process: recomputed here
+    if os.environ.get("NUMBA_CACHE_DIR") and os.environ["NUMBA_CACHE_DIR"] != mine:
+        return
+    root = Path(__file__).resolve().parent
+    base = root / "__pycache__" / "numba"
+    if not os.access(root, os.W_OK):
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sim" / "numba"
+    os.environ["NUMBA_CACHE_DIR"] = os.environ["SIM_NUMBA_CACHE_DIR"] = str(base / numba_cache_key(root))
+    if "numba" in sys.modules:  # imported before sim: its config is already read
+        sys.modules["numba"].config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+
+
+_numba_cache_dir()
+
 __all__ = ["compose", "paper_method", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run",
            "compatibility", "simulate", "rosenbaum", "evalue", "tost", "ExperimentResult", "ConfigError"]
 

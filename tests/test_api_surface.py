@@ -284,3 +284,22 @@ def test_run_tables_hold_the_key_table_and_effect_units_as_written_and_the_repr_
     assert len(text) < 1000 and len(lines) <= 8, text
     assert "'caliper_sweep'" in lines[0] and "1 condition x 3 replicates" in lines[0] and "failed replicates: 0" in text
     assert "key_table" in text and "effect_units" in text and str(tmp_path) in text
+
+
+def test_compiled_kernels_are_cached_per_version_of_the_compiled_code(tmp_path):
+    """numba checks only a cached function's own file, so a kernel calling a compiled function of
+    another file kept stale code after an edit; the cache directory is keyed by every numba file."""
+    import os
+
+    import sim
+
+    (tmp_path / "pkg").mkdir()
+    kernel, other = tmp_path / "pkg" / "kernel.py", tmp_path / "pkg" / "plain.py"
+    kernel.write_text("import numba\n")
+    other.write_text("x = 1\n")
+    key = sim.numba_cache_key(tmp_path)
+    other.write_text("x = 2\n")
+    assert sim.numba_cache_key(tmp_path) == key  # no numba: no recompilation
+    kernel.write_text("import numba\n# edited\n")
+    assert sim.numba_cache_key(tmp_path) != key
+    assert os.environ["NUMBA_CACHE_DIR"].endswith(sim.numba_cache_key(os.path.dirname(sim.__file__)))

@@ -209,3 +209,49 @@ def test_truncation_analyses_on_batched_pairs_equal_the_reference(index):
     plan = plan_of("truncation_by_death", index=index)
     assert {"lee_bounds", "composite_rank"} <= set(plan[1].analyses) and batched.unsupported(plan[1]) is None
     assert_matches_reference(plan, 25)
+
+
+# ----------------------------------------------------------------------------- analyses without a kernel
+
+def _median_difference(y_treated, y_control):
+    """A user's own analysis: the difference in median change (no SE)."""
+    from sim.methods.outcomes import TestResult
+
+    yt, yc = y_treated[~np.isnan(y_treated)], y_control[~np.isnan(y_control)]
+    if yt.size < 2 or yc.size < 2:
+        return TestResult("median_difference", reason="fewer than 2 values in an arm")
+    return TestResult("median_difference", estimate=float(np.median(yt) - np.median(yc)),
+                      n_treated=int(yt.size), n_control=int(yc.size))
+
+
+def test_a_registered_analysis_without_a_kernel_keeps_the_chunk_batched(monkeypatch):
+    """A new outcome analysis (a function and a registry entry, as the README's recipe says) runs on
+    each replicate's pairs inside the batched path, equal to the reference; fisher_exact and the
+    paired difference in means (no kernels either) too."""
+    from sim.methods import outcomes as O
+
+    monkeypatch.setitem(O.ANALYSES, "median_difference", _median_difference)
+    analyses = "[wilcoxon,median_difference,diff_means_paired,diff_means]"
+    plan = plan_of("caliper_sweep", [f"method.outcomes.analyses={analyses}"], caliper=0.2)
+    assert batched.unsupported(plan[1]) is None
+    calls = []
+    monkeypatch.setattr(batched.R, "records", lambda *a, **k: calls.append(1))  # never the slow fallback
+    assert_matches_reference(plan, 12)
+    assert not calls
+
+
+def test_tags_decide_how_an_analysis_is_reported(monkeypatch):
+    """An analysis declares what its rows carry: an odds ratio favours treatment above 1 (not above 0),
+    and a test without an estimate keeps only its p-value and direction, on both paths."""
+    from sim.methods import outcomes as O
+    from sim.methods.pipeline import result_row_fields
+
+    r = O.TestResult("fisher_exact", estimate=0.5, se=0.3, ci_low=0.2, ci_high=1.2, p_value=0.2)
+    assert result_row_fields(r, "fisher_exact")["favours"] == -1.0
+    monkeypatch.setitem(O.ANALYSES, "median_difference", _median_difference)
+    monkeypatch.setitem(O.TAGS, "median_difference", O.Tags(estimate=False))
+    plan = plan_of("caliper_sweep", ["method.outcomes.analyses=[median_difference,diff_means]"], caliper=0.2)
+    rows = psm_chunk(plan, rngs(6)).rows
+    mine = rows[rows["analysis"] == "median_difference"]
+    assert mine["estimate"].isna().all() and mine["favours"].notna().any()
+    assert_matches_reference(plan, 6)

@@ -219,8 +219,9 @@ def check_method(method: Mapping[str, Any], prefix: str = "method") -> None:
     _names(method["balance"].get("covariates") or [], f"{prefix}.balance.covariates")
     outs = method["outcomes"]
     for a in _names(outs.get("analyses"), f"{prefix}.outcomes.analyses"):
-        if a not in ANALYSES:
-            raise ConfigError(f"{prefix}.outcomes.analyses: unknown analysis {a!r}; allowed: {list(ANALYSES)}")
+        known = (*ANALYSES, *TEST_ANALYSES)  # and an outcome analysis registered after import
+        if a not in known:
+            raise ConfigError(f"{prefix}.outcomes.analyses: unknown analysis {a!r}; allowed: {list(dict.fromkeys(known))}")
         if a in PAIRED_ONLY and (m.get("ratio") != 1 or m.get("replace")):
             raise ConfigError(f"{prefix}.outcomes.analyses: {a!r} needs 1:1 pairs (method.matching.ratio=1, "
                               "method.matching.replace=false)")

@@ -16,6 +16,7 @@ from sim.engine import ChunkOutput, ReplicateFailure, RunResult, failure_reason,
 from sim.jobs.contract import ExperimentResult, Job
 from sim.jobs.conditions import Condition, matched_plan, short_names
 from sim.jobs.tidy import BY, directional_rows, failure_rows, mean_rows, quantile_rows, tidy
+from sim.methods.outcomes import TAGS
 from sim.methods.pipeline import ESTIMANDS, MethodSpec, analyse
 from sim.methods.sensitivity import QUANTILE_COLUMNS, SENSITIVITY_ANALYSES
 from sim.methods.sensitivity.truncation import TRUNCATION_ANALYSES
@@ -124,6 +125,10 @@ def measure_tables(replicates: pd.DataFrame, estimand: str, alpha: float,
                    extra_means: tuple[str, ...] = ()) -> list[pd.DataFrame]:
     """summary_table's measures, a table per kind, before the grid factors are attached;
     `extra_means`: more per-row columns averaged (experiment.extra_means, e.g. the patients used)."""
+    off_scale = replicates["analysis"].isin([a for a, t in TAGS.items() if t.scale != "difference"]).to_numpy()
+    if off_scale.any():  # an odds ratio or a probability is not on the true effects' scale
+        replicates = replicates.assign(**{c: replicates[c].where(~off_scale) for c in ESTIMANDS.values()
+                                          if c in replicates})
     if estimand == OWN:
         replicates = replicates.assign(truth_own=own_truth(replicates))
     main = summarise(replicates, BY, truth=ESTIMANDS.get(estimand, "truth_own"), alpha=alpha,

@@ -32,6 +32,9 @@ __all__ = [
     "fisher_exact",
     "analyse_deltas",
     "ANALYSES",
+    "Tags",
+    "TAGS",
+    "tags_of",
 ]
 
 NAN = float("nan")
@@ -275,6 +278,38 @@ ANALYSES = {
     "diff_means_paired": lambda yt, yc: diff_means(yt, yc, paired=True),
     "fisher_exact": fisher_exact,
 }
+
+
+@dataclass(frozen=True)
+class Tags:
+    """How an analysis' rows are reported, declared beside the analysis (as scikit-learn's estimator
+    tags) so that the pipeline, the batched path and the summaries need not know it by name.
+
+    estimate: False for a test without an effect estimate (rank tests): its rows keep the p-value and
+        the direction, and enter rejection rates only.
+    null: the estimate's value under no effect; `favours` is the side of it the estimate falls on
+        (P(treated > control) = 0.5, an odds ratio of 1).
+    scale: what the estimate measures. Only "difference" (treated - control, in outcome units) is on
+        the scale of the true effects, so only it gets bias, MSE and coverage; others ("probability",
+        "odds_ratio") get the empirical SE and rejection rate.
+    """
+
+    estimate: bool = True
+    null: float = 0.0
+    scale: str = "difference"
+
+
+#: each analysis' tags; an analysis not listed reports a difference with null 0 (Tags())
+TAGS = {
+    "wilcoxon": Tags(estimate=False, null=0.5, scale="probability"),
+    "signed_rank": Tags(estimate=False),
+    "fisher_exact": Tags(null=1.0, scale="odds_ratio"),
+    "crude_wilcoxon": Tags(estimate=False, null=0.5, scale="probability"),
+}
+
+
+def tags_of(analysis: str) -> Tags:
+    return TAGS.get(analysis, Tags())
 
 
 def analyse_deltas(

@@ -21,8 +21,8 @@ outcomes. An individual effect exists for a patient alive at the visit under bot
                       matched comparison estimates.
 The analyses see only the data: the change where the patient was seen at the visit, NaN where they
 had died or missed it.
-Rank tests (wilcoxon, signed_rank) carry a p-value but no effect estimate (NaN), so they enter
-rejection rates only. With ratio k or replacement the unit of analysis is the matched set: each
+How each analysis' rows are reported (an estimate or only a p-value, the null its direction is
+judged against, its scale) is declared by the analysis: sim.methods.outcomes.Tags. With ratio k or replacement the unit of analysis is the matched set: each
 matched treated unit against the mean of its controls (alive at the visit), so that a treated unit
 is not counted once per control; a control reused by several sets still appears in each.
 """
@@ -43,7 +43,6 @@ from sim.methods.propensity import PropensityFit, fit_propensity
 from sim.methods.sensitivity import SENSITIVITY_ANALYSES, sensitivity_fields
 from sim.methods.sensitivity.truncation import TRUNCATION_ANALYSES, truncation_fields
 
-RANK_TESTS = ("wilcoxon", "signed_rank")
 #: estimand name -> per-replicate truth column (bias, MSE and coverage are measured against one)
 ESTIMANDS = {"att": "truth_att", "ate": "truth_ate", "matched": "truth_matched",
              "while_alive": "truth_while_alive", "always_seen": "truth_always_seen",
@@ -205,20 +204,20 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
                     elif a in SENSITIVITY_ANALYSES:
                         fields = sensitivity_fields(a, y_t, y_c, dict(spec.mcid)[name], spec.alpha)
                     elif a in TRUNCATION_ANALYSES and by_sets:
-                        fields = _result_fields(O.TestResult(a, reason="needs 1:1 pairs"), a)
+                        fields = result_row_fields(O.TestResult(a, reason="needs 1:1 pairs"), a)
                     elif a in TRUNCATION_ANALYSES:
                         dead = _death_days(columns, t)
                         fields = truncation_fields(a, y_t, dead[ti], y_c, dead[ci], spec.alpha)
                     else:
-                        fields = _result_fields(results[a], a)
+                        fields = result_row_fields(results[a], a)
                     rows.append({**base, "analysis": a, **fields})
             else:
                 for a in spec.analyses:
-                    rows.append({**base, "analysis": a, **_result_fields(O.TestResult(a, reason="no matched pairs"), a)})
+                    rows.append({**base, "analysis": a, **result_row_fields(O.TestResult(a, reason="no matched pairs"), a)})
             if spec.crude:
                 for a, fn in CRUDE_ANALYSES.items():
                     r = fn(observed[treated], observed[~treated])
-                    rows.append({**base, "analysis": a, **_result_fields(r, a)})
+                    rows.append({**base, "analysis": a, **result_row_fields(r, a)})
     return rows
 
 
@@ -263,18 +262,15 @@ def _nanmean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else float("nan")
 
 
-def _result_fields(r: O.TestResult, analysis: str) -> dict:
-    rank = analysis in RANK_TESTS or analysis == "crude_wilcoxon"
-    nan = float("nan")
-    # which group the result favours (+1 decompression, -1 no decompression): the sign of the
-    # estimate; for the rank-sum test of P(treated > control) - 1/2
-    centre = 0.5 if analysis in ("wilcoxon", "crude_wilcoxon") else 0.0
-    favours = float(np.sign(r.estimate - centre)) if np.isfinite(r.estimate) else nan
+def result_row_fields(r: O.TestResult, analysis: str) -> dict:
+    tags, nan = O.tags_of(analysis), float("nan")
+    favours = float(np.sign(r.estimate - tags.null)) if np.isfinite(r.estimate) else nan
+    plain = not tags.estimate
     return {
-        "estimate": nan if rank else r.estimate,
-        "se": nan if rank else r.se,
-        "ci_low": nan if rank else r.ci_low,
-        "ci_high": nan if rank else r.ci_high,
+        "estimate": nan if plain else r.estimate,
+        "se": nan if plain else r.se,
+        "ci_low": nan if plain else r.ci_low,
+        "ci_high": nan if plain else r.ci_high,
         "p_value": r.p_value,
         "favours": favours,
         "n_used_treated": r.n_treated,

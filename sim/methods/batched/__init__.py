@@ -43,6 +43,7 @@ from sim.methods.matching import compiled as MC
 from sim.methods.batched import rows as R
 from sim.methods.batched import outcome_tests as T
 from sim.methods.matching import CALIPER_SDS, _logit
+from sim.methods import outcomes as O
 from sim.methods.pipeline import MethodSpec
 from sim.methods.sensitivity import SENSITIVITY_ANALYSES
 from sim.methods.sensitivity.truncation import TRUNCATION_ANALYSES
@@ -56,6 +57,12 @@ BATCHED_ANALYSES = ("wilcoxon", "signed_rank", "paired_t", "diff_means")
 PER_PAIR_ANALYSES = (*SENSITIVITY_ANALYSES, *TRUNCATION_ANALYSES)
 
 
+def _known() -> tuple[str, ...]:
+    """What the batched path runs: its kernels, the per-pair analyses, and every registered outcome
+    analysis (those without a kernel by their own functions on each replicate's pairs)."""
+    return (*BATCHED_ANALYSES, *PER_PAIR_ANALYSES, *O.ANALYSES)
+
+
 def unsupported(spec: MethodSpec) -> str | None:
     """Why the batched path cannot run `spec` (None: it can)."""
     checks = (
@@ -64,8 +71,7 @@ def unsupported(spec: MethodSpec) -> str | None:
         (spec.ratio != 1, f"ratio {spec.ratio}"),
         (spec.replace, "matching with replacement"),
         (bool(spec.exact), "exact matching"),
-        (any(a not in BATCHED_ANALYSES + PER_PAIR_ANALYSES for a in spec.analyses),
-         f"analyses {[a for a in spec.analyses if a not in BATCHED_ANALYSES + PER_PAIR_ANALYSES]}"),
+        (any(a not in _known() for a in spec.analyses), f"analyses {[a for a in spec.analyses if a not in _known()]}"),
     )
     return next((why for bad, why in checks if bad), None)
 
@@ -372,6 +378,9 @@ def analyse_batch(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[st
     tests = {"wilcoxon": lambda: T.wilcoxon(un), "signed_rank": lambda: T.signed_rank(pa),
              "paired_t": lambda: T.paired_t(pa), "diff_means": lambda: T.welch(un)}
     fields = {a: T.result_fields(a, tests[a]()) for a in spec.analyses if a in tests}
+    by_reference = [a for a in spec.analyses if a in O.ANALYSES and a not in tests]
+    if by_reference:
+        fields.update(R.reference_fields(by_reference, keys, R.PairSets(obs, ti, ci, n_pairs, keys, {})))
     if spec.crude:
         crude = _group_stats(obs, treated)
         fields.update(crude_diff_means=T.result_fields("crude_diff_means", T.welch(crude)),

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import special
 
 from sim.methods import outcomes as O
-from sim.methods.pipeline import RANK_TESTS
+from sim.methods.outcomes import tags_of
 
 NAN = float("nan")
 
@@ -84,12 +84,12 @@ def signed_rank(pa):
 
 
 def result_fields(name: str, stats: dict) -> dict:
-    """pipeline._result_fields, vectorised: rank tests keep only their p-value and direction."""
-    est = stats["estimate"]
-    centre = 0.5 if name in ("wilcoxon", "crude_wilcoxon") else 0.0
+    """pipeline.result_row_fields, vectorised: an analysis without an estimate keeps only its p-value
+    and direction (its Tags)."""
+    est, tags = stats["estimate"], tags_of(name)
     with np.errstate(invalid="ignore"):
-        favours = np.where(np.isfinite(est), np.sign(est - centre), NAN)
+        favours = np.where(np.isfinite(est), np.sign(est - tags.null), NAN)
     out = dict(stats, favours=favours)
-    if name in RANK_TESTS or name == "crude_wilcoxon":
+    if not tags.estimate:
         out["estimate"] = np.full(est.shape, NAN)
     return out

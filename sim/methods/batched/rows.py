@@ -16,7 +16,8 @@ from scipy import special
 from sim.methods.batched import outcome_tests as T
 from sim.methods.batched import sensitivity as S
 from sim.methods.batched import truncation as TR
-from sim.methods.pipeline import TRUTH_NAMES
+from sim.methods import outcomes as O
+from sim.methods.pipeline import TRUTH_NAMES, result_row_fields
 from sim.methods.sensitivity import SENSITIVITY_ANALYSES, sensitivity_fields
 from sim.methods.sensitivity.truncation import TRUNCATION_ANALYSES, truncation_fields
 
@@ -81,6 +82,26 @@ def per_pair_fields(spec, keys, pairs: PairSets) -> dict[str, dict[str, np.ndarr
         out["lee_bounds"] = fields
     if composite:
         out["composite_rank"] = _composite_fields(st_comp)
+    return out
+
+
+def reference_fields(names, keys, pairs: PairSets) -> dict[str, dict[str, np.ndarray]]:
+    """{analysis: its row fields as (B, K) arrays} of registered outcome analyses the batch has no
+    kernel for (a user's own, fisher_exact, diff_means_paired), by their own functions on each
+    replicate's pairs, as pipeline.analyse runs them: so a new analysis keeps the rest of the chunk
+    on the batched path."""
+    B, K = len(pairs.n_pairs), len(keys)
+    cells = {a: [[None] * K for _ in range(B)] for a in names}
+    for b in range(B):
+        for k in range(K):
+            results = O.analyse_deltas(*pairs.changes(b, k), names)
+            for a in names:
+                cells[a][b][k] = result_row_fields(results[a], a)
+    out = {}
+    for a in names:
+        flat = [cells[a][b][k] for b in range(B) for k in range(K)]
+        out[a] = {f: np.array([c[f] for c in flat], dtype=np.int64 if f.startswith("n_used") else
+                              object if f == "note" else np.float64).reshape(B, K) for f in flat[0]}
     return out
 
 
