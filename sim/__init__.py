@@ -4,6 +4,8 @@ The public API (sim.api), each returning DataFrames or small result objects:
   compose, paper_method     the composed config of an experiment; the paper's analysis settings
   cohort_model, draw_cohort the calibrated cohort model; one synthetic cohort as a DataFrame
   match_data, MatchedData   the paper's PS model and matching on your own DataFrame
+  weight_data               PS weighting (ATT/ATE/ATO) of your own DataFrame: weights, cobalt-style
+                            balance, effective sample sizes, the weighted difference with its SE
   run, compatibility        run an experiment (ExperimentResult); which true effects a published
                             result still allows
   simulate                  your own generate/analyse functions on the same engine (SimDesign's
@@ -18,7 +20,7 @@ They are imported on first use (`sim.run`, `from sim import run`), so `import si
 __version__ = "0.1.0"
 
 __all__ = ["compose", "paper_method", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run",
-           "compatibility", "simulate", "rosenbaum", "evalue", "tost", "ExperimentResult", "ConfigError"]
+           "compatibility", "simulate", "rosenbaum", "evalue", "tost", "weight_data", "ExperimentResult", "ConfigError"]
 
 
 def __getattr__(name: str):
