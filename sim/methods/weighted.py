@@ -92,15 +92,20 @@ def _check(df: pd.DataFrame, treatment: str, covariates, formula, estimand: str,
         raise ValueError(f"covariates: the treatment {treatment!r} and the outcome cannot be covariates")
     if outcome is not None and outcome == treatment:
         raise ValueError(f"outcome: {outcome!r} is the treatment column")
-    missing = [c for c in used + ([outcome] if outcome is not None else []) if c not in df.columns]
-    if missing:
-        raise ValueError(f"column(s) not found: {', '.join(map(str, missing))}; columns: {list(df.columns)}")
+    for arg, cols in (("formula" if formula is not None else "covariates", used), ("outcome", [outcome])):
+        missing = [c for c in cols if c is not None and c not in df.columns]
+        if missing:
+            raise ValueError(f"{arg}: column(s) not found: {', '.join(map(str, missing))}; "
+                             f"columns: {list(df.columns)}")
     for c in [treatment, *used, *([outcome] if outcome is not None else [])]:
         k = int(df[c].isna().sum())
         if k:
             raise ValueError(f"column {c!r} has {k} missing value(s); drop or impute those rows first")
     t = df[treatment]
-    values = sorted(pd.unique(t).tolist(), key=str)
+    try:
+        values = sorted(pd.unique(t).tolist())
+    except TypeError:  # mixed types
+        values = sorted(pd.unique(t).tolist(), key=str)
     if not pd.api.types.is_numeric_dtype(t) or not t.isin([0, 1]).all():
         raise ValueError(f"treatment column {treatment!r} must be 0/1; found values {values[:10]}"
                          + (" ..." if len(values) > 10 else ""))
@@ -153,18 +158,32 @@ def _weight_warnings(w: np.ndarray, t: np.ndarray) -> list[str]:
     return out
 
 
-def _edge_check(e: np.ndarray, t: np.ndarray, estimand: str) -> list[str]:
-    """Error for a PS of 0 or 1 where the estimand's weight divides by it; a note otherwise."""
+def _edge_check(fit, t: np.ndarray, estimand: str) -> tuple[list[str], list[str]]:
+    """A PS of 0 or 1 (within PS_EDGE): an error where the estimand's weight divides by it or the fit
+    diverged (complete separation), a warning where no unit of the other arm resembles the unit
+    (positivity fails for the estimand), a note where the unit only drops out (e.g. ATT controls at 0)."""
+    e = fit.ps
     low, high = e <= PS_EDGE, e >= 1 - PS_EDGE
-    bad_c, bad_t = ~t & high, (t & low) if estimand == "ate" else np.zeros_like(t)
-    if estimand != "ato" and (bad_c.any() or bad_t.any()):
-        raise ValueError(f"PS of 0 or 1 (separation): {int(bad_c.sum())} control and "
-                         f"{int(bad_t.sum())} treated unit(s) have a fitted PS within "
-                         f"{PS_EDGE:g} of the wrong arm, so their {estimand.upper()} weights are undefined; "
-                         "use fewer or coarser terms in the PS model, or --estimand ato")
+    none = np.zeros_like(t)
     k = int((low | high).sum())
-    return [f"{k} unit(s) have a PS within {PS_EDGE:g} of 0 or 1, each on its own arm's side: "
-            "they carry almost no weight, or their weight is at its limit"] if k else []
+    hint = "use fewer or coarser terms in the PS model"
+    if fit.separation and not fit.converged:
+        raise ValueError(f"PS of 0 or 1 (separation): the PS model predicts the arm of {k} unit(s) with certainty "
+                         f"and its fit did not converge; {hint}")
+    infinite = {"att": ~t & high, "ate": (t & low) | (~t & high), "ato": none}[estimand]
+    if infinite.any():
+        raise ValueError(f"PS of 0 or 1 (separation): {int((t & infinite).sum())} treated and "
+                         f"{int((~t & infinite).sum())} control unit(s) have a PS within {PS_EDGE:g} of the other "
+                         f"arm's certainty, so their {estimand.upper()} weights are infinite; {hint}, or --estimand ato")
+    unsupported = {"att": t & high, "ate": (t & high) | (~t & low), "ato": none}[estimand]
+    warnings = [f"PS of 0 or 1 (separation): {int((t & unsupported).sum())} treated and "
+                f"{int((~t & unsupported).sum())} control unit(s) have a PS within {PS_EDGE:g} of their own arm's "
+                f"certainty, so no unit of the other arm resembles them and the {estimand.upper()} extrapolates "
+                f"there; {hint}, or --estimand ato"] if unsupported.any() else []
+    rest = int(((low | high) & ~unsupported).sum())
+    notes = [f"{rest} unit(s) have a PS within {PS_EDGE:g} of 0 or 1, each where the {estimand.upper()} "
+             "needs no counterpart: they carry almost no weight"] if rest else []
+    return warnings, notes
 
 
 def weight_data(df: pd.DataFrame, treatment: str, covariates=None, formula: str | None = None, *,
@@ -183,8 +202,8 @@ def weight_data(df: pd.DataFrame, treatment: str, covariates=None, formula: str 
         X, terms = df[covariates].to_numpy(dtype=float), list(covariates)
     t = df[treatment].to_numpy().astype(int).astype(bool)
     fit = fit_propensity(X, t.astype(np.int8))
-    warnings = [] if fit.converged else [f"propensity model: {fit.message}"]
-    notes = _edge_check(fit.ps, t, estimand)
+    edge_warnings, notes = _edge_check(fit, t, estimand)
+    warnings = ([] if fit.converged else [f"propensity model: {fit.message}"]) + edge_warnings
     w = balancing_weights(fit.ps, t, estimand)
     warnings += _weight_warnings(w, t)
     out = df.copy()
