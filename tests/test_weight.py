@@ -211,7 +211,7 @@ def test_the_result_object_and_the_public_surface(df):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(treatment="educ", covariates=["age"]), r"treatment column 'educ' must be 0/1; found values \[0, 1, 2"),
+    (dict(treatment="educ", covariates=["age"]), r"treatment column 'educ' must be 0/1; found values \[0, 2, 3"),
     (dict(estimand="atc"), r"estimand: must be one of \['att', 'ate', 'ato'\], got 'atc'"),
     (dict(covariates=None), "give either covariates"),
     (dict(covariates=None, formula="age + "), "cannot be parsed"),

@@ -69,7 +69,7 @@ def balancing_weights(ps, treated, estimand: str) -> np.ndarray:
     return w
 
 
-def _check(df: pd.DataFrame, treatment: str, covariates, formula, estimand: str, outcome) -> list[str]:
+def _check(df: pd.DataFrame, treatment: str, covariates, formula, estimand: str, outcome, key: str) -> list[str]:
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"df: must be a pandas DataFrame, got {type(df).__name__}")
     if estimand not in ESTIMANDS:
@@ -78,10 +78,13 @@ def _check(df: pd.DataFrame, treatment: str, covariates, formula, estimand: str,
         raise ValueError("give either covariates (main effects) or formula (e.g. 'age + I(age**2) + married'), "
                          "not both and not neither")
     if formula is not None:
-        lhs, _ = split_formula(formula)
+        try:
+            lhs, _ = split_formula(formula)
+            used = list(formula_columns(formula))
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
         if lhs is not None and lhs != treatment:
-            raise ValueError(f"formula: its left side {lhs!r} is not the treatment column {treatment!r}")
-        used = list(formula_columns(formula))
+            raise ValueError(f"{key}: its left side {lhs!r} is not the treatment column {treatment!r}")
     else:
         used = list(dict.fromkeys(covariates))
         if not used:
@@ -92,7 +95,7 @@ def _check(df: pd.DataFrame, treatment: str, covariates, formula, estimand: str,
         raise ValueError(f"covariates: the treatment {treatment!r} and the outcome cannot be covariates")
     if outcome is not None and outcome == treatment:
         raise ValueError(f"outcome: {outcome!r} is the treatment column")
-    for arg, cols in (("formula" if formula is not None else "covariates", used), ("outcome", [outcome])):
+    for arg, cols in ((key if formula is not None else "covariates", used), ("outcome", [outcome])):
         missing = [c for c in cols if c is not None and c not in df.columns]
         if missing:
             raise ValueError(f"{arg}: column(s) not found: {', '.join(map(str, missing))}; "
@@ -191,7 +194,7 @@ def weight_data(df: pd.DataFrame, treatment: str, covariates=None, formula: str 
                 denominator: str | None = None, alpha: float = 0.05, key: str = "formula") -> WeightedData:
     """Weight `df` by its estimated PS for `estimand` ("att", "ate", "ato"); see WeightedData."""
     covariates = None if covariates is None else ([covariates] if isinstance(covariates, str) else list(covariates))
-    used = _check(df, treatment, covariates, formula, estimand, outcome)
+    used = _check(df, treatment, covariates, formula, estimand, outcome, key)
     denominator = default_denominator(estimand) if denominator is None else denominator
     if denominator not in DENOMINATORS:
         raise ValueError(f"denominator: must be one of {list(DENOMINATORS)}, got {denominator!r}")
