@@ -32,10 +32,11 @@ def love_plot(path: Path, balance: pd.DataFrame, *, estimand: str, threshold: fl
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlim(0, max(1.05 * float(np.nanmax(b[["_before", "_after"]].to_numpy())), 1.5 * threshold))
     denoms = sorted({d for d in b["denominator"] if d})
-    ax.set_xlabel("|standardised mean difference|, treated - control\n"
-                  f"denominator: {'; '.join(denoms) or 'none'}", fontsize=9)
+    raw = " ('raw diff.': |difference in proportions|)" if (b["diff_type"] != "smd").any() else ""
+    ax.set_xlabel(f"|standardised mean difference|, treated - control{raw}\n"
+                  f"SMD denominator: {'; '.join(denoms) or 'none'}", fontsize=9)
     over = int((b["_after"] > threshold).sum())
-    ax.set_title(f"Covariate balance, {estimand.upper()} weights: {over} of {len(b)} covariates above "
+    ax.set_title(f"Balance, {estimand.upper()} weights: {over} of {len(b)} covariates above "
                  f"{threshold:g} after weighting", fontsize=10)
     ax.grid(axis="x", alpha=0.3, lw=0.5)
     ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
