@@ -225,6 +225,32 @@ def test_bad_input_is_one_line_naming_what_and_allowed(df, kwargs, message):
     assert "\n" not in str(exc.value)
 
 
+def test_a_categorical_column_is_balanced_level_by_level_and_the_formula_names_the_treatment(df):
+    data = df.assign(eth=np.where(df["black"] == 1, "black", np.where(df["hisp"] == 1, "hispanic", "other")))
+    r = sim.weight_data(data, "treat", formula="treat ~ age + C(eth) + re75", estimand="ato")
+    b = r.balance.set_index("covariate")
+    assert list(b.index) == ["age", "eth=black", "eth=hispanic", "eth=other", "re75"]
+    t, w = data["treat"].to_numpy() == 1, r.weights.to_numpy()
+    other = (data["eth"] == "other").to_numpy(float)
+    assert b.loc["eth=other", "type"] == "binary"
+    assert b.loc["eth=other", "diff_after"] * b.loc["eth=other", "sd_denominator"] == pytest.approx(
+        np.average(other[t], weights=w[t]) - np.average(other[~t], weights=w[~t]), abs=1e-9)
+    with pytest.raises(ValueError, match="formula: its left side 'married' is not the treatment column 'treat'"):
+        sim.weight_data(data, "treat", formula="married ~ age")
+
+
+def test_extreme_weights_warn_by_share_and_by_ess_but_not_a_small_arm_for_being_small():
+    from sim.methods.weighted import _weight_warnings
+
+    t = np.array([1] * 5 + [0] * 100, bool)
+    even = np.ones(105)
+    assert _weight_warnings(even, t) == []  # 5 treated: 20 % each, an equal share
+    heavy = even.copy()
+    heavy[5] = 30.0  # one control: 30 / 129 = 23 % of its arm
+    (line,) = _weight_warnings(heavy, t)
+    assert line.startswith("extreme weights: max weight share 23.3% of the control arm's total weight")
+
+
 def test_missing_values_an_empty_arm_and_separation_are_refused(df):
     with pytest.raises(ValueError, match="column 'age' has 1 missing value"):
         sim.weight_data(df.assign(age=df["age"].where(df.index != 3)), "treat", COV)

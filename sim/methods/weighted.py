@@ -19,7 +19,7 @@ import pandas as pd
 
 from sim.methods.balance_table import DENOMINATORS, default_denominator, kish_ess, weighted_balance
 from sim.methods.estimators.base import CohortView
-from sim.methods.estimators.weighting import _WEIGHTS, WEIGHT_SHARE_MAX, ipw_ate, ipw_att, overlap
+from sim.methods.estimators.weighting import _WEIGHTS, WEIGHT_SHARE_FACTOR, WEIGHT_SHARE_MAX, ipw_ate, ipw_att, overlap
 from sim.methods.formula import formula_columns, ps_design, split_formula
 from sim.methods.propensity import fit_propensity, odds_ratio_table
 
@@ -154,10 +154,11 @@ def _weight_warnings(w: np.ndarray, t: np.ndarray) -> list[str]:
     for arm, rows in (("treated", t), ("control", ~t)):
         a = w[rows]
         share, ess = float(a.max() / a.sum()), kish_ess(a)
-        if share > WEIGHT_SHARE_MAX or ess < ESS_MIN_SHARE * a.size:
+        # as the simulations' estimators flag it: a small arm is not flagged for being small
+        if (share > WEIGHT_SHARE_MAX and share > WEIGHT_SHARE_FACTOR / a.size) or ess < ESS_MIN_SHARE * a.size:
             out.append(f"extreme weights: max weight share {share:.1%} of the {arm} arm's total weight "
-                       f"(threshold {WEIGHT_SHARE_MAX:.0%}); Kish ESS {ess:.1f} of {a.size} "
-                       f"(threshold {ESS_MIN_SHARE:.0%} of n)")
+                       f"(threshold {WEIGHT_SHARE_MAX:.0%} and {WEIGHT_SHARE_FACTOR:g}x an equal share); "
+                       f"Kish ESS {ess:.1f} of {a.size} (threshold {ESS_MIN_SHARE:.0%} of n)")
     return out
 
 
