@@ -119,7 +119,7 @@ def _check(df: pd.DataFrame, treatment: str, covariates, formula, estimand: str,
     if covariates is not None:
         for c in used:
             if not pd.api.types.is_numeric_dtype(df[c]):
-                raise ValueError(f"covariate {c!r} is not numeric (use --formula with C({c}) for a categorical one)")
+                raise ValueError(f"covariate {c!r} is not numeric (use a formula with C({c}) for a categorical one)")
             if not np.isfinite(df[c].to_numpy(dtype=float)).all():
                 raise ValueError(f"covariate {c!r} has non-finite values")
             if df[c].nunique() < 2:
