@@ -4,6 +4,8 @@ The public API (sim.api), each returning DataFrames or small result objects:
   compose, paper_method     the composed config of an experiment; the paper's analysis settings
   cohort_model, draw_cohort the calibrated cohort model; one synthetic cohort as a DataFrame
   match_data, MatchedData   the paper's PS model and matching on your own DataFrame
+  weight_data               PS weighting (ATT/ATE/ATO) of your own DataFrame: weights, cobalt-style
+                            balance, effective sample sizes, the weighted difference with its SE
   run, compatibility        run an experiment (ExperimentResult); which true effects a published
                             result still allows
   simulate                  your own generate/analyse functions on the same engine (SimDesign's
@@ -55,7 +57,7 @@ def _numba_cache_dir() -> None:
 _numba_cache_dir()
 
 __all__ = ["compose", "paper_method", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run",
-           "compatibility", "simulate", "rosenbaum", "evalue", "tost", "ExperimentResult", "ConfigError"]
+           "compatibility", "simulate", "rosenbaum", "evalue", "tost", "weight_data", "ExperimentResult", "ConfigError"]
 
 
 def __getattr__(name: str):

@@ -10,6 +10,7 @@ command-line tools are thin wrappers around these functions.
     res = sim.run("caliper_sweep", ["reps=50"])   # ExperimentResult: summary, replicates, failures
     sim.rosenbaum(m.matched, "barthel_m6_delta", gamma=[1, 2], mcid=9.25)   # Rosenbaum bounds
     sim.simulate(generate, analyse, {"n": [20, 50]}, reps=500)  # your own simulation, same engine
+    w = sim.weight_data(df, "treated", formula="age + I(age**2) + male", estimand="ato", outcome="y")
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ if TYPE_CHECKING:  # imported lazily: `python -m sim.match` should start quickly
     from sim.jobs.contract import ExperimentResult
     from sim.methods.matching import MatchResult
     from sim.methods.sensitivity.equivalence import TostResult
+    from sim.methods.weighted import WeightedData
 
 __all__ = ["compose", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run", "paper_method",
-           "compatibility", "simulate", "rosenbaum", "evalue", "tost"]
+           "compatibility", "simulate", "rosenbaum", "evalue", "tost", "weight_data"]
 
 
 def compose(experiment: str | None = None, overrides: Sequence[str] = ()) -> DictConfig:
@@ -337,3 +339,20 @@ def tost(treated: Any, control: Any, *, margin: float, alpha: float = 0.05, pair
         return tost_from_summary(*parts, margin, alpha, usevar=usevar)
     return _tost(np.asarray(treated, dtype=float), np.asarray(control, dtype=float), margin, alpha=alpha,
                  paired=paired, usevar=usevar)
+
+
+def weight_data(df: pd.DataFrame, treatment: str, covariates: Sequence[str] | None = None, formula: str | None = None,
+                estimand: str = "att", outcome: str | None = None, *, binary: str = "std",
+                denominator: str | None = None, alpha: float = 0.05) -> WeightedData:
+    """Propensity-score weighting of a user's DataFrame, as `python -m sim.weight`: a logistic PS
+    on `covariates` (main effects) or a patsy `formula` ("age + I(age**2) + bs(re74, df=3)"), ATT
+    (treated 1, controls e/(1-e)), ATE (1/e, 1/(1-e)) or ATO (1-e, e) weights normalised per arm,
+    and a result with `.weights`, `.balance` (cobalt-style: SMD by the unweighted `denominator`,
+    default treated for the ATT and pooled otherwise; variance ratios; weighted eCDF mean/max),
+    `.ess` (Kish, per arm), `.ps_coefficients` and, with `outcome`, `.estimate` (the weighted
+    difference, its M-estimation sandwich SE with the PS estimated, CI and p). `.warnings` lists
+    extreme weights and a PS model that did not converge. Bad input raises ValueError."""
+    from sim.methods.weighted import weight_data as _weight_data
+
+    return _weight_data(df, treatment, covariates, formula, estimand=estimand, outcome=outcome, binary=binary,
+                        denominator=denominator, alpha=alpha)

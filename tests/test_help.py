@@ -63,7 +63,8 @@ def test_help_is_short_and_lists_every_experiment_with_its_question(page):
 def test_help_lists_the_common_keys_the_other_commands_and_where_the_configs_are(page):
     for key in ("reps=", "n_jobs=", "seed=", "hydra.run.dir=", "progress=", "chunk_size="):
         assert f"  {key}" in page, key
-    for cmd in ("python -m sim.match", "python -m sim.sensitivity", "python -m sim.bench", "python -m sim.report.curate"):
+    for cmd in ("python -m sim.match", "python -m sim.sensitivity", "python -m sim.weight", "python -m sim.bench",
+                "python -m sim.report.curate"):
         assert cmd in page, cmd
     assert str(resources.files("sim.conf")) in page and "conf/" in page
     assert "--cfg job" in page and "--multirun" in page

@@ -35,6 +35,7 @@ COMMON_KEYS = (  # (key, what it does, its key in conf/config.yaml: the default 
 COMMANDS = (
     ("python -m sim.match IN.csv", "the paper's PS matching of your own data"),
     ("python -m sim.sensitivity MATCHED.csv", "Rosenbaum bounds for its matched pairs"),
+    ("python -m sim.weight IN.csv", "PS weighting (ATT/ATE/ATO) of your own data, cobalt-style balance"),
     ("python -m sim.bench", "replicates per second, per replicate vs batched"),
     ("python -m sim.report.curate RUN_DIR", "refresh experiments/<name>/ from a run"),
 )

@@ -63,7 +63,10 @@ def formula_columns(formula: str) -> tuple[str, ...]:
     _, rhs = split_formula(formula)
     seen: dict[str, None] = {}
     for code in _term_codes(rhs):
-        tree = ast.parse(code, mode="eval")
+        try:
+            tree = ast.parse(code, mode="eval")
+        except SyntaxError:
+            raise ValueError(f"PS formula {rhs!r} cannot be parsed: term {code!r} is not a valid expression") from None
         called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
         bases = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
         for node in ast.walk(tree):
