@@ -234,9 +234,9 @@ def _walsh(d: np.ndarray, distinct: bool = False) -> np.ndarray:
     key = d.dtype.str.encode() + d.tobytes()
     last = _WALSH_LAST
     if last[0] != key:
-        i, j = np.triu_indices(d.size)
-        w = np.sort((d[i] + d[j]) / 2.0)
-        u = np.unique(w)
+        # row k: d[k] + d[k:] (the pairs i <= j), without triu_indices' two index arrays of that size
+        w = np.sort(np.concatenate([d[k] + d[k:] for k in range(d.size)]) / 2.0)
+        u = w[np.concatenate(([True], w[1:] != w[:-1]))]  # distinct values of the sorted array
         w.setflags(write=False)
         u.setflags(write=False)
         last = _WALSH_LAST = (key, w, u)
