@@ -224,3 +224,11 @@ def test_sensitivity_on_tiny_sets_equals_brute_force(tmp_path, capsys):
                "--alternative", "greater", "--out", tmp_path / "s") == 0
     table = pd.read_csv(tmp_path / "s" / "sensitivity.csv")
     np.testing.assert_allclose(table["p_upper"], [brute_force(y, t, s, g)[0] for g in (1, 1.5, 2.5)], rtol=1e-9)
+
+
+def test_bench_times_a_command_by_its_own_cpu():
+    from sim.bench.process import command_seconds
+
+    busy = command_seconds([sys.executable, "-c", "sum(range(3 * 10**7))"], runs=1)
+    idle = command_seconds([sys.executable, "-c", "import time; time.sleep(0.3)"], runs=1)
+    assert busy[0] > 0.2 and idle[0] < 0.2 <= idle[2]
