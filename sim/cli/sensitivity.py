@@ -42,8 +42,9 @@ import math
 from pathlib import Path
 
 from sim.cli.common import InputError, Parser as _Parser, one_line_errors, read_sidecar, sidecar_path
-from sim.cli.sensitivity_tables import (ALTERNATIVES, TESTS, _ci_label, binary_table, bound_used, is_binary,
-                                        mcid_level, pair_differences, sided_bound, sided_gamma_star, sided_table)
+from sim.cli.sensitivity_tables import (ALTERNATIVES, PAIR_BOUND, TESTS, _ci_label, binary_table, bound_used,
+                                        is_binary, mcid_level, pair_differences, sided_bound, sided_gamma_star,
+                                        sided_table)
 from sim.methods.sensitivity.amplification import amplification_table
 from sim.methods.sensitivity.rosenbaum import METHODS, ZERO_METHODS, largest_gamma_excluding, mcid_exclusion
 
@@ -52,7 +53,6 @@ __all__ = ["ALTERNATIVES", "DEFAULT_GAMMAS", "build_parser", "pair_differences",
 
 DEFAULT_GAMMAS = "1,1.25,1.5,2,3"
 FILES = ("sensitivity.csv", "sensitivity.json", "amplification.csv", "sensitivity.png")
-PAIR_BOUND = {"continuous": "1:1 pairs: signed-rank bound", "binary": "1:1 pairs: McNemar bound"}
 ZERO_HELP = {"wilcox": "dropped before ranking", "pratt": "ranked, then dropped from the statistic"}
 
 
@@ -267,7 +267,6 @@ def run(argv=None) -> int:
     else:
         table = sided_table(d, args.gamma, alternative=alt, alpha=alpha, mcid=args.mcid, method=args.method,
                             zero_method=args.zero_method)
-    table.insert(4, "method", PAIR_BOUND["binary" if binary else "continuous"])
     g_star, side = sided_gamma_star(d, alt, alpha, args.method, zero_method=args.zero_method, binary=binary)
     direction = {"greater": "τ > 0, treatment better", "less": "τ < 0, treatment worse"}[side]
     if alt == "two-sided" and g_star <= 1:
