@@ -232,3 +232,47 @@ def test_bench_times_a_command_by_its_own_cpu():
     busy = command_seconds([sys.executable, "-c", "sum(range(3 * 10**7))"], runs=1)
     idle = command_seconds([sys.executable, "-c", "import time; time.sleep(0.3)"], runs=1)
     assert busy[0] > 0.2 and idle[0] < 0.2 <= idle[2]
+
+
+def test_match_data_is_the_command(lalonde, full_dir):
+    """sim.match_data(algorithm="full") gives the command's matched.csv and its PS coefficients."""
+    import sim
+
+    m = sim.match_data(lalonde, "treat", COVS, algorithm="full", caliper=0.5)
+    cli_rows = pd.read_csv(full_dir / "matched.csv")
+    pd.testing.assert_frame_equal(m.data.astype({"pair": float}), cli_rows, check_dtype=False)
+    pd.testing.assert_frame_equal(m.coefficients, pd.read_csv(full_dir / "ps_coefficients.csv"))
+    assert m.structure == "matched_sets"
+
+
+@pytest.mark.parametrize("variant", ["crlf", "no final newline", "bom"])
+def test_plain_variants_keep_their_lines_and_read_back_as_pandas(tmp_path, variant):
+    text = DATA.read_text()
+    data = {"crlf": text.replace("\n", "\r\n").encode(), "no final newline": text.rstrip("\n").encode(),
+            "bom": b"\xef\xbb\xbf" + text.encode()}[variant]
+    (tmp_path / "in.csv").write_bytes(data)
+    args = ["--treatment", "treat", "--covariates", ",".join(COVS), "--exact", "black,married", "--ratio", "2"]
+    assert cli(match_main, tmp_path / "in.csv", *args, "--out", tmp_path / "a") == 0
+    pd.read_csv(tmp_path / "in.csv").to_csv(tmp_path / "q.csv", index=False, quoting=1)  # pandas' path
+    assert cli(match_main, tmp_path / "q.csv", *args, "--out", tmp_path / "b") == 0
+    out = (tmp_path / "a" / "matched.csv").read_bytes()
+    newline = b"\r\n" if variant == "crlf" else b"\n"
+    lines_in = data.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n").split(newline)
+    lines_out = out.rstrip(b"\r\n").split(newline)
+    assert len(lines_in) == len(lines_out) and all(o.startswith(i + b",") for i, o in zip(lines_in, lines_out))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "matched.csv"), pd.read_csv(tmp_path / "b" / "matched.csv"))
+
+
+def test_sensitivity_on_one_to_two_matching_uses_the_set_bound(tmp_path, capsys):
+    assert cli(match_main, DATA, "--treatment", "treat", "--covariates", ",".join(COVS), "--ratio", "2",
+               "--out", tmp_path) == 0
+    assert json.loads((tmp_path / "matched.json").read_text())["structure"] == "matched_sets"
+    assert cli(sens_main, tmp_path / "matched.csv", "--outcome", "re78", "--alternative", "less", "--gamma", "1,2",
+               "--mcid", "500") == 0
+    m = pd.read_csv(tmp_path / "matched.csv").dropna(subset=["pair"])
+    y, t, s = m["re78"].to_numpy(), m["treat"].to_numpy(), m["pair"].to_numpy().astype(np.int64)
+    table = pd.read_csv(tmp_path / "sensitivity.csv")
+    np.testing.assert_allclose(table["p_upper"], senm_bounds(y, t, s, [1, 2], alternative="less"), rtol=1e-12)
+    np.testing.assert_allclose(table["p_upper_mcid"], senm_bounds(y, t, s, [1, 2], alternative="less", tau=500),
+                               rtol=1e-12)
+    assert (table["mcid_excluded"] == (table["p_upper_mcid"] <= 0.05)).all()

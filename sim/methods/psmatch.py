@@ -27,6 +27,8 @@ __all__ = ["METHODS", "ESTIMANDS", "PAIR_HOLDS", "WEIGHTS", "PSMatched", "ps_mat
 
 METHODS = ("greedy", "optimal", "full", "subclass")
 ESTIMANDS = ("att", "ate")
+#: full matching builds the dense treated x control distance matrix (sim.methods.matching.full)
+FULL_MAX_CELLS = 25_000_000
 BALANCE_COLUMNS = ("covariate", "smd_before", "smd_after", "vr_before", "vr_after")
 #: what the pair column holds, per structure (written to matched.json)
 PAIR_HOLDS = {"pairs": "pair id (1 treated, 1 control)", "overlapping": "smallest matched-set id of the unit "
@@ -114,6 +116,10 @@ def ps_match(X, treated, B, names, *, method: str = "greedy", caliper: float | N
     elif method == "full":
         if exact is not None:
             raise ValueError("exact matching is not available with full matching")
+        if n_t * n_c > FULL_MAX_CELLS:
+            raise ValueError(f"full matching of {n_t} treated x {n_c} controls needs a distance matrix of "
+                             f"{n_t * n_c:,} cells (limit {FULL_MAX_CELLS:,}): use greedy or optimal matching, "
+                             "or subclassification")
         from sim.methods.matching.full import full_match
         from sim.methods.matching.subclass import subclass_weights
 
