@@ -260,7 +260,8 @@ def test_plain_variants_keep_their_lines_and_read_back_as_pandas(tmp_path, varia
     lines_in = data.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n").split(newline)
     lines_out = out.rstrip(b"\r\n").split(newline)
     assert len(lines_in) == len(lines_out) and all(o.startswith(i + b",") for i, o in zip(lines_in, lines_out))
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "matched.csv"), pd.read_csv(tmp_path / "b" / "matched.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "matched.csv"),
+                                  pd.read_csv(tmp_path / "b" / "matched.csv"))
 
 
 def test_sensitivity_on_one_to_two_matching_uses_the_set_bound(tmp_path, capsys):
