@@ -277,3 +277,9 @@ def test_sensitivity_on_one_to_two_matching_uses_the_set_bound(tmp_path, capsys)
     np.testing.assert_allclose(table["p_upper_mcid"], senm_bounds(y, t, s, [1, 2], alternative="less", tau=500),
                                rtol=1e-12)
     assert (table["mcid_excluded"] == (table["p_upper_mcid"] <= 0.05)).all()
+
+
+def test_plain_file_with_a_repeated_unused_column_is_refused(tmp_path, capsys):
+    (tmp_path / "dup.csv").write_text("t,a,b,b\n1,0.5,1,2\n0,0.1,1,2\n1,0.9,0,2\n0,0.3,0,1\n0,0.2,1,1\n")
+    assert cli(match_main, tmp_path / "dup.csv", "--treatment", "t", "--covariates", "a", "--out", tmp_path / "o") == 2
+    assert "'b' (2x)" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -57,9 +57,6 @@ a covariate listed more than once in --covariates is used once ('warning: ...').
 """
 
 
-_Parser = Parser  # the tools' shared one-line-error parser
-
-
 def _caliper(text: str):
     if text.strip().lower() == "none":
         return "none"
@@ -94,7 +91,7 @@ def _names(text: str):
 def build_parser() -> argparse.ArgumentParser:
     paper = paper_method()["matching"]  # every default is the paper's
     caliper = "none" if paper["caliper"] is None else paper["caliper"]
-    p = _Parser(
+    p = Parser(  # the tools' shared one-line-error parser
         prog="python -m sim.match",
         description="Propensity-score matching of a CSV file.",
         epilog=_EPILOG,
@@ -225,8 +222,11 @@ def _load(args):
         raise InputError(f"treatment column {args.treatment!r} cannot also be a covariate")
     needed = list(dict.fromkeys([args.treatment, *args.covariates, *args.exact]))
     plain = read_plain(path)
+    names = [h for h in plain.header if h] if plain is not None else []
+    if len(set(names)) < len(names) or set(OUTPUT_COLUMNS) & set(names):
+        plain = None  # pandas' path refuses repeated names and overwrites the output columns
     cols = df = None
-    if plain is not None and args.formula is None and not set(OUTPUT_COLUMNS) & set(plain.header):
+    if plain is not None and args.formula is None:
         cols = plain.numbers(needed)
         if cols is not None and not np.isin(cols[args.treatment], (0.0, 1.0)).all():
             cols = None  # pandas names the problem
@@ -264,7 +264,7 @@ def _load(args):
         except ValueError as exc:
             raise InputError(str(exc))
         design = (d.X, list(d.names))
-    return cols, codes, design, plain if plain is not None and not set(OUTPUT_COLUMNS) & set(plain.header) else None, df
+    return cols, codes, design, plain, df
 
 
 def _drop_repeated_covariates(args) -> None:
