@@ -16,14 +16,14 @@ command-line tools are thin wrappers around these functions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 from omegaconf import DictConfig, OmegaConf
+
+from sim.methods.paper import paper_method
 
 if TYPE_CHECKING:  # imported lazily: `python -m sim.match` should start quickly
     from sim.cohort.model import CohortModel
@@ -79,73 +79,83 @@ def draw_cohort(cfg: DictConfig | None = None, *, seed: int = 0, n: int | None =
     return generate(design, np.random.default_rng(seed)).to_frame(design.model)
 
 
-def paper_method() -> dict[str, Any]:
-    """The paper's analysis settings (conf/method/paper.yaml): the one source of their defaults."""
-    text = resources.files("sim.conf").joinpath("method", "paper.yaml").read_text()
-    return yaml.safe_load(text)
-
-
 @dataclass(frozen=True)
 class MatchedData:
-    """A matched data set: `data` is every input row plus ps, logit_ps, pair (NA if unmatched) and
-    weight; `matched` the matched rows only; `balance` SMDs and variance ratios before/after."""
+    """A matched data set: `data` is every input row plus ps, logit_ps, pair (the pair, matched set or
+    subclass; NA if unused) and weight (MatchIt's); `matched` the rows used; `balance` SMDs and
+    variance ratios before/after (weighted); `coefficients` the PS model's terms with odds ratios."""
 
     data: pd.DataFrame
     balance: pd.DataFrame
     result: MatchResult
     converged: bool
     message: str
+    coefficients: pd.DataFrame | None = None
+    structure: str = "pairs"
 
     @property
     def matched(self) -> pd.DataFrame:
         return self.data[self.data["weight"] > 0]
 
 
-def match_data(df: pd.DataFrame, treatment: str, covariates: Sequence[str], *, algorithm: str | None = None,
-               caliper: float | None | str = "paper", caliper_scale: str | None = None,
+def match_data(df: pd.DataFrame, treatment: str, covariates: Sequence[str] | None = None, *,
+               algorithm: str | None = None, caliper: float | None | str = "paper", caliper_scale: str | None = None,
                caliper_sd: str | None = None, order: str | None = None, ratio: int | None = None,
                replace: bool | None = None, exact: Sequence[str] | None = None, seed: int | None = 0,
+               formula: str | None = None, n_subclasses: int = 5, estimand: str = "att",
                warn: Any = None) -> MatchedData:
-    """The paper's PS model (logistic on `covariates`) and matching on a user's DataFrame. Every
-    setting left out (or None, except `caliper`) takes the paper's value (conf/method/paper.yaml);
-    caliper=None: no caliper. `seed` seeds order="random" (None: fresh entropy). `warn`, a function
-    of one str, if given, gets the PS model's message when the fit separated or did not converge
-    (before matching). Bad input raises ValueError. `python -m sim.match` is this function behind
-    its own input checks."""
-    from sim.methods.balance import balance_table
-    from sim.methods.matching import match
-    from sim.methods.propensity import fit_propensity
+    """The paper's PS model (logistic on `covariates`, or on the terms of a patsy `formula` such as
+    "age + I(age**2) + bs(re74, df=4)", balance then on the formula's data columns) and matching on a
+    user's DataFrame. `algorithm`: greedy | optimal (pairs, 1:k) | full (optimal full matching) |
+    subclass (`n_subclasses` quantile subclasses); `estimand` att | ate picks full/subclass weights.
+    Every setting left out (or None, except `caliper`) takes the paper's value
+    (conf/method/paper.yaml); caliper=None: no caliper (full matching: no caliper unless given).
+    `seed` seeds order="random" (None: fresh entropy). `warn`, a function of one str, gets the PS
+    model's message when the fit separated or did not converge. Bad input raises ValueError.
+    `python -m sim.match` is this computation (sim.methods.psmatch) behind its own input checks."""
+    from sim.methods.propensity import odds_ratios
+    from sim.methods.psmatch import ps_match
 
     paper = paper_method()["matching"]
-    covariates = list(covariates)
-    exact = list(paper["exact"] if exact is None else exact)
-    missing = [c for c in [treatment, *covariates, *exact] if c not in df.columns]
+    algorithm = algorithm or paper["algorithm"]
+    if (covariates is None) == (formula is None):
+        raise ValueError("give the PS model as covariates or as a formula (one of them)")
+    if formula is not None:
+        from sim.methods.formula import formula_columns, ps_design
+
+        design = ps_design(df, formula, key="formula")
+        X, terms = design.X, list(design.names)
+        covariates = [c for c in formula_columns(formula) if pd.api.types.is_numeric_dtype(df[c])]
+    else:
+        covariates = list(covariates)
+        missing = [c for c in covariates if c not in df.columns]
+        if missing:
+            raise ValueError(f"column(s) not found: {missing}; columns: {list(df.columns)}")
+        X, terms = df[covariates].to_numpy(dtype=float), covariates
+    if exact is None:
+        exact = [] if algorithm in ("full", "subclass") else paper["exact"]
+    exact = list(exact)
+    missing = [c for c in [treatment, *exact] if c not in df.columns]
     if missing:
         raise ValueError(f"column(s) not found: {missing}; columns: {list(df.columns)}")
-    t = df[treatment].to_numpy()
-    if not np.isin(t, [0, 1]).all():
-        raise ValueError(f"treatment column {treatment!r} must be 0/1")
-    t = t.astype(np.int8)
-    X = df[covariates].to_numpy(dtype=float)
-    fit = fit_propensity(X, t)
-    converged = bool(fit.converged and not fit.separation)
-    if warn is not None and not converged:
-        warn(str(fit.message))
+    if caliper == "paper":
+        caliper = None if algorithm == "full" else paper["caliper"]
     codes = df.groupby(exact, sort=True).ngroup().to_numpy().astype(np.int64) if exact else None
-    res = match(fit.ps, t, algorithm=algorithm or paper["algorithm"],
-                caliper=paper["caliper"] if isinstance(caliper, str) and caliper == "paper" else caliper,
-                caliper_scale=caliper_scale or paper["caliper_scale"], caliper_sd=caliper_sd or paper["caliper_sd"],
-                order=order or paper["order"], ratio=paper["ratio"] if ratio is None else ratio,
-                replace=paper["replace"] if replace is None else replace, exact=codes,
-                rng=np.random.default_rng(seed))
+    m = ps_match(X, df[treatment].to_numpy(), df[covariates].to_numpy(dtype=float), covariates, method=algorithm,
+                 caliper=caliper, caliper_scale=caliper_scale or paper["caliper_scale"],
+                 caliper_sd=caliper_sd or paper["caliper_sd"], order=order or paper["order"],
+                 ratio=paper["ratio"] if ratio is None else ratio, exact=codes, rng=np.random.default_rng(seed),
+                 replace=paper["replace"] if replace is None else replace, n_subclasses=n_subclasses,
+                 estimand=estimand, warn=warn)
     out = df.copy()
-    out["ps"] = fit.ps
-    out["logit_ps"] = fit.logit_ps
-    out["pair"] = pd.array(np.where(res.pair_id >= 0, res.pair_id, 0), dtype="Int64")
-    out.loc[res.pair_id < 0, "pair"] = pd.NA
-    out["weight"] = res.weights
-    bal = balance_table(X, t, covariates, res.weights)
-    return MatchedData(out, bal, res, converged, str(fit.message))
+    out["ps"] = m.fit.ps
+    out["logit_ps"] = m.fit.logit_ps
+    out["pair"] = pd.array(np.where(m.set_id >= 0, m.set_id, 0), dtype="Int64")
+    out.loc[m.set_id < 0, "pair"] = pd.NA
+    out["weight"] = m.weights
+    coefficients = pd.DataFrame(odds_ratios(m.fit, terms, include_intercept=True)).rename(columns={"covariate": "term"})
+    return MatchedData(out, pd.DataFrame(m.balance), m.result, m.converged, str(m.fit.message), coefficients,
+                       m.structure)
 
 
 def run(experiment: str | DictConfig, overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> ExperimentResult:

@@ -250,7 +250,7 @@ def test_two_per_arm_is_accepted_and_out_defaults_beside_the_input(tmp_path):
     r = run_cli(_write(tmp_path, df, "ok.csv"), "--treatment", "t", "--covariates", "a", process=True, cwd=cwd)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "ok_matched").iterdir()) == ["balance.csv", "matched.csv",
-                                                                            "matched.json"]
+                                                                            "matched.json", "ps_coefficients.csv"]
     assert not any(cwd.iterdir())
 
 

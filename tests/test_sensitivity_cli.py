@@ -230,9 +230,17 @@ def _bad_cases(tmp_path):
     ratio = tmp_path / "ratio"
     ratio.mkdir()
     write(ratio, base, "matched.csv")
-    (ratio / "matched.json").write_text('{"format": "sim.match/1", "treatment": "decomp", "pair": "pair", "ratio": 2}')
-    cases["matched 1:2"] = ([str(ratio / "matched.csv"), "--outcome", "barthel"], "matched with --ratio 2; the "
-                            "bounds need 1:1 pairs")
+    (ratio / "matched.json").write_text('{"format": "sim.match/1", "treatment": "decomp", "pair": "pair", "ratio": 2, '
+                                        '"replace": true}')
+    cases["matched with replacement"] = ([str(ratio / "matched.csv"), "--outcome", "barthel"], "matched with "
+                                         "--replace (controls in several sets); the bounds need sets without")
+    sub = tmp_path / "subclass"
+    sub.mkdir()
+    write(sub, base, "matched.csv")
+    (sub / "matched.json").write_text('{"format": "sim.match/1", "treatment": "decomp", "pair": "pair", '
+                                      '"structure": "subclasses"}')
+    cases["subclasses"] = ([str(sub / "matched.csv"), "--outcome", "barthel"], "subclassification (--method "
+                           "subclass); Rosenbaum bounds need matched sets with one treated unit or one control")
     return cases
 
 
@@ -430,7 +438,7 @@ def test_readme_commands_work_with_defaults(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "warning" not in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["amplification.csv", "balance.csv", "matched.csv",
-                                                     "matched.json", "sensitivity.csv", "sensitivity.json",
+                                                     "matched.json", "ps_coefficients.csv", "sensitivity.csv", "sensitivity.json",
                                                      "sensitivity.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing in the current directory
     m = pd.read_csv(out / "matched.csv").dropna(subset=["pair"])

@@ -51,7 +51,8 @@ from sim.bench.agreement import Agreement, agreement, per_pair_agreement
 from sim.bench.baseline import baseline_replicate
 from sim.bench.matching import (GREEDY_N, MATCH_RUNS, OPTIMAL_N, QUICK_GREEDY_N, QUICK_OPTIMAL_N,  # noqa: F401
                                 REFERENCE_RUNS, jit_seconds, matching_rows)
-from sim.bench.process import BATCHED_JIT_PROBE, MEMORY_N, main_job, main_job_size, memory_rows
+from sim.bench.process import (BATCHED_JIT_PROBE, COMMAND_N, MEMORY_N, command_rows, main_job, main_job_size,
+                               memory_rows)
 
 SIZES = (263, 5000)
 CHUNK = {263: 250, 5000: 50}  #: replicates per batched chunk (250: the engine's largest default chunk)
@@ -317,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     jit = None if args.quick else (jit_seconds(cold=True), jit_seconds(cold=False),
                                    jit_seconds(cold=True, probe=BATCHED_JIT_PROBE),
                                    jit_seconds(cold=False, probe=BATCHED_JIT_PROBE))
+    commands = None if args.quick else command_rows()
 
     print()
     print_paths(rows)
@@ -372,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
               f"empty cache (compilation), {jit[1]:.2f} s from numba's cache")
         print(f"numba (batched path), first chunk in a fresh process less the second: {jit[2]:.2f} s with an "
               f"empty cache (compilation), {jit[3]:.2f} s from numba's cache")
+    for name, cpu, cpu_min, wall in commands or []:
+        print(f"python -m {name} as a whole process, {COMMAND_N:,} rows (plain CSV, greedy 1:1, paper's caliper): "
+              f"CPU {cpu:.2f} s median (min {cpu_min:.2f}), wall {wall:.2f} s")
     print()
     print(f"6. sensitivity and truncation analyses (on each replicate's pairs), a chunk of B={p_chunk} replicates of a "
           "condition, N=263, reps/s: the chunk's analysis (cohorts generated once) with the per-pair analyses by the "

@@ -125,3 +125,63 @@ for first in (0, 2):
     t.append(time.perf_counter() - t0)
 print(t[0] - t[1])
 """
+
+
+COMMAND_N = 20_000  #: rows of the input the command-line tools are timed on
+COMMAND_RUNS = 5  #: timed runs per command (median), after one warm-up run
+
+
+def command_input(path: Path, n: int = COMMAND_N) -> Path:
+    """A plain CSV as a user would bring: Austin's (2011) ten N(0, 1) confounders and his treatment
+    odds ratios (sim.bench.matching), an outcome y = x0 + noise."""
+    import numpy as np
+    import pandas as pd
+    from scipy.optimize import brentq
+    from scipy.special import expit
+
+    from sim.bench.matching import AUSTIN_OR, AUSTIN_SHARE, SEED
+
+    rng = np.random.default_rng(SEED)
+    X = rng.standard_normal((n, len(AUSTIN_OR)))
+    lp = X @ np.log(AUSTIN_OR)
+    a = brentq(lambda a: float(expit(a + lp).mean()) - AUSTIN_SHARE, -20.0, 20.0)
+    df = pd.DataFrame(X, columns=[f"x{k}" for k in range(X.shape[1])])
+    df.insert(0, "treated", (rng.random(n) < expit(a + lp)).astype(int))
+    df["y"] = df["x0"] + rng.standard_normal(n)
+    df.to_csv(path, index=False)
+    return path
+
+
+def command_seconds(cmd: list[str], runs: int = COMMAND_RUNS) -> tuple[float, float, float]:
+    """(median CPU s (user + sys), min CPU s, median wall s) of a command in fresh processes, after one
+    warm-up run; CPU from getrusage(RUSAGE_CHILDREN) around each run (other load hardly moves it)."""
+    import resource
+    import statistics
+    import time
+
+    subprocess.run(cmd, check=True, capture_output=True)
+    cpu, wall = [], []
+    for _ in range(runs):
+        r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        wall.append(time.perf_counter() - t0)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+    return statistics.median(cpu), min(cpu), statistics.median(wall)
+
+
+def command_rows() -> list[tuple[str, float, float, float]]:
+    """(command, median CPU s, min CPU s, median wall s): `python -m sim.match` on COMMAND_N rows,
+    greedy 1:1 with the paper's caliper, then `python -m sim.sensitivity` on its matched.csv."""
+    with tempfile.TemporaryDirectory(prefix="sim-bench-cmd-") as tmp:
+        data = command_input(Path(tmp) / "data.csv")
+        covs = ",".join(f"x{k}" for k in range(10))
+        out = Path(tmp) / "out"
+        rows = []
+        for name, cmd in (("sim.match", ["sim.match", str(data), "--treatment", "treated", "--covariates", covs,
+                                         "--out", str(out)]),
+                          ("sim.sensitivity", ["sim.sensitivity", str(out / "matched.csv"), "--outcome", "y"])):
+            rows.append((name, *command_seconds([sys.executable, "-m", *cmd], 3 if name == "sim.sensitivity"
+                                                 else COMMAND_RUNS)))
+            print(f"  python -m {name}, {COMMAND_N} rows: {rows[-1][1]:.2f} s CPU", file=sys.stderr, flush=True)
+    return rows

@@ -42,8 +42,9 @@ import math
 from pathlib import Path
 
 from sim.cli.common import InputError, Parser as _Parser, one_line_errors, read_sidecar, sidecar_path
-from sim.cli.sensitivity_tables import (ALTERNATIVES, TESTS, _ci_label, binary_table, bound_used, is_binary,
-                                        mcid_level, pair_differences, sided_bound, sided_gamma_star, sided_table)
+from sim.cli.sensitivity_tables import (ALTERNATIVES, PAIR_BOUND, TESTS, _ci_label, binary_table, bound_used,
+                                        is_binary, mcid_level, pair_differences, sided_bound, sided_gamma_star,
+                                        sided_table)
 from sim.methods.sensitivity.amplification import amplification_table
 from sim.methods.sensitivity.rosenbaum import METHODS, ZERO_METHODS, largest_gamma_excluding, mcid_exclusion
 
@@ -137,18 +138,27 @@ def _read(path: Path, shown: str):
 
 
 def _roles(args, path: Path):
-    """(treatment, pair, {role: where it came from}, whether a roles file was read): each column from
-    its flag, else from matched.json, else the default ('treated', 'pair')."""
+    """(treatment, pair, {role: where it came from}, whether a roles file was read, the structure of
+    the groups): each column from its flag, else from matched.json, else the default ('treated',
+    'pair'); the structure (pairs, matched_sets) from matched.json unless --pair names the column."""
     roles = read_sidecar(path) or {}
-    if roles and args.pair is None and (roles.get("ratio", 1) != 1 or roles.get("replace")):
-        how = f"--ratio {roles.get('ratio')}" + (" --replace" if roles.get("replace") else "")
-        raise InputError(f"{sidecar_path(path)}: matched with {how}; the bounds need 1:1 pairs without "
-                         "replacement: rerun python -m sim.match with --ratio 1 and without --replace")
+    structure = "pairs"
+    if roles and args.pair is None:
+        ratio = roles.get("ratio") or 1
+        structure = roles.get("structure") or ("overlapping" if roles.get("replace") else
+                                               "matched_sets" if ratio != 1 else "pairs")
+    if structure == "overlapping":
+        raise InputError(f"{sidecar_path(path)}: matched with --replace (controls in several sets); the bounds need "
+                         "sets without replacement: rerun python -m sim.match without --replace")
+    if structure == "subclasses":
+        raise InputError(f"{sidecar_path(path)}: subclassification (--method subclass); Rosenbaum bounds need "
+                         "matched sets with one treated unit or one control each: rerun python -m sim.match with "
+                         "--method full, greedy or optimal")
     source = {k: f"--{k}" if getattr(args, k) is not None else str(sidecar_path(path)) if roles else "default"
               for k in ("treatment", "pair")}
     treatment = args.treatment or roles.get("treatment") or "treated"
     pair = args.pair or roles.get("pair") or "pair"
-    return treatment, pair, source, bool(roles)
+    return treatment, pair, source, bool(roles), structure
 
 
 def _check_columns(df, header, outcome, treatment, pair, args, has_roles):
@@ -175,7 +185,8 @@ def _summary(args, path, cols, d, n_pairs, binary, table, star, amp, gamma_mcid)
         "input": str(path.resolve()), "outcome": args.outcome, "treatment": cols[0], "pair": cols[1],
         "treatment_from": cols[2]["treatment"],
         "pair_from": cols[2]["pair"], "outcome_type": "binary" if binary else "continuous",
-        "test": TESTS["binary" if binary else "continuous"],
+        "test": TESTS["binary" if binary else "continuous"], "structure": "pairs",
+        "bound_method": PAIR_BOUND["binary" if binary else "continuous"],
         "differences": "control - treated (--lower-is-better)" if args.lower_is_better else "treated - control",
         "pairs_matched": int(n_pairs), "pairs_complete": int(d.size), "pairs_zero_difference": int((d == 0).sum()),
         "alternative": args.alternative, "alpha": args.alpha,
@@ -234,8 +245,12 @@ def run(argv=None) -> int:
         mcid_level(args.alternative, args.alpha)  # refuse --mcid with greater before reading anything
     path = Path(args.input)
     df, header = _read(path, args.input)
-    treatment, pair, source, has_roles = _roles(args, path)
+    treatment, pair, source, has_roles, structure = _roles(args, path)
     _check_columns(df, header, args.outcome, treatment, pair, args, has_roles)
+    if structure == "matched_sets":
+        from sim.cli.sensitivity_sets import run_sets
+
+        return run_sets(args, df, path, (treatment, pair, source), FILES)
     d, n_pairs = pair_differences(df, args.outcome, pair, treatment, args.lower_is_better)
     y = df.loc[df[pair].notna(), args.outcome]
     binary = is_binary(y)

@@ -23,6 +23,8 @@ from sim.methods.sensitivity.rosenbaum import (EXACT_MAX_N, hl_confidence_interv
 ALTERNATIVES = ("two-sided", "greater", "less")
 SIDES = ("greater", "less")
 TESTS = {"continuous": "Wilcoxon signed rank", "binary": "McNemar (discordant pairs)"}
+#: the tables' method column: these are pair bounds (matched sets: sim.cli.sensitivity_sets)
+PAIR_BOUND = {"continuous": "1:1 pairs: signed-rank bound", "binary": "1:1 pairs: McNemar bound"}
 
 
 def _label(v) -> str:
@@ -132,7 +134,8 @@ def sided_table(d, gammas, *, alternative="two-sided", alpha=0.05, mcid=None, me
         lo, hi = (lo, math.inf) if alternative == "greater" else (-math.inf, hi) if alternative == "less" else (lo, hi)
         hl = hodges_lehmann(d, g)
         rows.append({"gamma": g, "alternative": alternative, "alpha": alpha, "test": TESTS["continuous"],
-                     "zero_method": zero_method, "p_upper": float(p_g), "hl_low": hl[0], "hl_high": hl[1],
+                     "method": PAIR_BOUND["continuous"], "zero_method": zero_method, "p_upper": float(p_g),
+                     "hl_low": hl[0], "hl_high": hl[1],
                      "ci": _ci_label(alternative, alpha), "ci_low": lo, "ci_high": hi})
     out = pd.DataFrame(rows)
     if mcid is not None:
@@ -153,7 +156,8 @@ def binary_table(d, gammas, *, alternative="two-sided", alpha=0.05):
     n_plus, n_minus = discordant_counts(d)
     p = sided_bound(d, gammas, alternative=alternative, binary=True)
     return pd.DataFrame({"gamma": list(gammas), "alternative": alternative, "alpha": alpha,
-                         "test": TESTS["binary"], "p_upper": p, "n_discordant": n_plus + n_minus,
+                         "test": TESTS["binary"], "method": PAIR_BOUND["binary"], "p_upper": p,
+                         "n_discordant": n_plus + n_minus,
                          "n_treated_only": n_plus, "n_control_only": n_minus})
 
 

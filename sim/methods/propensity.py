@@ -15,7 +15,7 @@ import numpy as np
 
 from sim.numerics import expit_numpy, fit_logit_binary
 
-__all__ = ["PropensityFit", "fit_propensity", "odds_ratio_table"]
+__all__ = ["PropensityFit", "fit_propensity", "odds_ratios", "odds_ratio_table"]
 
 #: fitted probabilities are clipped into [PS_EPS, 1 - PS_EPS] so logit(ps) stays finite.
 PS_EPS = 1e-10
@@ -79,13 +79,12 @@ def fit_propensity(
                          separation=fit.separation, message=fit.message, n_iter=fit.n_iter, loglik=fit.loglik)
 
 
-def odds_ratio_table(fit: PropensityFit, names, *, include_intercept: bool = False):
-    """Odds ratios with Wald 95% CIs and p-values (the paper's Table 3 layout).
-
-    ``names`` lists the covariates (without the intercept), in column order of X.
-    """
-    import pandas as pd
-    from scipy.stats import norm
+def odds_ratios(fit: PropensityFit, names, *, include_intercept: bool = False) -> dict[str, np.ndarray]:
+    """The columns of :func:`odds_ratio_table` as arrays (covariate, coef, se, odds_ratio, ci_low,
+    ci_high, p_value). Normal quantile and tail from the standard library (statistics.NormalDist,
+    math.erfc): `python -m sim.match` writes this table without importing scipy or pandas."""
+    import math
+    from statistics import NormalDist
 
     names = list(names)
     p = len(fit.coef) - 1
@@ -93,21 +92,24 @@ def odds_ratio_table(fit: PropensityFit, names, *, include_intercept: bool = Fal
         raise ValueError(f"names must have {p} entries (one per covariate); got {len(names)}")
     coef = np.asarray(fit.coef, float)
     se = np.asarray(fit.se, float)
-    z = norm.ppf(0.975)
+    z = NormalDist().inv_cdf(0.975)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        wald = coef / se
-        pval = 2.0 * norm.sf(np.abs(wald))
-        df = pd.DataFrame(
-            {
-                "covariate": ["(intercept)"] + names,
-                "coef": coef,
-                "se": se,
-                "odds_ratio": np.exp(coef),
-                "ci_low": np.exp(coef - z * se),
-                "ci_high": np.exp(coef + z * se),
-                "p_value": pval,
-            }
-        )
+        wald = np.abs(coef / se)
+        pval = np.array([math.erfc(w / math.sqrt(2.0)) if np.isfinite(w) else (0.0 if w > 0 else math.nan)
+                         for w in wald])  # 2 P(Z > |w|)
+        out = {"covariate": np.array(["(intercept)"] + names, dtype=object), "coef": coef, "se": se,
+               "odds_ratio": np.exp(coef), "ci_low": np.exp(coef - z * se), "ci_high": np.exp(coef + z * se),
+               "p_value": pval}
     if not include_intercept:
-        df = df.iloc[1:].reset_index(drop=True)
-    return df
+        out = {k: v[1:] for k, v in out.items()}
+    return out
+
+
+def odds_ratio_table(fit: PropensityFit, names, *, include_intercept: bool = False):
+    """Odds ratios with Wald 95% CIs and p-values (the paper's Table 3 layout), as a DataFrame.
+
+    ``names`` lists the covariates (without the intercept), in column order of X.
+    """
+    import pandas as pd
+
+    return pd.DataFrame(odds_ratios(fit, names, include_intercept=include_intercept))

@@ -223,9 +223,24 @@ def sensitivity_value(d, alpha=0.05, *, tau0=0.0, alternative="greater", method=
 
 
 # ----------------------------------------------------------------------------- estimates and intervals
-def _walsh(d: np.ndarray) -> np.ndarray:
-    i, j = np.triu_indices(d.size)
-    return np.sort((d[i] + d[j]) / 2.0)
+_WALSH_LAST: tuple = (None, None, None)  #: (d's bytes, sorted Walsh averages, their distinct values)
+
+
+def _walsh(d: np.ndarray, distinct: bool = False) -> np.ndarray:
+    """The sorted Walsh averages (read-only), or their distinct values. The last input's are kept:
+    a sensitivity table asks again at every Γ for the same differences (n(n+1)/2 of them: 12
+    million for 4,867 pairs, ~1 s to sort each time)."""
+    global _WALSH_LAST
+    key = d.dtype.str.encode() + d.tobytes()
+    last = _WALSH_LAST
+    if last[0] != key:
+        # row k: d[k] + d[k:] (the pairs i <= j), without triu_indices' two index arrays of that size
+        w = np.sort(np.concatenate([d[k] + d[k:] for k in range(d.size)]) / 2.0)
+        u = w[np.concatenate(([True], w[1:] != w[:-1]))]  # distinct values of the sorted array
+        w.setflags(write=False)
+        u.setflags(write=False)
+        last = _WALSH_LAST = (key, w, u)
+    return last[2] if distinct else last[1]
 
 
 def hodges_lehmann(d, gamma=1.0) -> tuple[float, float]:
@@ -287,7 +302,7 @@ def hl_confidence_interval(d, gamma=1.0, alpha=0.05, *, method="auto") -> tuple[
     a = _diffs(d)
     if a.size == 0:
         return (math.nan, math.nan)
-    w = np.unique(_walsh(a))
+    w = _walsh(a, distinct=True)
     j_lo = _first_accepted(a, w, g, alpha / 2, "greater", method)
     j_hi = _first_accepted(a, w, g, alpha / 2, "less", method)
     low = -math.inf if j_lo == 0 else float(w[j_lo - 1])
