@@ -16,7 +16,7 @@ from sim.engine.atomic import atomic_write_text, atomic_writer
 from sim.report.figures import heatmap_plot, measure_plot, scalar_plot
 from sim.report.method_figures import forest_plot, is_proportion, nested_loop_plot, select, zip_plot
 from sim.report.parquet import write_replicates
-from sim.report.settings import FIGURE_SETTINGS, applies, plain_setting
+from sim.report.settings import FIGURE_SETTINGS, applies, key_where, plain_setting
 from sim.report.tables import key_table_markdown, markdown
 from sim.report.units import UNITS_CAPTION, UNITS_FILE, UNITS_TITLE, condition_units
 
@@ -231,7 +231,7 @@ def psm_tables(cfg: DictConfig, result: "ExperimentResult", estimand: str) -> di
     tests = _as_list(fig_cfg.get("test_analysis", "wilcoxon"))
     key_cfg = plain_setting(cfg.experiment.get("key_table"), {})
     keyed = result.summary
-    for k, v in (key_cfg.get("where") or {}).items():
+    for k, v in key_where(cfg).items():  # `timepoint: last` resolved
         keyed = keyed[keyed[k] == v]
     table = key_table(keyed, result.factors, key_columns(tests, estimates, key_cfg), estimand)
     units = condition_units(result.conditions, dict(zip(result.conditions[0].factors, result.factors)))
