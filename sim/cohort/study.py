@@ -61,8 +61,9 @@ def _validate_variable(name: str, var: Any, path: str, n: Mapping[str, int]) -> 
 
 
 def _validate_visits(raw: Mapping) -> tuple[str, tuple[str, ...]]:
-    """The visit schedule: `baseline` (one name), `follow_up` (names, in time order) and `days`
-    (day of each follow-up visit after the operation, increasing). Returns (baseline, follow_up)."""
+    """The visit schedule: `baseline` (one name), `follow_up` (names, in time order), `days`
+    (day of each follow-up visit after the operation, increasing) and optional `labels` (the
+    words reports use). Returns (baseline, follow_up)."""
     visits = _get(raw, "visits", "")
     if not isinstance(visits, Mapping):
         _fail("visits", f"must be a mapping with baseline, follow_up and days, got {visits!r}")
@@ -87,6 +88,13 @@ def _validate_visits(raw: Mapping) -> tuple[str, tuple[str, ...]]:
         if day <= previous:
             _fail(f"visits.days.{v}", f"must be later than the visit before it (day {previous:g}), got {day:g}")
         previous = day
+    labels = visits.get("labels") or {}  # optional: the visit's words in the reports
+    if not isinstance(labels, Mapping):
+        _fail("visits.labels", f"must map a visit to the words reports use for it, got {labels!r}")
+    for k, v in labels.items():
+        if k != baseline and k not in names:
+            _fail(f"visits.labels.{k}", f"not a visit; allowed: {[baseline, *names]}")
+        _text(v, f"visits.labels.{k}")
     return baseline, tuple(names)
 
 
@@ -238,6 +246,12 @@ class Study:
     def visit_days(self) -> dict[str, float]:
         """Day after the operation of each follow-up visit."""
         return {t: float(self.raw["visits"]["days"][t]) for t in self.follow_up}
+
+    @property
+    def visit_labels(self) -> dict[str, str]:
+        """The words reports use for each visit (`visits.labels`, e.g. m6: 6 months; else its name)."""
+        labels = self.raw["visits"].get("labels") or {}
+        return {t: str(labels.get(t, t)) for t in self.times}
 
     @property
     def covariates(self) -> Mapping[str, Any]:

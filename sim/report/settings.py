@@ -36,6 +36,13 @@ def analysed_visits(cfg: DictConfig) -> list[str]:
     return list(times) if times is not None else list(load_study(cfg.study).follow_up)
 
 
+def arm_words(cfg: DictConfig) -> dict[str, str]:
+    """The words the reports use for the arms: the study's groups.<arm>.label (Study.words)."""
+    from sim.cohort.study import load_study
+
+    return load_study(cfg.study).words
+
+
 def key_where(cfg: DictConfig) -> dict:
     """experiment.key_table.where with `timepoint: last` resolved to the run's last visit."""
     where = dict(plain_setting(cfg.experiment.get("key_table"), {}).get("where") or {})
