@@ -189,6 +189,8 @@ def validate(raw: Any) -> None:
     variables = {}
     for section in ("covariates", "surgery", "survival"):
         block = _section(raw, section, optional=section == "surgery")
+        if section == "survival":
+            validate_survival(block)
         for name, var in block.items():
             if isinstance(var, Mapping):
                 _validate_variable(name, var, f"{section}.{name}", n)
@@ -198,8 +200,6 @@ def validate(raw: Any) -> None:
             if section == "surgery" and var["kind"] not in SURGERY_KINDS:
                 _fail(f"surgery.{name}.kind", f"must be one of {list(SURGERY_KINDS)} (the generator draws it by "
                                               f"arm), got {var['kind']!r}")
-        if section == "survival":
-            validate_survival(block)
     validate_propensity(raw, {k: v for k, v in variables.items() if k in raw["covariates"]})
     for name, out in _section(raw, "outcomes").items():
         _validate_outcome(name, out, f"outcomes.{name}", (baseline, *follow_up))
