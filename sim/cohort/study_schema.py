@@ -113,7 +113,8 @@ def validate_survival(block: Mapping) -> None:
     for name, kind in SURVIVAL.items():
         var = _get(block, name, "survival", "calibration: the death model")
         if not isinstance(var, Mapping) or var.get("kind") != kind:
-            _fail(f"survival.{name}.kind", f"must be {kind!r} (calibration reads it as such)")
+            _fail(f"survival.{name}.kind", f"must be {kind!r} (calibration reads it as such), got "
+                                           f"{var.get('kind') if isinstance(var, Mapping) else var!r}")
     extra = sorted(str(k) for k in block if k not in SURVIVAL and k != "logrank_p")
     if extra:
         _fail(f"survival.{extra[0]}", f"unknown entry; allowed: {[*SURVIVAL, 'logrank_p']} (the generator makes "
