@@ -45,6 +45,7 @@ def _drop(raw: dict, path: str) -> dict:
     ("propensity_model.matching", "reproduce_paper"),
     ("propensity_model.odds_ratios.severity", "calibration"),
     ("groups.control.label", "the reports"),
+    ("outcomes.pain.fig1.source", "the calibration report"),
 ])
 def test_a_missing_field_names_its_path_and_what_needs_it(raw, path, need):
     with pytest.raises(StudySpecError, match=rf"^study template: {re.escape(path)}: missing \(needed by {need}"):
@@ -118,3 +119,12 @@ def test_a_key_table_visit_the_study_lacks_is_refused(tmp_path):
     assert p.returncode == 2
     assert "experiment.key_table.where.timepoint: 'm6' is not a visit this run analyses" in p.stderr
     assert "['m3']" in p.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_continuous_omitted_confounder_is_refused_naming_the_key(raw):
+    from sim.jobs.conditions import design_of
+
+    cohort = yaml.safe_load((ROOT / "conf" / "cohort" / "template.yaml").read_text())
+    cohort.update(omitted_confounders={"age": 0.5}, calibration_n=1000)
+    with pytest.raises(ConfigError, match=r"^cohort\.omitted_confounders\.age: age is continuous"):
+        design_of(load_study(raw), cohort)

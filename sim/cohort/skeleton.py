@@ -50,8 +50,9 @@ def _term_contribution(study: Study, derived: Mapping[str, tuple], term: str, b:
             return term, np.array([0.0, b])
         if var["kind"] == "categorical":
             return term, b * np.asarray(var["categories"], dtype=float)
-        raise ValueError(f"treatment model term {term!r}: continuous covariates cannot drive treatment "
-                         "in this model (allowed: binary, categorical, derived indicators)")
+        raise ValueError(f"cohort.omitted_confounders.{term}: {term} is continuous, and continuous covariates "
+                         "cannot drive treatment in this model (allowed: binary, categorical, derived indicators, "
+                         "<variable>_<category>)")  # the published terms are checked on load (study_schema)
     for name, v in study.covariates.items():
         if v["kind"] == "categorical" and term.startswith(name + "_"):
             cats = [str(c) for c in v["categories"]]

@@ -107,6 +107,8 @@ def _validate_outcome(name: str, out: Any, path: str, times: tuple[str, ...]) ->
     follow_up = times[1:]
     for table, visits in (("fig1", times), ("fig2", times), ("table2", follow_up), ("table5", follow_up)):
         tab = _get(out, table, path)
+        _text(_get(tab, "source", f"{path}.{table}", "the calibration report: where its numbers come from"),
+              f"{path}.{table}.source")
         for group in GROUPS:
             g = _get(tab, group, f"{path}.{table}")
             for t in visits:
