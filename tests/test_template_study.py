@@ -128,3 +128,14 @@ def test_a_continuous_omitted_confounder_is_refused_naming_the_key(raw):
     cohort.update(omitted_confounders={"age": 0.5}, calibration_n=1000)
     with pytest.raises(ConfigError, match=r"^cohort\.omitted_confounders\.age: age is continuous"):
         design_of(load_study(raw), cohort)
+
+
+def test_an_experiment_needing_an_optional_section_says_so_before_it_runs(tmp_path):
+    args = ["experiment=reproduce_paper", "study=template", "cohort=template", "method=template",
+            f"hydra.run.dir={tmp_path / 'run'}"]
+    p = subprocess.run([sys.executable, "-m", "sim", *args], cwd=ROOT, env=os.environ.copy(), capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 2
+    assert ("error: study template: matched: missing (needed by experiment reproduce_paper: the published matched "
+            "sample, Table 4)") in p.stderr
+    assert not (tmp_path / "run").exists()

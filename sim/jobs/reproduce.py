@@ -117,7 +117,7 @@ def table4(study: Study, model: CohortModel, columns: Mapping[str, np.ndarray], 
         t = np.concatenate([np.ones(len(ti), bool), np.zeros(len(ci), bool)])
         return float(smd(both[:, None], t, denominator=denominator)[0])
 
-    for name, pub in m["continuous"].items():
+    for name, pub in (m.get("continuous") or {}).items():
         x = np.asarray(columns[name], dtype=float)
         rows.append({"variable": f"{name}, mean (SD)",
                      "published treated": f"{pub['treated'][0]} ({pub['treated'][1]})",
@@ -125,7 +125,7 @@ def table4(study: Study, model: CohortModel, columns: Mapping[str, np.ndarray], 
                      "synthetic treated": mean_sd_cell(x[ti]), "synthetic control": mean_sd_cell(x[ci]),
                      "synthetic SMD": f"{smd_of(x):.2f}"})
     n_pub = m["n"]
-    for name, (kt, kc) in m["counts"].items():
+    for name, (kt, kc) in (m.get("counts") or {}).items():
         try:
             x = numeric_column(model, columns, name)
         except KeyError:
@@ -262,6 +262,8 @@ class ReproduceJob(Job):
         study = study_of(conds[0].cfg)
         if "matched" not in study.raw:  # optional in a study file; this job compares its Table 4 with it
             raise needed(study.name, "matched", "experiment reproduce_paper: the published matched sample, Table 4")
+        if "analysed" not in study.report:  # optional too; this job reports Table 5 at the number analysed
+            raise needed(study.name, "analysed", "experiment reproduce_paper: the number analysed per visit")
 
     def plan(self, cond: Condition) -> tuple[Design, MethodSpec]:
         """The cohort design at `cohort.n` (every cohort setting honoured) and the method."""
