@@ -74,6 +74,8 @@ def test_a_continuous_driver_of_treatment_is_refused(raw):
     (lambda r: r["propensity_model"]["covariates"].append("weight"), "propensity_model.covariates: 'weight'"),
     (lambda r: r["outcomes"]["pain"]["table5"]["p"].update(m6=0.5), "outcomes.pain.table5.p.m6: not a visit"),
     (lambda r: r["visits"].update(labels={"m6": "6 months"}), "visits.labels.m6: not a visit"),
+    (lambda r: r["covariates"]["severity"].update(categories=["mild", "moderate", "severe"]),
+     "propensity_model.odds_ratios.severity.or: severity has categories ['mild', 'moderate', 'severe'], not numbers"),
 ])
 def test_malformed_sections_name_the_field(raw, mutate, field):
     mutate(raw)

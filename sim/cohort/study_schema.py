@@ -169,6 +169,10 @@ def validate_propensity(raw: Mapping, variables: Mapping[str, Mapping]) -> None:
             _fail(f"{p}.ci", f"odds ratio {or_} is not inside its CI [{lo}, {hi}]")
         if "p" in entry:
             _p_value(entry["p"], f"{p}.p")
+        cats = variables.get(c, {}).get("categories") or []
+        if or_ != 1.0 and not all(isinstance(k, (int, float)) and not isinstance(k, bool) for k in cats):
+            _fail(f"{p}.or", f"{c} has categories {cats}, not numbers: an odds ratio per category step needs an "
+                             "ordinal covariate (numeric categories); use derived indicators (propensity_model.derived)")
         if c in variables and variables[c]["kind"] == "continuous" and or_ != 1.0:
             _fail(f"{p}.or", f"{c} is continuous, and continuous covariates cannot drive treatment in the cohort "
                              "model: give or: 1.0 (fitted by the PS model, not a driver), or use a binary or "
