@@ -451,6 +451,7 @@ def _rename_visits(raw: dict, names: dict[str, str]) -> dict:
     v["baseline"] = names[v["baseline"]]
     v["follow_up"] = [names[t] for t in v["follow_up"]]
     v["days"] = {names[t]: d for t, d in v["days"].items()}
+    v["labels"] = {names[t]: x for t, x in (v.get("labels") or {}).items()}
     for out in raw["outcomes"].values():
         for table in TABLES:
             for key, block in out[table].items():
@@ -476,6 +477,7 @@ def _drop_follow_up(raw: dict, name: str) -> dict:
     raw = copy.deepcopy(raw)
     raw["visits"]["follow_up"].remove(name)
     del raw["visits"]["days"][name]
+    (raw["visits"].get("labels") or {}).pop(name, None)
     for out in raw["outcomes"].values():
         for table in TABLES:
             for block in out[table].values():

@@ -179,7 +179,8 @@ def test_sizes_and_errors(study_raw):
     raw = copy.deepcopy(study_raw)
     raw["outcomes"]["barthel"]["table5"]["treated"]["m1"] = [-40.0, 20.0]   # far worse with decompression
     r = _row(published_sensitivity(load_study(raw)), "barthel", "m1")
-    assert r["reading"] == READINGS["sig_c"] and r["diff"] < 0
+    assert r["reading"] == READINGS["sig_c"].format(control="no decompression") and r["diff"] < 0  # the study's words
+    assert r["reading"] == "significant difference favouring no decompression; not shown equivalent"
     del raw["analysed"]
     with pytest.raises(StudySpecError, match=r"analysed: .*no number analysed"):
         published_sensitivity(load_study(raw))
@@ -383,6 +384,6 @@ def test_markdown_sentences_computed_from_table(table, study):
     t2 = table.copy()
     t2["equivalent"] = True
     t2.loc[t2.index[3], "evalue_mcid"] = 7.77
-    md2 = published_sensitivity_markdown(t2)
+    md2 = published_sensitivity_markdown(t2, study)
     assert "8 of 8 comparisons are shown equivalent within one MCID" in md2
     assert "one MCID is 7.77 (EQ-5D-5L index (Japanese value set), 6 months" in md2

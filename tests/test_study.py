@@ -61,17 +61,20 @@ def test_real_spec_visits(study):
 def test_visits_name_the_outcome_tables(study_raw):
     """Renamed visits are accepted when the outcome tables use the new names, and only then."""
     raw = copy.deepcopy(study_raw)
-    raw["visits"].update(baseline="base", follow_up=["w4"], days={"w4": 28})
+    raw["visits"].update(baseline="base", follow_up=["w4"], days={"w4": 28}, labels={"w4": "4 weeks"})
     with pytest.raises(StudySpecError, match=re.escape("outcomes.barthel.fig1.treated.base: missing")):
         load_study(copy.deepcopy(raw))
     for out in raw["outcomes"].values():
         for table in ("fig1", "fig2", "table2", "table5"):
-            for group in ("treated", "control"):
+            for group in ("treated", "control", "p"):
+                if group not in out[table]:
+                    continue
                 block = out[table][group]
                 out[table][group] = {"base": block.get("pre"), "w4": block["m1"]} if "pre" in block \
                     else {"w4": block["m1"]}
     study = load_study(raw)
     assert study.times == ("base", "w4") and study.visit_days == {"w4": 28.0}
+    assert study.visit_labels == {"base": "base", "w4": "4 weeks"}  # a visit without a label: its name
 
 
 def test_missing_file_is_a_spec_error(tmp_path):
@@ -153,7 +156,7 @@ BAD_SPECS = [
     ("missing_table5", _delete(("outcomes", "face", "table5")), "outcomes.face.table5", "missing"),
     ("missing_odds_ratio", _delete(("propensity_model", "odds_ratios", "male")),
      "propensity_model.odds_ratios.male", "missing"),
-    ("missing_outcomes", _delete(("outcomes",)), "study spec: outcomes:", "missing"),
+    ("missing_outcomes", _delete(("outcomes",)), "study tominaga2025: outcomes:", "missing"),
     # an odds ratio outside its CI
     ("odds_ratio_above_ci", _set(("propensity_model", "odds_ratios", "escc", "or"), 5.0),
      "propensity_model.odds_ratios.escc", "not inside its CI"),
@@ -196,8 +199,8 @@ BAD_SPECS = [
      "propensity_model.odds_ratios.escc.ci", "[lower, upper]"),
     ("empty_spec", lambda raw: raw.clear(), "study spec: name:", "missing"),
     # the visit schedule
-    ("missing_visits", _delete(("visits",)), "study spec: visits:", "missing"),
-    ("visits_not_a_mapping", _set(("visits",), ["pre", "m1", "m6"]), "study spec: visits:", "must be a mapping"),
+    ("missing_visits", _delete(("visits",)), "study tominaga2025: visits:", "missing"),
+    ("visits_not_a_mapping", _set(("visits",), ["pre", "m1", "m6"]), "study tominaga2025: visits:", "must be a mapping"),
     ("missing_baseline", _delete(("visits", "baseline")), "visits.baseline", "missing"),
     ("missing_follow_up", _delete(("visits", "follow_up")), "visits.follow_up", "missing"),
     ("missing_days", _delete(("visits", "days")), "visits.days", "missing"),
@@ -231,17 +234,17 @@ def test_bad_spec_is_rejected_naming_the_field(study_raw, mutate, field, fragmen
     with pytest.raises(StudySpecError) as info:
         load_study(raw)
     msg = str(info.value)
-    assert msg.startswith("study spec: ")
+    assert msg.startswith(("study tominaga2025: ", "study spec: "))  # the study's name, once it has one
     assert field in msg, msg
     assert fragment in msg, msg
 
 
 def test_the_field_path_is_the_first_thing_named(study_raw):
-    """The path is the message's subject ("study spec: <path>: ..."), not buried in prose."""
+    """The path is the message's subject ("study <name>: <path>: ..."), not buried in prose."""
     raw = copy.deepcopy(study_raw)
     raw["covariates"]["male"]["treated"]["n"] = 300
     with pytest.raises(StudySpecError,
-                       match=re.escape("study spec: covariates.male.treated.n: count 300 is outside 0..189")):
+                       match=re.escape("study tominaga2025: covariates.male.treated.n: count 300 is outside 0..189")):
         load_study(raw)
 
 

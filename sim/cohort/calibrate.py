@@ -332,7 +332,7 @@ def calibrate(study: Study, settings: Mapping[str, Any], n: int | None = None, s
 # ------------------------------------------------------------------ caching
 _MEMO: dict[str, M.CohortModel] = {}
 DESIGN_ONLY_ATTRITION_KEYS = ("health_scale",)  # applied when a design is made, not calibrated
-MODEL_KEYS = ("prognosis", "refine", "outcome_partial_corr_m1_m6", "visit_days", "omitted_confounders",
+MODEL_KEYS = ("prognosis", "refine", "outcome_partial_corr", "visit_days", "omitted_confounders",
               "calibration_n", "calibration_seed")
 
 

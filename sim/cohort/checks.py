@@ -60,7 +60,7 @@ def _moment_rows(source: str, quantity: str, x: np.ndarray, targets: Mapping[str
 
 def _variable_rows(study: Study, model: CohortModel, section: str, cols: Mapping[str, np.ndarray],
                    masks: Mapping[str, np.ndarray]) -> Iterable[dict]:
-    for name, var in study.raw.get(section, {}).items():
+    for name, var in (study.raw.get(section) or {}).items():
         if not isinstance(var, Mapping) or "kind" not in var:
             continue
         src = var["source"]

@@ -50,8 +50,9 @@ def _term_contribution(study: Study, derived: Mapping[str, tuple], term: str, b:
             return term, np.array([0.0, b])
         if var["kind"] == "categorical":
             return term, b * np.asarray(var["categories"], dtype=float)
-        raise ValueError(f"treatment model term {term!r}: continuous covariates cannot drive treatment "
-                         "in this model (allowed: binary, categorical, derived indicators)")
+        raise ValueError(f"cohort.omitted_confounders.{term}: {term} is continuous, and continuous covariates "
+                         "cannot drive treatment in this model (allowed: binary, categorical, derived indicators, "
+                         "<variable>_<category>)")  # the published terms are checked on load (study_schema)
     for name, v in study.covariates.items():
         if v["kind"] == "categorical" and term.startswith(name + "_"):
             cats = [str(c) for c in v["categories"]]
@@ -170,7 +171,7 @@ def skeleton(study: Study, settings: Mapping[str, Any]) -> M.CohortModel:
                                        loc=dict(zero), scale={t: 1.0 for t in study.times}, loading=dict(zero),
                                        rho={t: 0.5 for t in study.follow_up}))
     surg_cont, surg_bin = {}, {}
-    for name, var in study.raw.get("surgery", {}).items():
+    for name, var in (study.raw.get("surgery") or {}).items():
         if var["kind"] == "continuous":
             surg_cont[name] = (_continuous_spec(var, "control"), _continuous_spec(var, "treated"))
         else:
@@ -193,7 +194,7 @@ def skeleton(study: Study, settings: Mapping[str, Any]) -> M.CohortModel:
         prognosis_scale={k: 1.0 for k in prognosis_w},
         prognosis_sd=1.0,
         outcomes=tuple(outcomes),
-        partial_corr_m1_m6=float(settings.get("outcome_partial_corr_m1_m6", 0.5)),
+        partial_corr_m1_m6=float(settings.get("outcome_partial_corr", 0.5)),
         baseline=study.baseline,
         follow_up=study.follow_up,
         visit_days=visit_days(study, settings),

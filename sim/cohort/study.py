@@ -8,7 +8,6 @@ outcomes; nothing in `sim` assumes a particular schedule.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,68 +15,18 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
-GROUPS = ("treated", "control")
-#: a visit name becomes part of column names (`barthel_m1`, `barthel_delta_m1`, `barthel_m1_y0`):
-#: letters and digits only, starting with a letter, so no two columns can collide
-VISIT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
-KINDS = ("continuous", "binary", "categorical")
-SCALE_TYPES = ("normal", "lognormal")
+from sim.cohort.study_schema import (DEFAULT_WORDS, GROUPS, KINDS, SURGERY_KINDS, VISIT_NAME,  # noqa: F401
+                                     StudySpecError, _count, _fail, _get, _mean_sd, _number, _p_value, _text,
+                                     _validate_scale, _visit_name, needed, validate_groups, validate_matched,
+                                     validate_propensity, validate_survival)
+
 SUM_TOLERANCE = 0.01  # published counts may be off by rounding or a typo (Table 1 level: 190/189)
-#: sections only the report reads (the number analysed at each visit, sim.report.published). They
-#: are held apart from `Study.raw`, which keys the calibrated cohort model (sim.cohort.calibrate
-#: hashes it): adding or correcting a count the model never uses must not invalidate it.
-REPORT_SECTIONS = ("analysed",)
+#: sections only the reports read (the arms' words, the number analysed at each visit,
+#: sim.report.published). They are held apart from `Study.raw`, which keys the calibrated cohort
+#: model (sim.cohort.calibrate hashes it): a word or a count the model never uses must not
+#: invalidate it.
+REPORT_SECTIONS = ("groups", "analysed")
 ANALYSED_BOUNDS = ("n", "low", "high")
-
-
-class StudySpecError(ValueError):
-    """A study file that does not match the schema; the message names the field."""
-
-
-def _fail(path: str, msg: str) -> None:
-    raise StudySpecError(f"study spec: {path}: {msg}")
-
-
-def _get(d: Mapping, key: str, path: str) -> Any:
-    if not isinstance(d, Mapping) or key not in d:
-        _fail(f"{path}.{key}" if path else key, "missing")
-    return d[key]
-
-
-def _number(x: Any, path: str, *, positive: bool = False, nonneg: bool = False) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not np.isfinite(x):
-        _fail(path, f"must be a finite number, got {x!r}")
-    if positive and x <= 0:
-        _fail(path, f"must be > 0, got {x!r}")
-    if nonneg and x < 0:
-        _fail(path, f"must be >= 0, got {x!r}")
-    return float(x)
-
-
-def _count(x: Any, path: str, n_max: int) -> int:
-    if isinstance(x, bool) or not isinstance(x, int):
-        _fail(path, f"must be a whole count, got {x!r}")
-    if x < 0 or x > n_max:
-        _fail(path, f"count {x} is outside 0..{n_max} (the group's N)")
-    return x
-
-
-def _mean_sd(pair: Any, path: str) -> tuple[float, float]:
-    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-        _fail(path, f"must be [mean, sd], got {pair!r}")
-    return _number(pair[0], f"{path}[0]"), _number(pair[1], f"{path}[1]", positive=True)
-
-
-def _validate_scale(scale: Any, path: str) -> None:
-    if not isinstance(scale, Mapping):
-        _fail(path, "must be a mapping with type, lower, upper, step")
-    if scale.get("type", "normal") not in SCALE_TYPES:
-        _fail(f"{path}.type", f"must be one of {list(SCALE_TYPES)}, got {scale.get('type')!r}")
-    lo = _number(_get(scale, "lower", path), f"{path}.lower")
-    hi = _number(_get(scale, "upper", path), f"{path}.upper")
-    if hi <= lo:
-        _fail(f"{path}.upper", f"must be > lower ({lo}), got {hi}")
-    _number(_get(scale, "step", path), f"{path}.step", positive=True)
 
 
 def _validate_variable(name: str, var: Any, path: str, n: Mapping[str, int]) -> None:
@@ -111,15 +60,10 @@ def _validate_variable(name: str, var: Any, path: str, n: Mapping[str, int]) -> 
                                  f"(proportions must sum to 1 within {SUM_TOLERANCE})")
 
 
-def _visit_name(x: Any, path: str) -> str:
-    if not isinstance(x, str) or not VISIT_NAME.fullmatch(x):
-        _fail(path, f"must be a visit name (letters and digits, starting with a letter), got {x!r}")
-    return x
-
-
 def _validate_visits(raw: Mapping) -> tuple[str, tuple[str, ...]]:
-    """The visit schedule: `baseline` (one name), `follow_up` (names, in time order) and `days`
-    (day of each follow-up visit after the operation, increasing). Returns (baseline, follow_up)."""
+    """The visit schedule: `baseline` (one name), `follow_up` (names, in time order), `days`
+    (day of each follow-up visit after the operation, increasing) and optional `labels` (the
+    words reports use). Returns (baseline, follow_up)."""
     visits = _get(raw, "visits", "")
     if not isinstance(visits, Mapping):
         _fail("visits", f"must be a mapping with baseline, follow_up and days, got {visits!r}")
@@ -144,6 +88,13 @@ def _validate_visits(raw: Mapping) -> tuple[str, tuple[str, ...]]:
         if day <= previous:
             _fail(f"visits.days.{v}", f"must be later than the visit before it (day {previous:g}), got {day:g}")
         previous = day
+    labels = visits.get("labels") or {}  # optional: the visit's words in the reports
+    if not isinstance(labels, Mapping):
+        _fail("visits.labels", f"must map a visit to the words reports use for it, got {labels!r}")
+    for k, v in labels.items():
+        if k != baseline and k not in names:
+            _fail(f"visits.labels.{k}", f"not a visit; allowed: {[baseline, *names]}")
+        _text(v, f"visits.labels.{k}")
     return baseline, tuple(names)
 
 
@@ -156,6 +107,8 @@ def _validate_outcome(name: str, out: Any, path: str, times: tuple[str, ...]) ->
     follow_up = times[1:]
     for table, visits in (("fig1", times), ("fig2", times), ("table2", follow_up), ("table5", follow_up)):
         tab = _get(out, table, path)
+        _text(_get(tab, "source", f"{path}.{table}", "the calibration report: where its numbers come from"),
+              f"{path}.{table}.source")
         for group in GROUPS:
             g = _get(tab, group, f"{path}.{table}")
             for t in visits:
@@ -163,19 +116,19 @@ def _validate_outcome(name: str, out: Any, path: str, times: tuple[str, ...]) ->
                 mean, _ = _mean_sd(_get(g, t, f"{path}.{table}.{group}"), p)
                 if table.startswith("fig") and not lo <= mean <= hi:
                     _fail(p, f"mean {mean} lies outside the scale [{lo}, {hi}]")
+        for t, pv in (tab.get("p") or {}).items():  # optional: the reports print it where given
+            if t not in visits:
+                _fail(f"{path}.{table}.p.{t}", f"not a visit of this table; allowed: {list(visits)}")
+            _p_value(pv, f"{path}.{table}.p.{t}")
 
 
-def _section(raw: Mapping, key: str) -> Mapping:
+def _section(raw: Mapping, key: str, optional: bool = False) -> Mapping:
+    if optional and raw.get(key) is None:
+        return {}
     block = _get(raw, key, "")
     if not isinstance(block, Mapping):
         _fail(key, f"must be a mapping of name -> entry, got {type(block).__name__}")
     return block
-
-
-def _text(x: Any, path: str) -> str:
-    if not isinstance(x, str) or not x.strip():
-        _fail(path, f"must be a non-empty text (the source or the assumption), got {x!r}")
-    return x
 
 
 def _validate_analysed(raw: Mapping, n: Mapping[str, int]) -> None:
@@ -234,26 +187,25 @@ def validate(raw: Any) -> None:
     if n["treated"] + n["control"] != n["total"]:
         _fail("n.total", f"{n['total']} != treated {n['treated']} + control {n['control']}")
     baseline, follow_up = _validate_visits(raw)
+    validate_groups(raw)
+    variables = {}
     for section in ("covariates", "surgery", "survival"):
-        block = _section(raw, section)
+        block = _section(raw, section, optional=section == "surgery")
+        if section == "survival":
+            validate_survival(block)
         for name, var in block.items():
             if isinstance(var, Mapping):
                 _validate_variable(name, var, f"{section}.{name}", n)
-    pm = _get(raw, "propensity_model", "")
-    covs = _get(pm, "covariates", "propensity_model")
-    ors = _get(pm, "odds_ratios", "propensity_model")
-    for c in covs:
-        p = f"propensity_model.odds_ratios.{c}"
-        entry = _get(ors, c, "propensity_model.odds_ratios")
-        or_ = _number(_get(entry, "or", p), f"{p}.or", positive=True)
-        ci = _get(entry, "ci", p)
-        if not isinstance(ci, list) or len(ci) != 2:
-            _fail(f"{p}.ci", f"must be [lower, upper], got {ci!r}")
-        lo, hi = (_number(x, f"{p}.ci", positive=True) for x in ci)
-        if not lo <= or_ <= hi:
-            _fail(f"{p}.ci", f"odds ratio {or_} is not inside its CI [{lo}, {hi}]")
+                variables[name] = var
+            elif section != "survival":
+                _fail(f"{section}.{name}", f"must be a variable {{kind, source, total, treated, control}}, got {var!r}")
+            if section == "surgery" and var["kind"] not in SURGERY_KINDS:
+                _fail(f"surgery.{name}.kind", f"must be one of {list(SURGERY_KINDS)} (the generator draws it by "
+                                              f"arm), got {var['kind']!r}")
+    validate_propensity(raw, {k: v for k, v in variables.items() if k in raw["covariates"]})
     for name, out in _section(raw, "outcomes").items():
         _validate_outcome(name, out, f"outcomes.{name}", (baseline, *follow_up))
+    validate_matched(raw)
     _validate_analysed(raw, n)
 
 
@@ -298,6 +250,12 @@ class Study:
         return {t: float(self.raw["visits"]["days"][t]) for t in self.follow_up}
 
     @property
+    def visit_labels(self) -> dict[str, str]:
+        """The words reports use for each visit (`visits.labels`, e.g. m6: 6 months; else its name)."""
+        labels = self.raw["visits"].get("labels") or {}
+        return {t: str(labels.get(t, t)) for t in self.times}
+
+    @property
     def covariates(self) -> Mapping[str, Any]:
         return self.raw["covariates"]
 
@@ -305,9 +263,15 @@ class Study:
     def outcomes(self) -> Mapping[str, Any]:
         return self.raw["outcomes"]
 
+    @property
+    def words(self) -> dict[str, str]:
+        """The word every report uses for each arm (`groups.<arm>.label`; else DEFAULT_WORDS)."""
+        block = self.report.get("groups") or {}
+        return {g: block[g]["label"] if g in block else DEFAULT_WORDS[g] for g in GROUPS}
+
     def variable(self, name: str) -> Mapping[str, Any]:
         for section in ("covariates", "surgery", "survival"):
-            if name in self.raw[section]:
+            if name in (self.raw.get(section) or {}):
                 return self.raw[section][name]
         raise KeyError(f"study {self.name!r} has no variable {name!r}")
 
@@ -357,7 +321,13 @@ def load_study(source: str | Path | Mapping[str, Any]) -> Study:
         with path.open() as fh:
             raw = yaml.safe_load(fh)
     raw = _plain(raw)
-    validate(raw)
+    try:
+        validate(raw)
+    except StudySpecError as e:  # name the study when it has a name
+        name = raw.get("name") if isinstance(raw, Mapping) else None
+        if isinstance(name, str) and str(e).startswith("study spec: "):
+            raise StudySpecError(f"study {name}: {str(e)[len('study spec: '):]}") from None
+        raise
     report = {k: raw[k] for k in REPORT_SECTIONS if k in raw}
     return Study({k: v for k, v in raw.items() if k not in report}, report)
 

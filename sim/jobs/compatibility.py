@@ -259,7 +259,8 @@ class CompatibilityJob(PsmJob):
 
         result.tables.update(analyse_grid(
             result, analysed_published(result.conditions[0].cfg, self.alpha), reps=self.reps(), alpha=self.alpha,
-            seed=int(self.cfg.seed), priors=self.priors(), n_draws=self.draws(), rank_test=RANK_TEST))
+            seed=int(self.cfg.seed), priors=self.priors(), n_draws=self.draws(), rank_test=RANK_TEST,
+            treated=study_of(result.conditions[0].cfg).words["treated"]))
 
     def report(self, result: ExperimentResult, out_dir: Path) -> int:
         from sim.report.compatibility import write_compatibility_outputs

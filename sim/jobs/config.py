@@ -34,7 +34,7 @@ METHOD_KEYS = {"propensity": ("covariates",),
                "balance": ("denominator", "covariates"),
                "outcomes": ("names", "times", "analyses", "alpha", "crude")}
 COHORT_KEYS = ("n", "confounding", "effect_mcid", "effect_sd", "effect", "effect_heterogeneity",
-               "survival_effect", "attrition_effect", "attrition", "omitted_confounders", "unmeasured", "prognosis", "refine", "outcome_partial_corr_m1_m6", "visit_days",
+               "survival_effect", "attrition_effect", "attrition", "omitted_confounders", "unmeasured", "prognosis", "refine", "outcome_partial_corr", "visit_days",
                "calibration_n", "calibration_seed")
 PROGRESS = (None, True, False)
 MAX_N = 10_000_000  # patients per cohort
@@ -116,6 +116,9 @@ def _check_backend(backend: Any, scheduler: Any) -> None:
 
 def check_cohort(cohort: Mapping[str, Any], prefix: str = "cohort") -> None:
     unknown = sorted(set(cohort) - set(COHORT_KEYS))
+    if "outcome_partial_corr_m1_m6" in unknown:  # its old, visit-bound name
+        raise ConfigError(f"{prefix}.outcome_partial_corr_m1_m6: renamed {prefix}.outcome_partial_corr (the partial "
+                          "correlation of consecutive follow-ups, whatever the study's visits); use that name")
     if unknown:
         raise ConfigError(f"{prefix}.{unknown[0]}: unknown key; allowed: {list(COHORT_KEYS)}")
     n = cohort.get("n")
@@ -140,7 +143,7 @@ def check_cohort(cohort: Mapping[str, Any], prefix: str = "cohort") -> None:
     if not _is_num(scale) or not 0 <= scale <= 5:
         raise ConfigError(f"{prefix}.attrition.health_scale: must be a number in [0, 5] (1 = as calibrated), "
                           f"got {scale!r}")
-    for key, lo, hi in (("outcome_partial_corr_m1_m6", -1.0, 1.0),):
+    for key, lo, hi in (("outcome_partial_corr", -1.0, 1.0),):
         v = cohort.get(key, 0.0)
         if not _is_num(v) or not lo < v < hi:
             raise ConfigError(f"{prefix}.{key}: must be a number in ({lo:g}, {hi:g}), got {v!r}")

@@ -57,7 +57,7 @@ from sim.report.calibration import calibration_over_cohorts, failed_required, pa
 from sim.report.published import published_sensitivity, published_sensitivity_markdown  # noqa: E402
 from sim.report.published_n import decisions_by_n  # noqa: E402
 from sim.report.tables import mean_sd_cell, markdown, outcome_table, table1  # noqa: E402
-from sim.cohort.study import Study  # noqa: E402
+from sim.cohort.study import Study, needed  # noqa: E402
 
 #: the lower bounds of the job's own settings
 MINIMA = {"check_n": 1000, "check_cohorts": 10, "pair_cohorts": 2}
@@ -97,7 +97,7 @@ def table3(study: Study, columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
     for _, r in ors.iterrows():
         pub = pm["odds_ratios"][r["covariate"]]
         rows.append({"factor": r["covariate"], "published OR (95% CI)": f"{pub['or']} ({pub['ci'][0]}-{pub['ci'][1]})",
-                     "published p": pub["p"],
+                     "published p": pub.get("p", ""),  # optional in the study file
                      "synthetic OR (95% CI)": f"{r['odds_ratio']:.2f} ({r['ci_low']:.2f}-{r['ci_high']:.2f})",
                      "synthetic p": f"{r['p_value']:.2g}"})
     return pd.DataFrame(rows)
@@ -117,7 +117,7 @@ def table4(study: Study, model: CohortModel, columns: Mapping[str, np.ndarray], 
         t = np.concatenate([np.ones(len(ti), bool), np.zeros(len(ci), bool)])
         return float(smd(both[:, None], t, denominator=denominator)[0])
 
-    for name, pub in m["continuous"].items():
+    for name, pub in (m.get("continuous") or {}).items():
         x = np.asarray(columns[name], dtype=float)
         rows.append({"variable": f"{name}, mean (SD)",
                      "published treated": f"{pub['treated'][0]} ({pub['treated'][1]})",
@@ -125,7 +125,7 @@ def table4(study: Study, model: CohortModel, columns: Mapping[str, np.ndarray], 
                      "synthetic treated": mean_sd_cell(x[ti]), "synthetic control": mean_sd_cell(x[ci]),
                      "synthetic SMD": f"{smd_of(x):.2f}"})
     n_pub = m["n"]
-    for name, (kt, kc) in m["counts"].items():
+    for name, (kt, kc) in (m.get("counts") or {}).items():
         try:
             x = numeric_column(model, columns, name)
         except KeyError:
@@ -153,7 +153,7 @@ def table5(study: Study, columns: Mapping[str, np.ndarray], res: MatchResult) ->
             rows.append({"delta": f"{name} {t}",
                          "published treated": f"{pub['treated'][t][0]} ({pub['treated'][t][1]})",
                          "published control": f"{pub['control'][t][0]} ({pub['control'][t][1]})",
-                         "published p": pub["p"][t],
+                         "published p": (pub.get("p") or {}).get(t, ""),
                          "synthetic treated": mean_sd_cell(d[ti]), "synthetic control": mean_sd_cell(d[ci]),
                          "synthetic p (Wilcoxon)": f"{p:.2f}"})
     return pd.DataFrame(rows)
@@ -223,10 +223,11 @@ def matched_counts_markdown(counts: Mapping[str, float], study: Study, pairs: fl
         return ""
     sizes = study.analysed_sizes() if "analysed" in study.report else {}
     deaths = study.report.get("analysed", {}).get("deaths", {})
+    words, size = study.words, study.raw["matched"]["n"]["treated"]
     lines = [f"Cross-check from the calibrated model: over {k} synthetic cohorts of n = {n} matched as the paper "
-             f"did (mean {pairs:.1f} pairs), the matched groups (decompression / no decompression) have"]
+             f"did (mean {pairs:.1f} pairs), the matched groups ({words['treated']} / {words['control']}) have"]
     lines.append(f"- died by the end of follow-up: {counts['died_treated']:.1f} / {counts['died_control']:.1f}"
-                 + (f" (Table 4: {deaths['treated']} / {deaths['control']} of 51)" if deaths else ""))
+                 + (f" (Table 4: {deaths['treated']} / {deaths['control']} of {size})" if deaths else ""))
     for t in study.follow_up:
         lines.append(f"- a change at {t}: {counts[f'seen_{t}_treated']:.1f} / {counts[f'seen_{t}_control']:.1f}"
                      + (f" (study file: n {sizes[t]['treated']['n']} / {sizes[t]['control']['n']}, plausible "
@@ -258,6 +259,11 @@ class ReproduceJob(Job):
             value = self.cfg.experiment.get(key)
             if not _is_int(value) or value < low:
                 raise ConfigError(f"experiment.{key}: must be a whole number >= {low}, got {value!r}")
+        study = study_of(conds[0].cfg)
+        if "matched" not in study.raw:  # optional in a study file; this job compares its Table 4 with it
+            raise needed(study.name, "matched", "experiment reproduce_paper: the published matched sample, Table 4")
+        if "analysed" not in study.report:  # optional too; this job reports Table 5 at the number analysed
+            raise needed(study.name, "analysed", "experiment reproduce_paper: the number analysed per visit")
 
     def plan(self, cond: Condition) -> tuple[Design, MethodSpec]:
         """The cohort design at `cohort.n` (every cohort setting honoured) and the method."""

@@ -26,7 +26,7 @@ def mean_rows(replicates: pd.DataFrame, columns: Mapping[str, str]) -> list[pd.D
 
 def directional_rows(replicates: pd.DataFrame, alpha: float) -> list[pd.DataFrame]:
     """`rejection_benefit` / `rejection_harm`: share of replicates whose two-sided test rejects in
-    favour of decompression / of no decompression (column `favours`), MCSE sqrt(r(1 - r)/n). Power
+    favour of the treated arm / of the control arm (column `favours`), MCSE sqrt(r(1 - r)/n). Power
     to detect a benefit is rejection_benefit: a significant result in the harm direction is not
     a detected benefit."""
     if "favours" not in replicates.columns:

@@ -12,7 +12,7 @@ Statuses: ``passed`` / ``failed`` (required targets; only a failed one makes the
 ``not reproduced`` (with its reason) where the model cannot reach the number; ``reported`` (the
 matched pairs). The completers' baseline gaps, the evidence for informative attrition (Fig. 1 at a
 visit minus Table 2's change, against Fig. 1's baseline), are reported targets in their own right:
-per group and as the arm difference (decompression minus none), within 0.1 SD of the baseline plus
+per group and as the arm difference (treated minus control), within 0.1 SD of the baseline plus
 the rounding of the published numbers they come from, and on the published side of 0 when the
 published value's rounding interval excludes 0 (the direction is the finding: who is selected
 into a change, and, for the arm difference, differential selection, which biases a matched

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from sim.engine.seeds import replicate_rng  # noqa: E402
 from sim.methods.sensitivity import compatibility as M  # noqa: E402
 from sim.report.montecarlo import atomic_csv, atomic_text, run_lines, write_tables  # noqa: E402
+from sim.report.settings import arm_words  # noqa: E402
 from sim.report.tables import markdown  # noqa: E402
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def gather(result: "ExperimentResult", reps: int, analysis: str = "diff_means"
 
 
 def analyse_grid(result: "ExperimentResult", pub: pd.DataFrame, *, reps: int, alpha: float, seed: int,
-                 priors: dict, n_draws: int, rank_test: str) -> dict[str, pd.DataFrame]:
+                 priors: dict, n_draws: int, rank_test: str, treated: str = "treatment") -> dict[str, pd.DataFrame]:
     """compatibility, surrogate and bias_adjusted tables from the run's replicates, for the published
     estimates `pub` (sim.jobs.compatibility.analysed_published) and the job's settings."""
     cells = gather(result, reps)
@@ -111,20 +112,22 @@ def analyse_grid(result: "ExperimentResult", pub: pd.DataFrame, *, reps: int, al
                                "a": s.a, "b": s.b, "sd": s.sd, "misfit_mcse": s.misfit})
     tables = {"compatibility": pd.DataFrame(rows), "surrogate": pd.DataFrame(surrogates)}
     if priors and len(surrogates):
-        tables["bias_adjusted"] = bias_analysis(tables["surrogate"], pub, priors, n_draws, seed, tables["compatibility"])
+        tables["bias_adjusted"] = bias_analysis(tables["surrogate"], pub, priors, n_draws, seed, tables["compatibility"],
+                                                treated)
     return tables
 
 
-def prior_text(priors: dict) -> str:
+def prior_text(priors: dict, treated: str = "treatment") -> str:
     """'odds ratio of U on decompression: uniform(1, 3); effect of U on the change (SD): ...', on the
-    scale a reader knows (the odds ratio, not its log, for a uniform or triangular prior)."""
+    scale a reader knows (the odds ratio, not its log, for a uniform or triangular prior);
+    `treated`: the study's word for the treated arm."""
     out = []
     for k, p in priors.items():
         args = [v for name, v in p.items() if name != "dist"]
         if k == U_OR and p["dist"] in ("uniform", "triangular"):
-            out.append(f"odds ratio of U on decompression {p['dist']}({', '.join(f'{math.exp(v):.3g}' for v in args)})")
+            out.append(f"odds ratio of U on {treated} {p['dist']}({', '.join(f'{math.exp(v):.3g}' for v in args)})")
         else:
-            label = "log odds ratio of U on decompression" if k == U_OR else "effect of U on the change (SD)"
+            label = f"log odds ratio of U on {treated}" if k == U_OR else "effect of U on the change (SD)"
             out.append(f"{label} {p['dist']}({', '.join(f'{v:.3g}' for v in args)})")
     return "; ".join(out)
 
@@ -143,7 +146,7 @@ def _rank_interval(cell, published_z: float, alpha: float, seed: int, k: int) ->
 
 
 def bias_analysis(sur: pd.DataFrame, pub: pd.DataFrame, priors: dict, n: int, seed: int,
-                  compat: pd.DataFrame) -> pd.DataFrame:
+                  compat: pd.DataFrame, treated: str = "treatment") -> pd.DataFrame:
     """Per outcome and visit: θ drawn through the surrogate for U drawn from its priors (a
     parameter without a prior stays at 0), its median and 2.5/97.5 percentiles with and without
     the random error; U outside its simulated grid is clipped to it, and θ to the range simulated
@@ -168,7 +171,7 @@ def bias_analysis(sur: pd.DataFrame, pub: pd.DataFrame, priors: dict, n: int, se
         lo, hi = float(c["theta_min"].min()), float(c["theta_max"].max())
         clipped = {name: float(np.mean((v < lo) | (v > hi))) for name, v in (("systematic", systematic), ("total", total))}
         systematic, total = np.clip(systematic, lo, hi), np.clip(total, lo, hi)
-        row = {"outcome": r.outcome, "timepoint": r.timepoint, "priors": prior_text(priors), "draws": n,
+        row = {"outcome": r.outcome, "timepoint": r.timepoint, "priors": prior_text(priors, treated), "draws": n,
                "share_outside_grid": float(outside.mean()), "theta_min": lo, "theta_max": hi,
                "share_theta_clipped": clipped["total"], "share_theta_clipped_systematic": clipped["systematic"],
                "surrogate_misfit_mcse": float(s["misfit_mcse"].max()), "naive_mcid": r.published_diff_mcid,
@@ -335,7 +338,7 @@ def _report(cfg: DictConfig, result: "ExperimentResult", figures: list[Path]) ->
     lines = [f"# {cfg.experiment.name}", "", str(cfg.experiment.get("description", "")).strip(), "",
              "## What was run", "", *run_lines(cfg, result), "",
              "θ = the true effect on the change in MCID units "
-             "(among the reference patients alive without decompression, as every experiment defines it); each end "
+             f"(among the reference patients alive without {arm_words(cfg)['treated']}, as every experiment defines it); each end "
              "of an interval is interpolated between grid points, with its Monte Carlo SE from "
              f"{BOOT} resamples of the replicates; an end outside the θ grid is reported open (NaN, open_* true).", "",
              "## Compatibility intervals (MCID units)", "", markdown(compat[cols]) if len(compat) else "(none)", ""]

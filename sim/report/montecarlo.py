@@ -16,7 +16,7 @@ from sim.engine.atomic import atomic_write_text, atomic_writer
 from sim.report.figures import heatmap_plot, measure_plot, scalar_plot
 from sim.report.method_figures import forest_plot, is_proportion, nested_loop_plot, select, zip_plot
 from sim.report.parquet import write_replicates
-from sim.report.settings import FIGURE_SETTINGS, applies, plain_setting
+from sim.report.settings import FIGURE_SETTINGS, applies, arm_words, key_where, plain_setting
 from sim.report.tables import key_table_markdown, markdown
 from sim.report.units import UNITS_CAPTION, UNITS_FILE, UNITS_TITLE, condition_units
 
@@ -39,7 +39,7 @@ ESTIMAND_TEXT = {
     "att": "the effect among all treated alive at the visit under both arms",
     "ate": "the effect in the whole cohort among those alive at the visit under both arms (the survivor "
            "average causal effect)",
-    "while_alive": "among the matched treated, the mean change of those alive with decompression minus that of "
+    "while_alive": "among the matched treated, the mean change of those alive with {treated} minus that of "
                    "those alive without it",
     "always_seen": "the effect among the matched treated who would be seen at the visit under both arms",
     "while_alive_cohort": "the while-alive contrast over the whole cohort (a randomised trial's target)",
@@ -156,7 +156,7 @@ def _figure_lines(figures: list[Path], captions: dict[str, str], notes: list[str
 def _report(cfg: DictConfig, result: "ExperimentResult", estimand: str, figures: list[Path],
             table: pd.DataFrame, captions: dict[str, str] | None = None, notes: list[str] | None = None,
             units: pd.DataFrame | None = None) -> str:
-    exp = cfg.experiment
+    exp, words = cfg.experiment, arm_words(cfg)
     lines = [
         f"# {exp.name}",
         "",
@@ -164,14 +164,14 @@ def _report(cfg: DictConfig, result: "ExperimentResult", estimand: str, figures:
         "",
         "## What was run",
         *run_lines(cfg, result),
-        f"- estimand for bias, MSE and coverage: `{estimand}` ({ESTIMAND_TEXT[estimand]}); the "
+        f"- estimand for bias, MSE and coverage: `{estimand}` ({ESTIMAND_TEXT[estimand].format(**words)}); the "
         "same against the other estimands carry their name as a suffix (`bias_att`, `coverage_ate`, ...); "
         "`true_*` are their mean values",
         "",
         "## Key results",
         "Values with their Monte Carlo SE in brackets. Rejection of the paper's Wilcoxon rank-sum test is the "
         "type-I error when the true effect is 0 and the power otherwise; `rejection_benefit` (summary.csv) "
-        "counts only the rejections in favour of decompression (the power to detect a benefit), "
+        f"counts only the rejections in favour of {words['treated']} (the power to detect a benefit), "
         "`rejection_harm` those against it.",
         "",
         key_table_markdown(table) if not table.empty else "(no rows)",
@@ -231,7 +231,7 @@ def psm_tables(cfg: DictConfig, result: "ExperimentResult", estimand: str) -> di
     tests = _as_list(fig_cfg.get("test_analysis", "wilcoxon"))
     key_cfg = plain_setting(cfg.experiment.get("key_table"), {})
     keyed = result.summary
-    for k, v in (key_cfg.get("where") or {}).items():
+    for k, v in key_where(cfg).items():  # `timepoint: last` resolved
         keyed = keyed[keyed[k] == v]
     table = key_table(keyed, result.factors, key_columns(tests, estimates, key_cfg), estimand)
     units = condition_units(result.conditions, dict(zip(result.conditions[0].factors, result.factors)))

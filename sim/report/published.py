@@ -37,19 +37,20 @@ import pandas as pd
 
 from sim.report.published_n import DECISIONS, comparison, decision_ranges
 from sim.report.tables import markdown
-from sim.cohort.study import GROUPS, Study, load_study
+from sim.cohort.study import DEFAULT_WORDS, GROUPS, Study, load_study
 
 __all__ = ["published_sensitivity", "published_sensitivity_markdown", "comparison", "READINGS", "TIME_LABELS",
            "DECISIONS"]
 
-TIME_LABELS = {"m1": "1 month", "m6": "6 months"}
+#: a visit's words in the reports: the study's visits.labels (Study.visit_labels), else its name
+TIME_LABELS: dict[str, str] = {}
 
 READINGS = {
     "inconclusive": "no significant difference and not shown equivalent: inconclusive",
     "equivalent": "no significant difference and shown equivalent within one MCID",
     "sig_equivalent": "significant difference, but shown equivalent within one MCID",
-    "sig_t": "significant difference favouring decompression; not shown equivalent",
-    "sig_c": "significant difference favouring no decompression; not shown equivalent",
+    "sig_t": "significant difference favouring {treated}; not shown equivalent",  # the study's words
+    "sig_c": "significant difference favouring {control}; not shown equivalent",
 }
 
 COLUMNS = [
@@ -112,12 +113,12 @@ def _check_direction(study: Study, name: str, out: Mapping[str, Any]) -> None:
             f"visit; check outcomes.{name}.higher_is_better or the signs of outcomes.{name}.table5")
 
 
-def _reading(sig: bool, equivalent: bool, diff: float) -> str:
+def _reading(sig: bool, equivalent: bool, diff: float, words: Mapping[str, str]) -> str:
     if equivalent:
         return READINGS["sig_equivalent" if sig else "equivalent"]
     if not sig:
         return READINGS["inconclusive"]
-    return READINGS["sig_t" if diff > 0 else "sig_c"]
+    return READINGS["sig_t" if diff > 0 else "sig_c"].format(**words)
 
 
 def published_sensitivity(study: Study | Mapping | str, *, n: Mapping | None = None,
@@ -166,7 +167,7 @@ def published_sensitivity(study: Study | Mapping | str, *, n: Mapping | None = N
                 **{f"n_{g}_{k}": size[g][k] for g in GROUPS for k in ("low", "high")}, "n_basis": basis[t],
                 "p_published": tab.get("p", {}).get(t, float("nan")),
                 "diff_raw": direction * c["diff"] + 0.0,  # + 0.0: no -0.0
-                "reading": _reading(c["ci_excludes_zero"], c["equivalent"], c["diff"]), "alpha": alpha,
+                "reading": _reading(c["ci_excludes_zero"], c["equivalent"], c["diff"], study.words), "alpha": alpha,
             })
     table = pd.DataFrame(rows, columns=COLUMNS)
     if not ranges:
@@ -185,25 +186,26 @@ def _num(x: float) -> str:
     return f"{x:.3f}" if a < 1 else f"{x:.2f}" if a < 10 else f"{x:.1f}"
 
 
-def _where(row) -> str:
-    return f"{row['label']}, {TIME_LABELS.get(row['time'], row['time'])}"
+def _where(row, labels: Mapping[str, str]) -> str:
+    return f"{row['label']}, {labels.get(row['time'], row['time'])}"
 
 
 def _yes(x) -> str:
     return "yes" if bool(x) else "no"
 
 
-def _sizes_section(table: pd.DataFrame, study: Study | None) -> list[str]:
+def _sizes_section(table: pd.DataFrame, study: Study | None, words: Mapping[str, str],
+                   labels: Mapping[str, str]) -> list[str]:
     """Where each visit's n and its range come from (the study file's `analysed` basis)."""
     out = ["## The number analysed at each visit", ""]
     per_visit = table.drop_duplicates("time")
     if study is None or "analysed" not in study.report:
         for _, r in per_visit.iterrows():
-            out.append(f"- {TIME_LABELS.get(r['time'], r['time'])}: n = {r['n_treated']}/{r['n_control']} "
-                       f"(decompression/no decompression), {r['n_basis']}.")
+            out.append(f"- {labels.get(r['time'], r['time'])}: n = {r['n_treated']}/{r['n_control']} "
+                       f"({words['treated']}/{words['control']}), {r['n_basis']}.")
         return out + [""]
-    block = study.report["analysed"]
-    out.append(f"Table 5 prints N = 51 per group and no count per visit. Deaths among the matched: "
+    block, size = study.report["analysed"], (study.raw.get("matched") or {}).get("n", study.n)["treated"]
+    out.append(f"Table 5 prints N = {size} per group and no count per visit. Deaths among the matched: "
                f"{block['deaths']['treated']}/{block['deaths']['control']} ({block['deaths']['source']}).")
     out.append("")
     from sim.report.published_n import paper_bounds
@@ -212,15 +214,15 @@ def _sizes_section(table: pd.DataFrame, study: Study | None) -> list[str]:
     for _, r in per_visit.iterrows():
         t = r["time"]
         basis = study.analysed_basis(t)
-        out += [f"**{TIME_LABELS.get(t, t)}**: n used {r['n_treated']}/{r['n_control']}; plausible range "
+        out += [f"**{labels.get(t, t)}**: n used {r['n_treated']}/{r['n_control']}; plausible range "
                 f"{r['n_treated_low']}-{r['n_treated_high']} / {r['n_control_low']}-{r['n_control_high']} "
-                f"(decompression / no decompression; at most {bounds[t]['treated']}/{bounds[t]['control']} by "
+                f"({words['treated']} / {words['control']}; at most {bounds[t]['treated']}/{bounds[t]['control']} by "
                 "Fig. 2 vs Table 5).", "",
                 f"- n: {basis['n']}", f"- low: {basis['low']}", f"- high: {basis['high']}", ""]
     return out
 
 
-def _decisions_section(table: pd.DataFrame) -> list[str]:
+def _decisions_section(table: pd.DataFrame, labels: Mapping[str, str]) -> list[str]:
     """Each decision at the study's n, at the ends of the plausible range, over it, and by n (the
     decisions that are 'no' at every n are counted, not listed)."""
     rows, never = [], 0
@@ -230,15 +232,15 @@ def _decisions_section(table: pd.DataFrame) -> list[str]:
                 never += 1
                 continue
             rows.append({
-                "outcome": r["label"], "time": TIME_LABELS.get(r["time"], r["time"]), "decision": what,
+                "outcome": r["label"], "time": labels.get(r["time"], r["time"]), "decision": what,
                 "at n used": f"{_yes(r[d])} ({r['n_treated']}/{r['n_control']})",
                 "at range low": f"{_yes(r[f'{d}_holds_at_low'])} ({r['n_treated_low']}/{r['n_control_low']})",
                 "at range high": f"{_yes(r[f'{d}_holds_at_high'])} ({r['n_treated_high']}/{r['n_control_high']})",
                 "over the range": r[f"{d}_over_range"], "by n per arm (brute force)": r[f"{d}_by_n"]})
     sided = "; ".join(f"{what}: {how}" for what, how in DECISIONS.values())
-    fragile = [f"{_where(r)}, {DECISIONS[d][0]}: {r[f'{d}_over_range']} ({r[f'{d}_by_n']})"
+    fragile = [f"{_where(r, labels)}, {DECISIONS[d][0]}: {r[f'{d}_over_range']} ({r[f'{d}_by_n']})"
                for _, r in table.iterrows() for d in DECISIONS if r[f"{d}_over_range"].startswith("depends")]
-    near = [f"{_where(r)}, {DECISIONS[d][0]}: {r[f'{d}_by_n']}, range low {r['n_treated_low']}/{r['n_control_low']}"
+    near = [f"{_where(r, labels)}, {DECISIONS[d][0]}: {r[f'{d}_by_n']}, range low {r['n_treated_low']}/{r['n_control_low']}"
             for _, r in table.iterrows() for d in DECISIONS
             if r[f"{d}_over_range"] == "yes throughout" and r[f"{d}_flip_n"] == r[f"{d}_flip_n"]
             and r[f"{d}_flip_n"] > min(r["n_treated_low"], r["n_control_low"]) - 5]
@@ -262,12 +264,15 @@ def published_sensitivity_markdown(table: pd.DataFrame, study: Study | None = No
     plausible n (the table's range columns)."""
     if not len(table):
         raise ValueError("published_sensitivity_markdown needs at least one row")
+    words = study.words if study is not None else DEFAULT_WORDS
+    labels = study.visit_labels if study is not None else TIME_LABELS
+    t_, c_ = words["treated"], words["control"]
     show = pd.DataFrame({
         "outcome": table["label"],
-        "time": [TIME_LABELS.get(t, t) for t in table["time"]],
+        "time": [labels.get(t, t) for t in table["time"]],
         "MCID": [f"{m:g}" for m in table["mcid"]],
-        "decompression mean (SD)": [f"{m:g} ({s:g})" for m, s in zip(table["mean_treated"], table["sd_treated"])],
-        "no decompression mean (SD)": [f"{m:g} ({s:g})" for m, s in zip(table["mean_control"], table["sd_control"])],
+        f"{t_} mean (SD)": [f"{m:g} ({s:g})" for m, s in zip(table["mean_treated"], table["sd_treated"])],
+        f"{c_} mean (SD)": [f"{m:g} ({s:g})" for m, s in zip(table["mean_control"], table["sd_control"])],
         "n used": [f"{a}/{b}" for a, b in zip(table["n_treated"], table["n_control"])],
         "published p": [str(p) for p in table["p_published"]],
         "difference (95% CI)": [f"{_num(d)} ({_num(lo)} to {_num(hi)})"
@@ -283,30 +288,30 @@ def published_sensitivity_markdown(table: pd.DataFrame, study: Study | None = No
     total = len(table)
     eq = table[table["equivalent"].astype(bool)]
     inconclusive = int((table["reading"] == READINGS["inconclusive"]).sum())
-    listed = f" ({'; '.join(_where(r) for _, r in eq.iterrows())})" if len(eq) else ""
+    listed = f" ({'; '.join(_where(r, labels) for _, r in eq.iterrows())})" if len(eq) else ""
     s1 = (f"{len(eq)} of {total} comparisons are shown equivalent within one MCID{listed} at the n used, and "
           f"{inconclusive} of {total} show no significant difference without being shown equivalent "
           "(inconclusive: for those the non-significant test is not evidence of no difference).")
     top = table.loc[table["evalue_mcid"].idxmax()]
     low = table.loc[table["evalue_mcid"].idxmin()]
     s2 = (f"The largest E-value to move an estimate to a true benefit of one MCID is "
-          f"{top['evalue_mcid']:.2f} ({_where(top)}: difference {_num(top['diff'])} vs MCID {top['mcid']:g}), "
-          f"the smallest {low['evalue_mcid']:.2f} ({_where(low)}): unmeasured confounding associated with both "
-          f"decompression and the change by risk ratios of {top['evalue_mcid']:.2f} could move every one of the "
+          f"{top['evalue_mcid']:.2f} ({_where(top, labels)}: difference {_num(top['diff'])} vs MCID {top['mcid']:g}), "
+          f"the smallest {low['evalue_mcid']:.2f} ({_where(low, labels)}): unmeasured confounding associated with both "
+          f"{t_} and the change by risk ratios of {top['evalue_mcid']:.2f} could move every one of the "
           f"{total} point estimates to a true benefit of one MCID. These E-values of the estimates do not depend "
           "on n; those of the CIs do (below).")
     s3 = ("Rosenbaum bounds need the matched pair differences, which the paper does not publish: with "
           "individual data, `python -m sim.sensitivity DIR/matched.csv --outcome COL --gamma 1,1.5,2,3 "
           "--mcid X` (add `--lower-is-better` for a raw VAS or face-scale column) computes them.")
-    note = ("Differences are decompression minus no decompression in the *improvement* of each score "
-            "(Table 5 prints VAS and face-scale changes as pre - post), so > 0 favours decompression; Welch "
+    note = (f"Differences are {t_} minus {c_} in the *improvement* of each score "
+            f"(Table 5 prints VAS and face-scale changes as pre - post), so > 0 favours {t_}; Welch "
             "SE and CI from the published means and SDs with the number analysed at each visit (n used: "
-            "decompression/no decompression, from the study file, below); d = difference / sqrt((SD_t² + "
+            f"{t_}/{c_}, from the study file, below); d = difference / sqrt((SD_t² + "
             "SD_c²)/2); E-values as VanderWeele & Ding (RR ≈ exp(0.91 d)), of the estimate and of the 95% CI "
             "limit nearer the null (1 if the CI includes it); TOST (Welch) against ±1 MCID, equivalent when "
             "the 90% CI lies inside.")
     parts = ["# Published Table 5: precision, equivalence and E-values (summary data only)", "",
-             markdown(show), note, "", s1, "", s2, "", s3, "", *_sizes_section(table, study)]
+             markdown(show), note, "", s1, "", s2, "", s3, "", *_sizes_section(table, study, words, labels)]
     if all(f"{d}_over_range" in table for d in DECISIONS):
-        parts += _decisions_section(table)
+        parts += _decisions_section(table, labels)
     return "\n".join(parts)

@@ -18,6 +18,7 @@ from sim.report.montecarlo import run_lines
 from sim.report import units as U
 from sim.power.estimand import STRATEGY, largest_bias, multiplicity
 from sim.report.phrasing import Est, fmt, number
+from sim.report.settings import arm_words
 from sim.report.tables import markdown
 
 if TYPE_CHECKING:
@@ -284,7 +285,7 @@ def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, re
         *run_lines(cfg, result),
         "- conditions are n per arm x effect in MCIDs",
         f"- per replicate: a cohort of 2 x n_per_arm patients from the calibrated outcome model with confounding "
-        f"{cfg.cohort.confounding:g}; exactly n_per_arm randomised to decompression with the replicate's RNG; "
+        f"{cfg.cohort.confounding:g}; exactly n_per_arm randomised to {arm_words(cfg)['treated']} with the replicate's RNG; "
         "observed change = the potential change under the randomised arm",
         f"- deaths before the visit (`experiment.death_strategy: {spec.death_strategy}`): "
         f"{DEATH_TEXT[spec.death_strategy]}",

@@ -24,6 +24,31 @@ FIGURE_SETTINGS = {
 FIGURES_KEYS = ("estimate_analysis", "test_analysis", *FIGURE_SETTINGS)
 #: where a figure's settings may select, beside the grid factors
 WHERE_ROWS = ("outcome", "timepoint")
+#: `key_table.where.timepoint: last`: the last follow-up visit the run analyses, whatever the study
+LAST_VISIT = "last"
+
+
+def analysed_visits(cfg: DictConfig) -> list[str]:
+    """The follow-up visits a matched run analyses: method.outcomes.times, else the study's."""
+    from sim.cohort.study import load_study
+
+    times = cfg.method.outcomes.get("times")
+    return list(times) if times is not None else list(load_study(cfg.study).follow_up)
+
+
+def arm_words(cfg: DictConfig) -> dict[str, str]:
+    """The words the reports use for the arms: the study's groups.<arm>.label (Study.words)."""
+    from sim.cohort.study import load_study
+
+    return load_study(cfg.study).words
+
+
+def key_where(cfg: DictConfig) -> dict:
+    """experiment.key_table.where with `timepoint: last` resolved to the run's last visit."""
+    where = dict(plain_setting(cfg.experiment.get("key_table"), {}).get("where") or {})
+    if where.get("timepoint") == LAST_VISIT:
+        where["timepoint"] = analysed_visits(cfg)[-1]
+    return where
 
 
 def _scalar(v: Any) -> bool:
@@ -114,6 +139,11 @@ def check_report_settings(cfg: DictConfig, factors: list[str]) -> None:
          "or null (one row per condition)")
     for k in key_cfg.get("where") or {}:
         need(k in factors or k in ROW_KEYS, f"key_table.where.{k}", f"allowed: {factors + list(ROW_KEYS)}")
+    if "timepoint" in (key_cfg.get("where") or {}) and "outcomes" in (cfg.get("method") or {}):
+        visits, t = analysed_visits(cfg), key_cfg["where"]["timepoint"]
+        need(t == LAST_VISIT or t in visits, "key_table.where.timepoint",
+             f"{t!r} is not a visit this run analyses (the key table would be empty); allowed: "
+             f"{visits} or {LAST_VISIT!r} (the last of them)")
     for c in key_cfg.get("columns") or []:
         need(isinstance(c, list) and len(c) == 2, "key_table.columns", f"entries are [analysis, measure], got {c!r}")
     need(isinstance(key_cfg.get("defaults", True), bool), "key_table.defaults",

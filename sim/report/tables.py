@@ -59,7 +59,7 @@ def table1(study: Study, columns: Mapping[str, np.ndarray], sections: Sequence[s
     masks = {"treated": t, "control": ~t}
     rows = []
     for section in sections:
-        for name, var in study.raw.get(section, {}).items():
+        for name, var in (study.raw.get(section) or {}).items():
             if not isinstance(var, Mapping) or "kind" not in var:
                 continue
             if var["kind"] == "continuous":
