@@ -68,7 +68,8 @@ class Estimate:
     def wald(cls, estimate: float, se: float, alpha: float, n_treated: int, n_control: int, estimand: str,
              df: float | None = None, reason: str = "") -> "Estimate":
         """CI and p-value from a normal (or, with `df`, t) reference distribution (the normal one
-        from the standard library: scipy's costs more than the estimators that call it)."""
+        from the standard library, the t from scipy.special's ufuncs, which scipy.stats.t calls:
+        the same numbers without its per-call overhead, which exceeds the estimators')."""
         if not (np.isfinite(estimate) and np.isfinite(se) and se > 0):
             return cls(estimate, se, math.nan, math.nan, math.nan, n_treated, n_control, estimand,
                        reason or "no finite SE")
@@ -76,9 +77,9 @@ class Estimate:
             q = NormalDist().inv_cdf(1 - alpha / 2)
             p = math.erfc(abs(estimate / se) / math.sqrt(2))
         else:
-            from scipy import stats
+            from scipy import special
 
-            q, p = stats.t.ppf(1 - alpha / 2, df), 2 * stats.t.sf(abs(estimate / se), df)
+            q, p = special.stdtrit(df, 1 - alpha / 2), 2 * special.stdtr(df, -abs(estimate / se))
         return cls(float(estimate), float(se), float(estimate - q * se), float(estimate + q * se), float(p),
                    int(n_treated), int(n_control), estimand, reason)
 
