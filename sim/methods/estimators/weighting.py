@@ -23,9 +23,12 @@ whose ATT or ATE weights leave an effective ~12-19) that sandwich is ~20 % too s
 covers 0.77-0.92 (experiments/estimator_comparison). Two corrections, as Imbens & Kolesar (2016)
 advise for robust SEs in small samples: HC2 (MacKinnon & White 1985; Bell & McCaffrey 2002), each
 unit's term divided by 1 - h_i, h_i its share of its arm's weight (the leverage of the weighted
-mean, which its residual is shrunk by), SE = sqrt(sum_i phi_i^2 / (1 - h_i)); and a t reference
-with Welch-Satterthwaite df, each arm's df its effective number of residuals (sum h^2)^2 / sum h^4
-less one. Both vanish as the arms grow (h -> 0, df -> inf). `small_sample=False`: the plain
+mean, which its residual is shrunk by; plus its hat value in an outcome regression), SE =
+sqrt(sum_i phi_i^2 / (1 - h_i)); and a t reference whose df approximate Bell & McCaffrey's by
+Welch-Satterthwaite over the arms, each arm's df its effective number of residuals
+(sum s^2)^2 / sum s^4 less one, s the weight shares. Both vanish as the arms grow (h -> 0,
+df -> inf). Measured there (500 replicates, no effect): IPW 0.95-0.98, AIPW 0.95-0.97 but 0.90-0.91
+on the Barthel change, overlap weights 0.92-0.96 (unchanged). `small_sample=False`: the plain
 sandwich and the normal reference. statsmodels has no such
 stacked sandwich; its OLS is not used for the outcome regressions either, because these estimators
 run once per replicate (numpy's pinv is ~5x faster than sm.OLS and keeps statsmodels' import off
@@ -150,7 +153,7 @@ def _result(phi: np.ndarray, estimate: float, alpha: float, c: _Cohort, a1: np.n
     h = a1 / a1.sum() + a0 / a0.sum() + (0.0 if hat is None else hat)
     if h.max() >= 1.0:
         return Estimate(float(estimate), float("nan"), float("nan"), float("nan"), float("nan"), n1, n0, estimand,
-                        "one unit carries all of its arm's weight: no small-sample SE")
+                        "a unit's leverage reaches 1 (its arm's weight or regression rests on it): no small-sample SE")
     v = phi ** 2 / (1 - h)
     parts = []
     for arm, share in ((c.treated, a1 / a1.sum()), (~c.treated, a0 / a0.sum())):
