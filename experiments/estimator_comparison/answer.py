@@ -22,6 +22,8 @@ README_TABLES = (("Each analysis at 6 months, no hidden confounder", "comparison
                   "rejection with no effect; patients used per arm; Monte Carlo SEs in brackets."),)
 TIME, ALPHA = "m6", 0.05
 PAPER = "wilcoxon"
+#: the weighting analyses, whose CIs use the small-sample SE (sim.methods.estimators.weighting)
+WEIGHTING = ("ipw_att", "ipw_ate", "overlap", "aipw_att", "aipw_ate")
 
 
 def _est(d: pd.DataFrame, **eq) -> P.Est:
@@ -62,6 +64,17 @@ def _best(d: pd.DataFrame, masked: pd.DataFrame) -> tuple[str, list[str]]:
             f"bias {best['bias']}, coverage {best['coverage']}"), lost
 
 
+def _weighting_coverage(table: pd.DataFrame) -> str:
+    """The coverage of the weighting analyses' CIs with no effect, and where it falls short of 0.95."""
+    rows = [r for r in table.itertuples() if r.analysis in WEIGHTING]
+    short = [f"{r.analysis} {r.outcome} {P.fmt(r.coverage_est)}" for r in rows
+             if P.compare(r.coverage_est, 0.95, "above", "below", "indistinguishable") == "below"]
+    return (" The weighting analyses (IPW, overlap weights, AIPW) refer a small-sample SE (HC2 on each "
+            "patient's weight share and outcome-regression leverage) to a Welch-Satterthwaite t: their 95 % CIs "
+            f"cover with no effect in {P.span([r.coverage_est for r in rows])}; "
+            + (f"below 0.95 beyond 2 MCSE: {', '.join(short)}." if short else "none below 0.95 beyond 2 MCSE."))
+
+
 def answer(summary: pd.DataFrame, run_dir: Path) -> str:
     table = comparison(summary)
     shown = table.drop(columns=["power_est", "size_est", "coverage_est"])
@@ -80,4 +93,5 @@ def answer(summary: pd.DataFrame, run_dir: Path) -> str:
             "outcome: " + "; ".join(parts) + ". Bias and coverage are against each analysis' own estimand, with no "
             "effect; the hidden confounder has odds ratio 2 on decompression and -0.5 SD on the change. Left out "
             f"for a type-I error above 5 % beyond 2 MCSE: {lost_txt or 'none'}"
-            + (f"; there the coverage of their 95 % CI is {P.span(cover)} (comparison.csv)." if lost else "."))
+            + (f"; there the coverage of their 95 % CI is {P.span(cover)} (comparison.csv)." if lost else ".")
+            + _weighting_coverage(table))

@@ -245,7 +245,7 @@ def per_pair_rows(chunk: int, reps: int | None, seconds: float) -> list[list[str
         cfg = compose_experiment(name, [])
         design, spec = p = PsmJob(cfg).plan(conditions(cfg)[index])
         B, n = chunk, design.n
-        cohort = generate_batch(design, rngs(0, B), only=(*spec.ps_covariates, *spec.balance_covariates, *spec.exact))
+        cohort = generate_batch(design, rngs(0, B), only=(*spec.ps_columns, *spec.balance_covariates, *spec.exact))
         args = ({k: v.reshape(B, n) for k, v in cohort.columns.items()},
                 {k: (v0.reshape(B, n), v1.reshape(B, n)) for k, (v0, v1) in cohort.potential_deltas.items()},
                 {t: (s0.reshape(B, n), s1.reshape(B, n)) for t, (s0, s1) in cohort.seen.items()}, spec)

@@ -28,7 +28,7 @@ MATCHING_CHOICES = {
     "caliper_sd": MATCHING.CALIPER_SDS,
     "order": MATCHING.ORDERS,
 }
-METHOD_KEYS = {"propensity": ("covariates",),
+METHOD_KEYS = {"propensity": ("covariates", "formula"),
                "matching": ("algorithm", "caliper", "caliper_scale", "caliper_sd", "order", "ratio", "replace",
                             "exact"),
                "balance": ("denominator", "covariates"),
@@ -191,6 +191,19 @@ def _check_unmeasured(settings: Any, prefix: str) -> None:
         raise ConfigError(str(e)) from None
 
 
+def _formula(formula: Any, key: str) -> None:
+    """null, or a PS formula patsy parses (its columns are checked against a cohort by the plan)."""
+    if formula is None:
+        return
+    from sim.methods.formula import formula_columns
+
+    try:
+        formula_columns(formula)
+    except (ValueError, SyntaxError) as e:
+        raise ConfigError(f"{key}: {e}; allowed: null (main effects of the covariates) or a formula such as "
+                          "'age + I(age**2) + male + escc + frankel_abc + emergency'") from None
+
+
 def check_method(method: Mapping[str, Any], prefix: str = "method") -> None:
     for section, keys in METHOD_KEYS.items():
         node = method.get(section)
@@ -216,6 +229,7 @@ def check_method(method: Mapping[str, Any], prefix: str = "method") -> None:
     _names(method["propensity"].get("covariates"), f"{prefix}.propensity.covariates")
     if not method["propensity"]["covariates"]:
         raise ConfigError(f"{prefix}.propensity.covariates: needs at least one covariate")
+    _formula(method["propensity"].get("formula"), f"{prefix}.propensity.formula")
     den = method["balance"].get("denominator")
     if den not in DENOMINATORS:
         raise ConfigError(f"{prefix}.balance.denominator: got {den!r}; allowed: {list(DENOMINATORS)}")

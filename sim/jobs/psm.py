@@ -55,7 +55,7 @@ def psm_chunk(plan: tuple[Design, MethodSpec], rngs: Sequence[np.random.Generato
     if batched.unsupported(spec) or not rngs:
         return per_replicate(psm_replicate)(plan, rngs)
     B, n = len(rngs), design.n
-    cohort = generate_batch(design, rngs, only=(*spec.ps_covariates, *spec.balance_covariates, *spec.exact))
+    cohort = generate_batch(design, rngs, only=(*spec.ps_columns, *spec.balance_covariates, *spec.exact))
     rows, failures, reference = batched.analyse_batch(
         {k: v.reshape(B, n) for k, v in cohort.columns.items()},
         {k: (v0.reshape(B, n), v1.reshape(B, n)) for k, (v0, v1) in cohort.potential_deltas.items()},

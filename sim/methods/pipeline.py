@@ -38,6 +38,7 @@ from sim.cohort.unmeasured import guard_ps_covariates
 from sim.methods import outcomes as O
 from sim.methods.balance import smd
 from sim.methods.estimators import ESTIMATORS, CohortView
+from sim.methods.formula import formula_columns, ps_design
 from sim.methods.matching import MatchResult, match
 from sim.methods.propensity import PropensityFit, fit_propensity
 from sim.methods.sensitivity import SENSITIVITY_ANALYSES, sensitivity_fields
@@ -76,6 +77,12 @@ class MethodSpec:
     alpha: float = 0.05
     mcid: tuple[tuple[str, float], ...] = ()  # per outcome: the margin of the sensitivity analyses
     baseline: str = "pre"  # the study's baseline visit (the estimators adjust for the outcome there)
+    ps_formula: str | None = None  # method.propensity.formula; None: main effects of ps_covariates
+
+    @property
+    def ps_columns(self) -> tuple[str, ...]:
+        """The cohort columns the PS model reads (what the generator must produce)."""
+        return formula_columns(self.ps_formula) if self.ps_formula else self.ps_covariates
 
     @classmethod
     def from_config(cls, method: Mapping[str, Any]) -> "MethodSpec":
@@ -92,6 +99,7 @@ class MethodSpec:
             outcomes=tuple(out.get("names") or ()), times=tuple(out.get("times") or ()),
             analyses=tuple(out["analyses"]),
             crude=bool(out.get("crude", False)), alpha=float(out.get("alpha", 0.05)),
+            ps_formula=method["propensity"].get("formula"),
         )
 
     def for_model(self, model: Any) -> "MethodSpec":
@@ -105,14 +113,16 @@ class MethodSpec:
                       potential: Mapping[tuple[str, str], Any]) -> None:
         """Every name the analysis uses exists in a cohort: ValueError naming the config key."""
         allowed = sorted(k for k in columns if not k.endswith(("_y0", "_y1")))
-        guard_ps_covariates(self.ps_covariates, "method.propensity.covariates")
+        ps_key = "method.propensity.formula" if self.ps_formula else "method.propensity.covariates"
+        guard_ps_covariates(self.ps_columns, ps_key)
         guard_ps_covariates(self.exact, "method.matching.exact")
-        for key, names in (("method.propensity.covariates", self.ps_covariates),
+        for key, names in ((ps_key, self.ps_columns),
                            ("method.balance.covariates", self.balance_covariates),
                            ("method.matching.exact", self.exact)):
             bad = [c for c in names if c not in columns]
             if bad:
                 raise ValueError(f"{key}: unknown column {bad[0]!r}; allowed: {allowed}")
+        ps_matrix(columns, self)  # the formula's transforms on a cohort (ValueError naming the key)
         outcomes = sorted({o for o, _ in potential})
         times = sorted({t for _, t in potential})
         for key, names, ok in (("method.outcomes.names", self.outcomes, outcomes),
@@ -127,6 +137,28 @@ def _matrix(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarr
     if missing:
         raise ValueError(f"covariates {missing} are not cohort columns; available: {sorted(columns)}")
     return np.column_stack([np.asarray(columns[c], dtype=float) for c in names])
+
+
+def ps_matrix(columns: Mapping[str, np.ndarray], spec: MethodSpec) -> np.ndarray:
+    """The PS model's design without its intercept: the formula's (patsy, sim.methods.formula) or,
+    without one, the covariates' columns as they are."""
+    if spec.ps_formula is None:
+        return _matrix(columns, spec.ps_covariates)
+    return ps_design(columns, spec.ps_formula, key="method.propensity.formula").X
+
+
+def ps_matrices(columns: Mapping[str, np.ndarray], spec: MethodSpec) -> tuple[np.ndarray, list[int]]:
+    """ps_matrix of B replicates ((B, N) columns), one at a time, as (B, N, p), with the replicates
+    whose design fails (zeros there; the per-replicate analysis then says why)."""
+    designs, bad = [], []
+    for b in range(np.asarray(columns["treated"]).shape[0]):
+        try:
+            designs.append(ps_matrix({c: columns[c][b] for c in spec.ps_columns}, spec))
+        except ValueError:
+            bad.append(b)
+            designs.append(None)
+    shape = next((x.shape for x in designs if x is not None), (np.asarray(columns["treated"]).shape[1], 1))
+    return np.stack([np.zeros(shape) if x is None else x for x in designs]), bad
 
 
 def _exact_codes(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray | None:
@@ -144,7 +176,7 @@ def fit_and_match(columns: Mapping[str, np.ndarray], spec: MethodSpec,
     treated = np.asarray(columns["treated"]).astype(bool)
     if treated.all() or not treated.any():
         raise ValueError("cohort has a single treatment group: nothing to compare")
-    fit = fit_propensity(_matrix(columns, spec.ps_covariates), treated.astype(np.int8))
+    fit = fit_propensity(ps_matrix(columns, spec), treated.astype(np.int8))
     res = match(fit.ps, treated, algorithm=spec.algorithm, caliper=spec.caliper, caliper_scale=spec.caliper_scale,
                 caliper_sd=spec.caliper_sd, order=spec.order, ratio=spec.ratio, replace=spec.replace,
                 exact=_exact_codes(columns, spec.exact), rng=rng if spec.order == "random" else None)
@@ -160,7 +192,7 @@ def analyse(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[str, str
     treated = np.asarray(columns["treated"]).astype(bool)
     ti, ci = res.treated_idx, res.control_idx
     Xb = _matrix(columns, spec.balance_covariates)
-    X_ps = _matrix(columns, spec.ps_covariates) if any(a in ESTIMATORS for a in spec.analyses) else None
+    X_ps = ps_matrix(columns, spec) if any(a in ESTIMATORS for a in spec.analyses) else None
     w = res.weights
     smd_after = smd(Xb, treated, weights=w, denominator=spec.balance_denominator) if res.n_pairs else np.full(Xb.shape[1], np.nan)
     abs_after = np.abs(smd_after)

@@ -23,8 +23,11 @@ one), and the rows are built column by column (rows.tidy_rows). Settings they do
 invalid alpha or MCID, a per-pair analysis registered later) run pair set by pair set through
 the reference's own functions (rows.records).
 
+A PS formula (method.propensity.formula) is built by patsy replicate by replicate, as the reference
+builds it (each cohort's own spline knots), and fitted in the batch.
+
 A replicate the fast path does not cover is analysed by the reference (`pipeline.analyse`): a
-single treatment group, a PS fit that meets separation, a constant column, a singular Hessian or
+design the PS formula cannot build, a single treatment group, a PS fit that meets separation, a constant column, a singular Hessian or
 no convergence. `unsupported(spec)` says which settings the batched path covers at all: greedy 1:1
 matching without replacement in a fixed order, no exact strata; anything else (ratio,
 replacement, optimal, exact, random order) runs replicate by replicate.
@@ -44,7 +47,7 @@ from sim.methods.batched import rows as R
 from sim.methods.batched import outcome_tests as T
 from sim.methods.matching import CALIPER_SDS, _logit
 from sim.methods import outcomes as O
-from sim.methods.pipeline import MethodSpec
+from sim.methods.pipeline import MethodSpec, ps_matrices
 from sim.methods.sensitivity import SENSITIVITY_ANALYSES
 from sim.methods.sensitivity.truncation import TRUNCATION_ANALYSES
 from sim.methods.propensity import _LOGIT_MAX
@@ -348,8 +351,13 @@ def analyse_batch(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[st
     covers them (the same rows, slower: for python -m sim.bench)."""
     treated = np.asarray(columns["treated"]).astype(bool)
     B, N = treated.shape
-    X = np.stack([np.asarray(columns[c], dtype=float) for c in spec.ps_covariates], axis=-1)
+    bad = []
+    if spec.ps_formula is None:
+        X = np.stack([np.asarray(columns[c], dtype=float) for c in spec.ps_covariates], axis=-1)
+    else:  # patsy per replicate: each cohort's own spline knots and codings, as the reference's
+        X, bad = ps_matrices(columns, spec)
     eta, status = fit_status(X, treated)
+    status[bad] = -1  # a design the formula cannot build: the reference says why
     fast = np.flatnonzero(status == 0)
     logit_ps = np.clip(eta, -_LOGIT_MAX, _LOGIT_MAX)
     ps = expit_numpy(logit_ps)

@@ -16,8 +16,20 @@ where psi_i is the unit's term in the estimator's equation, N minus that equatio
 the estimate (the arm's total weight, or the number of seen units), H = sum e(1 - e) Z Z' the PS
 model's information at the fit, G the derivative of the estimator's equation in the PS
 coefficients, and the last term the same for an OLS outcome regression (score W (y - W gamma),
-bread W'W over its arm). The SE is sqrt(sum_i phi_i^2): the empirical sandwich A^-1 B A^-T,
-without a small-sample factor, referred to the normal distribution. statsmodels has no such
+bread W'W over its arm). sum_i phi_i^2 is the empirical sandwich A^-1 B A^-T.
+
+Small samples (`small_sample=True`, the default): at the paper's size (~50 complete-case controls,
+whose ATT or ATE weights leave an effective ~12-19) that sandwich is ~20 % too small and its CI
+covers 0.77-0.92 (experiments/estimator_comparison). Two corrections, as Imbens & Kolesar (2016)
+advise for robust SEs in small samples: HC2 (MacKinnon & White 1985; Bell & McCaffrey 2002), each
+unit's term divided by 1 - h_i, h_i its share of its arm's weight (the leverage of the weighted
+mean, which its residual is shrunk by; plus its hat value in an outcome regression), SE =
+sqrt(sum_i phi_i^2 / (1 - h_i)); and a t reference whose df approximate Bell & McCaffrey's by
+Welch-Satterthwaite over the arms, each arm's df its effective number of residuals
+(sum s^2)^2 / sum s^4 less one, s the weight shares. Both vanish as the arms grow (h -> 0,
+df -> inf). Measured there (500 replicates, no effect): IPW 0.95-0.98, AIPW 0.95-0.97 but 0.90-0.91
+on the Barthel change, overlap weights 0.92-0.96 (unchanged). `small_sample=False`: the plain
+sandwich and the normal reference. statsmodels has no such
 stacked sandwich; its OLS is not used for the outcome regressions either, because these estimators
 run once per replicate (numpy's pinv is ~5x faster than sm.OLS and keeps statsmodels' import off
 the command line's path); tests/test_weighting.py checks both against statsmodels.
@@ -111,6 +123,11 @@ def _outcome_design(view: CohortView, c: _Cohort, estimand: str) -> np.ndarray |
     return np.column_stack([c.Z, np.where(np.isfinite(base), base, 0.0)])
 
 
+def _hat(W: np.ndarray, bread: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """The OLS hat values W_i (W'W)^-1 W_i' on the regression's rows (where its score is not 0), else 0."""
+    return np.where(np.any(score != 0, axis=1), np.einsum("ij,jk,ik->i", W, bread, W), 0.0)
+
+
 def _weight_warning(a1: np.ndarray, a0: np.ndarray) -> str:
     """The named warning for extreme weights ('' when none): the largest share of an arm's weight
     one unit carries, with the arm's Kish effective sample size."""
@@ -126,13 +143,27 @@ def _weight_warning(a1: np.ndarray, a0: np.ndarray) -> str:
     return ""
 
 
-def _result(phi: np.ndarray, estimate: float, alpha: float, n1: int, n0: int, estimand: str,
-            reason: str) -> Estimate:
-    se = float(np.sqrt(np.sum(phi ** 2)))
-    return Estimate.wald(estimate, se, alpha, n1, n0, estimand, reason=reason)
+def _result(phi: np.ndarray, estimate: float, alpha: float, c: _Cohort, a1: np.ndarray, a0: np.ndarray,
+            estimand: str, reason: str, small_sample: bool, hat: np.ndarray | None = None) -> Estimate:
+    """The Wald result of an influence function phi: the plain sandwich with a normal reference, or
+    (small_sample) HC2 with leverages the weight shares a1 / sum a1, a0 / sum a0 and a Welch t."""
+    n1, n0 = int((a1 > 0).sum()), int((a0 > 0).sum())
+    if not small_sample:
+        return Estimate.wald(estimate, float(np.sqrt(np.sum(phi ** 2))), alpha, n1, n0, estimand, reason=reason)
+    h = a1 / a1.sum() + a0 / a0.sum() + (0.0 if hat is None else hat)
+    if h.max() >= 1.0:
+        return Estimate(float(estimate), float("nan"), float("nan"), float("nan"), float("nan"), n1, n0, estimand,
+                        "a unit's leverage reaches 1 (its arm's weight or regression rests on it): no small-sample SE")
+    v = phi ** 2 / (1 - h)
+    parts = []
+    for arm, share in ((c.treated, a1 / a1.sum()), (~c.treated, a0 / a0.sum())):
+        used = share[share > 0]
+        parts.append((v[arm].sum(), np.sum(used ** 2) ** 2 / np.sum(used ** 4) - 1))
+    df = sum(vk for vk, _ in parts) ** 2 / sum(vk ** 2 / nk for vk, nk in parts)
+    return Estimate.wald(estimate, float(np.sqrt(v.sum())), alpha, n1, n0, estimand, df=float(df), reason=reason)
 
 
-def _hajek(c: _Cohort, estimand: str, alpha: float, y: np.ndarray, ols=None) -> Estimate:
+def _hajek(c: _Cohort, estimand: str, alpha: float, y: np.ndarray, small_sample: bool, ols=None) -> Estimate:
     """Difference of the per-arm normalised weighted means of y over the seen units, with the
     M-estimation sandwich (PS estimated; `ols` = (W, score, bread) of a regression that y's
     residuals came from, accounted for too)."""
@@ -145,41 +176,42 @@ def _hajek(c: _Cohort, estimand: str, alpha: float, y: np.ndarray, ols=None) -> 
     r1, r0 = np.where(c.t1, y - mu1, 0.0), np.where(c.t0, y - mu0, 0.0)
     g_ps = c.Z.T @ (d1 * r1) / N1 - c.Z.T @ (d0 * r0) / N0
     phi = a1 * r1 / N1 - a0 * r0 / N0 + c.ps_score @ (c.ps_hinv @ g_ps)
+    hat = None
     if ols is not None:  # y = outcome - W gamma: d(a (y - mu))/d gamma = -a W
         W, score, bread = ols
         phi = phi + score @ (bread @ (W.T @ a0 / N0 - W.T @ a1 / N1))
-    return _result(phi, mu1 - mu0, alpha, int((a1 > 0).sum()), int((a0 > 0).sum()), estimand,
-                   _weight_warning(a1, a0))
+        hat = _hat(W, bread, score)
+    return _result(phi, mu1 - mu0, alpha, c, a1, a0, estimand, _weight_warning(a1, a0), small_sample, hat)
 
 
-def _weighted(view: CohortView, alpha: float, estimand: str) -> Estimate:
+def _weighted(view: CohortView, alpha: float, estimand: str, small_sample: bool) -> Estimate:
     c = _prepare(view, estimand)
-    return c if isinstance(c, Estimate) else _hajek(c, estimand, alpha, c.y)
+    return c if isinstance(c, Estimate) else _hajek(c, estimand, alpha, c.y, small_sample)
 
 
 @register("ipw_att", "att")
-def ipw_att(view: CohortView, alpha: float) -> Estimate:
+def ipw_att(view: CohortView, alpha: float, small_sample: bool = True) -> Estimate:
     """IPW for the ATT: treated weight 1, control weight e / (1 - e), normalised per arm (Hajek);
     sandwich SE with the PS estimated (Reifeis & Hudgens 2022)."""
-    return _weighted(view, alpha, "att")
+    return _weighted(view, alpha, "att", small_sample)
 
 
 @register("ipw_ate", "ate")
-def ipw_ate(view: CohortView, alpha: float) -> Estimate:
+def ipw_ate(view: CohortView, alpha: float, small_sample: bool = True) -> Estimate:
     """IPW for the ATE: weights 1 / e and 1 / (1 - e), normalised per arm (Hajek; the same as
     stabilised weights); sandwich SE with the PS estimated (Lunceford & Davidian 2004)."""
-    return _weighted(view, alpha, "ate")
+    return _weighted(view, alpha, "ate", small_sample)
 
 
 @register("overlap", "ato")
-def overlap(view: CohortView, alpha: float) -> Estimate:
+def overlap(view: CohortView, alpha: float, small_sample: bool = True) -> Estimate:
     """Overlap weights for the ATO: treated 1 - e, control e, normalised per arm (Li, Morgan &
     Zaslavsky 2018); sandwich SE with the PS estimated (by M-estimation, as they derive it)."""
-    return _weighted(view, alpha, "ato")
+    return _weighted(view, alpha, "ato", small_sample)
 
 
 @register("aipw_ate", "ate")
-def aipw_ate(view: CohortView, alpha: float) -> Estimate:
+def aipw_ate(view: CohortView, alpha: float, small_sample: bool = True) -> Estimate:
     """Augmented IPW for the ATE (Robins, Rotnitzky & Zhao 1994; Lunceford & Davidian 2004),
     the mean over the seen units of
 
@@ -209,12 +241,13 @@ def aipw_ate(view: CohortView, alpha: float) -> Estimate:
     g1 = W.T @ np.where(seen, 1 - t / e, 0.0)
     g0 = -(W.T @ np.where(seen, 1 - (1 - t) / (1 - e), 0.0))
     phi = (np.where(seen, d - tau, 0.0) + c.ps_score @ (c.ps_hinv @ g_ps) + s1 @ (b1 @ g1) + s0 @ (b0 @ g0)) / ns
-    warn = _weight_warning(np.where(c.t1, 1 / e, 0.0), np.where(c.t0, 1 / (1 - e), 0.0))
-    return _result(phi, tau, alpha, int(c.t1.sum()), int(c.t0.sum()), "ate", warn)
+    a1, a0 = np.where(c.t1, 1 / e, 0.0), np.where(c.t0, 1 / (1 - e), 0.0)
+    hat = np.where(c.t1, _hat(W, b1, s1), 0.0) + np.where(c.t0, _hat(W, b0, s0), 0.0)
+    return _result(phi, tau, alpha, c, a1, a0, "ate", _weight_warning(a1, a0), small_sample, hat)
 
 
 @register("aipw_att", "att")
-def aipw_att(view: CohortView, alpha: float) -> Estimate:
+def aipw_att(view: CohortView, alpha: float, small_sample: bool = True) -> Estimate:
     """Doubly robust ATT (the normalised form of Mercatanti & Li 2014; cf. Moodie, Saarela &
     Stephens 2018): the Hajek ATT weighting (treated 1, controls e / (1 - e), normalised) of the
     residuals y - m0, m0 the OLS regression of y on [1, X, baseline] over the seen controls,
@@ -234,4 +267,4 @@ def aipw_att(view: CohortView, alpha: float) -> Estimate:
     if isinstance(f, Estimate):
         return f
     m0, s0, b0 = f
-    return _hajek(c, "att", alpha, c.y - m0, ols=(W, s0, b0))
+    return _hajek(c, "att", alpha, c.y - m0, small_sample, ols=(W, s0, b0))
