@@ -149,7 +149,10 @@ def ps_matrix(columns: Mapping[str, np.ndarray], spec: MethodSpec) -> np.ndarray
 
 def ps_matrices(columns: Mapping[str, np.ndarray], spec: MethodSpec) -> tuple[np.ndarray, list[int]]:
     """ps_matrix of B replicates ((B, N) columns), one at a time, as (B, N, p), with the replicates
-    whose design fails (zeros there; the per-replicate analysis then says why)."""
+    whose design fails (zeros there; the per-replicate analysis then says why). Main effects: the
+    columns stacked, no patsy."""
+    if spec.ps_formula is None:
+        return np.stack([np.asarray(columns[c], dtype=float) for c in spec.ps_covariates], axis=-1), []
     designs, bad = [], []
     for b in range(np.asarray(columns["treated"]).shape[0]):
         try:

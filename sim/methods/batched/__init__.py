@@ -60,21 +60,17 @@ BATCHED_ANALYSES = ("wilcoxon", "signed_rank", "paired_t", "diff_means")
 PER_PAIR_ANALYSES = (*SENSITIVITY_ANALYSES, *TRUNCATION_ANALYSES)
 
 
-def _known() -> tuple[str, ...]:
-    """What the batched path runs: its kernels, the per-pair analyses, and every registered outcome
-    analysis (those without a kernel by their own functions on each replicate's pairs)."""
-    return (*BATCHED_ANALYSES, *PER_PAIR_ANALYSES, *O.ANALYSES)
-
-
 def unsupported(spec: MethodSpec) -> str | None:
-    """Why the batched path cannot run `spec` (None: it can)."""
+    """Why the batched path cannot run `spec` (None: it can). A registered outcome analysis without a
+    kernel runs on each replicate's pairs by its own function, so it keeps the chunk batched."""
+    unknown = [a for a in spec.analyses if a not in (*BATCHED_ANALYSES, *PER_PAIR_ANALYSES, *O.ANALYSES)]
     checks = (
         (spec.algorithm != "greedy", f"algorithm {spec.algorithm}"),
         (spec.order not in ("largest", "smallest", "data"), f"order {spec.order}"),
         (spec.ratio != 1, f"ratio {spec.ratio}"),
         (spec.replace, "matching with replacement"),
         (bool(spec.exact), "exact matching"),
-        (any(a not in _known() for a in spec.analyses), f"analyses {[a for a in spec.analyses if a not in _known()]}"),
+        (bool(unknown), f"analyses {unknown}"),
     )
     return next((why for bad, why in checks if bad), None)
 
@@ -351,11 +347,7 @@ def analyse_batch(columns: Mapping[str, np.ndarray], potential: Mapping[tuple[st
     covers them (the same rows, slower: for python -m sim.bench)."""
     treated = np.asarray(columns["treated"]).astype(bool)
     B, N = treated.shape
-    bad = []
-    if spec.ps_formula is None:
-        X = np.stack([np.asarray(columns[c], dtype=float) for c in spec.ps_covariates], axis=-1)
-    else:  # patsy per replicate: each cohort's own spline knots and codings, as the reference's
-        X, bad = ps_matrices(columns, spec)
+    X, bad = ps_matrices(columns, spec)  # a formula: patsy per replicate, each cohort's own knots
     eta, status = fit_status(X, treated)
     status[bad] = -1  # a design the formula cannot build: the reference says why
     fast = np.flatnonzero(status == 0)
