@@ -5,11 +5,11 @@ leaves a replicate costing more in memory traffic than in arithmetic. Compiled l
 operations in the same order on each value, so the cohorts equal `generate`'s to the bit
 (tests/test_batched.py):
 - draws: numba implements numpy's Generator methods with numpy's own algorithms on the same bit
-  generator, so a compiled loop draws what `model.draw_latents` draws, in about half its time and
+  generator, so a compiled loop draws what `CohortModel.draw` draws, in about half its time and
   one call per replicate instead of nine. Each latent array holds the chunk's replicates one after
   the other (row i of replicate b is row b * n + i), so a replicate's draws of one kind are one
   contiguous run of it;
-- outcomes: `generate.outcome_block`'s `model.outcome_latents`, `OutcomeModel.observe`, the
+- outcomes: `CohortModel.outcome_block`'s `outcome_latents`, `OutcomeModel.observe`, the
   effect's latent shift and U's term, masked by the deaths and missed visits it is given, one
   patient at a time; only additions, products, divisions, min/max, square roots of constants and
   rounding to even, which IEEE arithmetic defines to the bit (numba does not contract them into
@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from sim.cohort import model as M
+from sim.cohort.mechanism import UNIFORM, Latents
 
 NAN = float("nan")
 
@@ -40,21 +41,21 @@ def _fill(rng, flats, runs, uniform, b):
                 flat[i] = rng.standard_normal()
 
 
-def draw_batch(model: M.CohortModel, n: int, rngs, noise: bool) -> tuple[M.Latents, np.ndarray | None]:
+def draw_batch(model: M.CohortModel, n: int, rngs, noise: bool) -> tuple[Latents, np.ndarray | None]:
     """Latents of len(rngs) replicates of n patients, stacked replicate by replicate, as
-    draw_latents draws them from each rng; with `noise`, also U's N(0, 1) noise per patient
+    CohortModel.draw draws them from each rng; with `noise`, also U's N(0, 1) noise per patient
     (unmeasured.draw_noise), drawn after the latents."""
-    shapes = M.latent_shapes(model, n)
+    shapes = model.latent_shapes(n)
     B = len(rngs)
     arrays = {k: np.empty((B * n, *shape[1:])) for k, shape in shapes.items()}
     if noise:
         arrays["noise"] = np.empty(B * n)
     flats = tuple(a.reshape(-1) for a in arrays.values())  # views: the arrays are C-contiguous
     runs = np.array([f.size // max(B, 1) for f in flats], dtype=np.int64)
-    uniform = np.array([k in M._UNIFORM for k in arrays], dtype=np.bool_)
+    uniform = np.array([k in UNIFORM for k in arrays], dtype=np.bool_)
     for b, rng in enumerate(rngs):
         _fill(rng, flats, runs, uniform, b)
-    return M.Latents(**{k: arrays[k] for k in shapes}), arrays.get("noise")
+    return Latents(**{k: arrays[k] for k in shapes}), arrays.get("noise")
 
 
 @numba.njit(cache=True)
@@ -106,7 +107,7 @@ def _outcomes(vT, P, mult, coef, c, bounds, shift, term, has_term, alive0, alive
 
 
 def outcome_block(model: M.CohortModel, latent_shift, P, mult, v, terms, alive0, alive1, observed, treated):
-    """generate.outcome_block's twin, compiled: the same arrays to the bit."""
+    """CohortModel.outcome_block's twin, compiled: the same arrays to the bit."""
     O, T, N = len(model.outcomes), len(model.follow_up), P.shape[0]
     coef = np.empty((O, T + 1, 6))
     bounds = np.empty((O, 4))
