@@ -15,7 +15,7 @@ shifts) is solved once per condition in sim.cohort.design.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
