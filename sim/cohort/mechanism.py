@@ -1,7 +1,7 @@
 """How a cohort model's random numbers become a cohort, in the order a cohort is made:
 
   draw -> covariates (and the treatment index L) -> prognostic score P -> treatment ->
-  baseline health H -> death days -> visits (alive, seen) -> the operation's consequences -> outcomes
+  baseline health H -> death days -> the operation's consequences -> visits (alive, seen) -> outcomes
 
 `Mechanism` holds these steps as methods and CohortModel (sim.cohort.model) inherits them, so a
 model owns its draws: `model.draw(n, rng)`, `model.covariates(lat)`, `model.treatment(eta, lat)`,
@@ -159,7 +159,7 @@ class Mechanism:
         ps_true = expit(eta)
         return (lat.treat_u < ps_true).astype(np.int8), ps_true
 
-    # ------------------------------------------------------------------ survival and visits
+    # ------------------------------------------------------------------ survival, the operation, visits
     def health(self: CohortModel, P: np.ndarray, lat: Latents) -> np.ndarray:
         """Baseline health H (standardised; higher = healthier), what death and missed visits load on."""
         return A.health(self.outcomes, self.baseline, self.attrition.health_weights, P, lat.outcome[:, :, 0])
@@ -176,6 +176,17 @@ class Mechanism:
         followup = self.survival.followup_days(lat.cens_u)
         return {"died": (death <= followup).astype(np.int8), "survival_days": np.round(np.minimum(death, followup))}
 
+    def operation(self: CohortModel, treated: np.ndarray, lat: Latents) -> dict[str, np.ndarray]:
+        """The operation's consequences under the arm received (not confounders)."""
+        columns = {}
+        for j, (name, (m0, m1)) in enumerate(self.surgery.continuous.items()):
+            z = lat.surgery[:, j]
+            columns[name] = np.where(treated, m1(z), m0(z))
+        for j, (name, (p0, p1)) in enumerate(self.surgery.binary.items()):
+            p = np.where(treated, p1, p0)
+            columns[name] = (lat.surgery_u[:, j] < p).astype(np.int8)
+        return columns
+
     def visits(self: CohortModel, t0: np.ndarray, t1: np.ndarray, treated: np.ndarray, H: np.ndarray,
                lat: Latents, attrition: A.AttritionModel | None = None, odds_ratio: float = 1.0) -> tuple:
         """Per follow-up visit: (alive under control, under treatment), (seen ..., seen ...), and the
@@ -191,17 +202,6 @@ class Mechanism:
             columns[f"seen_{t}"] = np.where(treated, seen[t][1], seen[t][0]).astype(np.int8)
             columns[f"dead_{t}"] = (death <= day).astype(np.int8)
         return alive, seen, columns
-
-    def operation(self: CohortModel, treated: np.ndarray, lat: Latents) -> dict[str, np.ndarray]:
-        """The operation's consequences under the arm received (not confounders)."""
-        columns = {}
-        for j, (name, (m0, m1)) in enumerate(self.surgery.continuous.items()):
-            z = lat.surgery[:, j]
-            columns[name] = np.where(treated, m1(z), m0(z))
-        for j, (name, (p0, p1)) in enumerate(self.surgery.binary.items()):
-            p = np.where(treated, p1, p0)
-            columns[name] = (lat.surgery_u[:, j] < p).astype(np.int8)
-        return columns
 
     # ------------------------------------------------------------------ outcomes
     def innovations(self: CohortModel, v: np.ndarray) -> dict[str, np.ndarray]:
