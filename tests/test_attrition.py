@@ -16,7 +16,6 @@ import pytest
 from scipy import special
 
 from sim.cohort import attrition as A
-from sim.cohort import model as M
 from sim.cohort.calibrate import calibrated, completers_baseline
 from sim.cohort.generate import generate, make_design
 from sim.methods.pipeline import MethodSpec, analyse
@@ -30,13 +29,13 @@ VISIT_DAYS = {"m1": 30.0, "m6": 182.0}
 # ------------------------------------------------------------------ helpers
 def _tree(model, lat):
     """L (core treatment index) and H (baseline health) of a set of latents."""
-    cols, L = M.covariates(model, lat)
-    return L, M.health(model, M.prognosis(model, cols), lat)
+    cols, L = model.covariates(lat)
+    return L, model.health(model.prognosis(cols), lat)
 
 
 def _latents(model, n, seed):
     """The latents `generate(make_design(model, n, ...), default_rng(seed))` draws first."""
-    return M.draw_latents(model, n, np.random.default_rng(seed))
+    return model.draw(n, np.random.default_rng(seed))
 
 
 def _ols_residual(y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -82,7 +81,7 @@ def test_no_survival_or_attrition_effect_means_the_same_survivors(model):
     c = generate(design, np.random.default_rng(seed))
     lat = _latents(model, n, seed)
     L, H = _tree(model, lat)
-    t0, t1 = M.death_days(model, L, H, lat, 1.0, 1.0)
+    t0, t1 = model.death_days(L, H, lat, 1.0, 1.0)
     np.testing.assert_array_equal(t0, t1)
     for t in POST:
         np.testing.assert_array_equal(c.alive[t][0], c.alive[t][1])
@@ -414,7 +413,7 @@ def test_principal_strata_are_known_per_patient(model):
     c = generate(make_design(model, n, effect_mcid=1.0, survival_effect=hr), np.random.default_rng(seed))
     lat = _latents(model, n, seed)
     L, H = _tree(model, lat)
-    t0, t1 = M.death_days(model, L, H, lat, 1.0, hr)
+    t0, t1 = model.death_days(L, H, lat, 1.0, hr)
     treated = c.columns["treated"] == 1
     for t in POST:
         day = model.visit_days[t]

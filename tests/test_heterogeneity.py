@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sim.cohort import model as M
 from sim.cohort.generate import _REFERENCE_N, generate, make_design
 
 Z = 4.0
@@ -40,7 +39,7 @@ def cohort_of(model):
         if h not in _COHORTS:
             design = make_design(model, N, effect_mcid=EFFECT_MCID, heterogeneity=h)
             c = generate(design, np.random.default_rng(1234))  # the same patients for every h
-            _COHORTS[h] = (design, c, M.prognosis(model, c.columns))
+            _COHORTS[h] = (design, c, model.prognosis(c.columns))
         return _COHORTS[h]
     yield get
     _COHORTS.clear()
@@ -154,12 +153,12 @@ def test_effect_in_sd_units_of_the_change(model):
     from sim.cohort.generate import reference_change_sd, reference_latents
 
     lat = reference_latents(model)
-    cols, L = M.covariates(model, lat)
-    P = M.prognosis(model, cols)
-    death, _ = M.death_days(model, L, M.health(model, P, lat), lat)
+    cols, L = model.covariates(lat)
+    P = model.prognosis(cols)
+    death, _ = model.death_days(L, model.health(P, lat), lat)
     sds = reference_change_sd(model)
     for o_idx, out in enumerate(model.outcomes):
-        ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
+        ylat = model.outcome_latents(out, P, lat.outcome[:, o_idx, :])
         for t in model.follow_up:
             alive = death > model.visit_days[t]
             change = (out.observe(ylat[t][alive]) - out.observe(ylat[model.baseline][alive])) * out.direction()

@@ -16,7 +16,6 @@ import pytest
 import yaml
 from scipy import optimize, special, stats
 
-from sim.cohort import model as M
 from sim.cohort import unmeasured as U
 from sim.cohort.generate import _REFERENCE_N, generate, make_design
 from sim.cohort.unmeasured import check_unmeasured
@@ -155,13 +154,13 @@ def test_treatment_log_or_of_u_is_recovered(model, kind, confounding, log_or):
     u = c.columns[U.U_COLUMN].astype(float)
     cols = [np.ones(c.n), u]
     if confounding:
-        cols.append(M.linear_predictor(model, c.columns, confounding))
+        cols.append(model.linear_predictor(c.columns, confounding))
     fit = sm.Logit(c.columns["treated"].astype(float), np.column_stack(cols)).fit(disp=0)
     assert abs(fit.params[1] - log_or) < Z * fit.bse[1], (fit.params[1], log_or, fit.bse[1])
     if confounding:
         assert abs(fit.params[2] - 1.0) < Z * fit.bse[2], (fit.params[2], fit.bse[2])
     # the recorded true PS is the model's: intercept + confounding * lp + log_or * u
-    lp = M.linear_predictor(model, c.columns, confounding)
+    lp = model.linear_predictor(c.columns, confounding)
     np.testing.assert_allclose(c.columns["ps_true"], special.expit(d.intercept + lp + log_or * u), rtol=1e-10)
 
 
@@ -172,7 +171,7 @@ def test_corr_core_and_margins(model, kind, corr):
     n, seed, p = 100_000, 909, 0.3
     d = make_design(model, n, unmeasured={"kind": kind, "prevalence": p, "corr_core": corr})
     c = generate(d, np.random.default_rng(seed))
-    _, L = M.core_latent(model, M.draw_latents(model, n, np.random.default_rng(seed)))  # same first draws
+    _, L = model.core_latent(model.draw(n, np.random.default_rng(seed)))  # same first draws
     u = c.columns[U.U_COLUMN]
     if kind == "normal":
         assert u.dtype == np.float64

@@ -44,6 +44,7 @@ import numpy as np
 
 from sim.cohort.generate import Design
 from sim.engine import ChunkOutput, default_chunk_size, per_replicate, replicate_rng, run_chunks
+from sim.engine.blas import one_blas_thread
 from sim.jobs.conditions import Condition, conditions
 from sim.jobs.psm import PsmJob, psm_chunk, psm_replicate
 from sim.methods.pipeline import MethodSpec
@@ -284,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.cold:
         print("error: --cold: the main job is not run with --quick", file=sys.stderr)
         return 2
+    one_blas_thread()  # as in every process the engine computes chunks in (sim.engine.blas)
     chunks = QUICK_CHUNK if args.quick else CHUNK
     how = f"{args.reps} reps" if args.reps is not None else f"{seconds:g} s"
     t0 = time.perf_counter()

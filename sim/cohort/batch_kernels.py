@@ -5,11 +5,10 @@ leaves a replicate costing more in memory traffic than in arithmetic. Compiled l
 operations in the same order on each value, so the cohorts equal `generate`'s to the bit
 (tests/test_batched.py):
 - draws: numba implements numpy's Generator methods with numpy's own algorithms on the same bit
-  generator, so a compiled loop draws what `model.draw_latents` draws, in about half its time and
+  generator, so a compiled loop draws what `CohortModel.draw` draws, in about half its time and
   one call per replicate instead of nine. Each latent array holds the chunk's replicates one after
-  the other (row i of replicate b is row b * n + i), so a replicate's draws of one kind are one
-  contiguous run of it;
-- outcomes: `generate.outcome_block`'s `model.outcome_latents`, `OutcomeModel.observe`, the
+  the other (row i of replicate b is row b * n + i), stored column by column;
+- outcomes: `CohortModel.outcome_block`'s `outcome_latents`, `OutcomeModel.observe`, the
   effect's latent shift and U's term, masked by the deaths and missed visits it is given, one
   patient at a time; only additions, products, divisions, min/max, square roots of constants and
   rounding to even, which IEEE arithmetic defines to the bit (numba does not contract them into
@@ -22,39 +21,48 @@ import numba
 import numpy as np
 
 from sim.cohort import model as M
+from sim.cohort.mechanism import UNIFORM, Latents
 
 NAN = float("nan")
 
 
 @numba.njit(cache=True)
-def _fill(rng, flats, runs, uniform, b):
-    """The next draws of rng into replicate b's run of each array of `flats`, in order: runs[s]
-    values each, uniform or standard normal as uniform[s] says."""
+def _fill(rng, flats, widths, uniform, b, n):
+    """The next draws of rng for replicate b, in order: for each array of `flats`, n patients of
+    widths[s] values each, uniform or standard normal as uniform[s] says. Patient i's value j goes
+    to flat[j * rows + b * n + i]: each array is stored column by column (see draw_batch)."""
     for s in range(len(flats)):
-        flat, run = flats[s], runs[s]
+        flat, w = flats[s], widths[s]
+        rows = flat.size // max(w, 1)
         if uniform[s]:
-            for i in range(b * run, (b + 1) * run):
-                flat[i] = rng.random()
+            for i in range(b * n, (b + 1) * n):
+                for j in range(w):
+                    flat[j * rows + i] = rng.random()
         else:
-            for i in range(b * run, (b + 1) * run):
-                flat[i] = rng.standard_normal()
+            for i in range(b * n, (b + 1) * n):
+                for j in range(w):
+                    flat[j * rows + i] = rng.standard_normal()
 
 
-def draw_batch(model: M.CohortModel, n: int, rngs, noise: bool) -> tuple[M.Latents, np.ndarray | None]:
+def draw_batch(model: M.CohortModel, n: int, rngs, noise: bool) -> tuple[Latents, np.ndarray | None]:
     """Latents of len(rngs) replicates of n patients, stacked replicate by replicate, as
-    draw_latents draws them from each rng; with `noise`, also U's N(0, 1) noise per patient
-    (unmeasured.draw_noise), drawn after the latents."""
-    shapes = M.latent_shapes(model, n)
+    CohortModel.draw draws them from each rng; with `noise`, also U's N(0, 1) noise per patient
+    (unmeasured.draw_noise), drawn after the latents. Each latent array is a view of one stored
+    column by column (its last axes first, patients last), so that a column (lat.others[:, j], an
+    outcome's visit) is contiguous: the covariates and outcomes read them at memory speed, and
+    outcome_block's patients-last layout is the array itself, not a copy. The values are the same."""
+    shapes = model.latent_shapes(n)
     B = len(rngs)
-    arrays = {k: np.empty((B * n, *shape[1:])) for k, shape in shapes.items()}
+    stored = {k: np.empty((*shape[1:], B * n)) for k, shape in shapes.items()}
     if noise:
-        arrays["noise"] = np.empty(B * n)
-    flats = tuple(a.reshape(-1) for a in arrays.values())  # views: the arrays are C-contiguous
-    runs = np.array([f.size // max(B, 1) for f in flats], dtype=np.int64)
-    uniform = np.array([k in M._UNIFORM for k in arrays], dtype=np.bool_)
+        stored["noise"] = np.empty(B * n)
+    flats = tuple(a.reshape(-1) for a in stored.values())  # views: the arrays are C-contiguous
+    widths = np.array([int(np.prod(a.shape[:-1])) for a in stored.values()], dtype=np.int64)
+    uniform = np.array([k in UNIFORM for k in stored], dtype=np.bool_)
     for b, rng in enumerate(rngs):
-        _fill(rng, flats, runs, uniform, b)
-    return M.Latents(**{k: arrays[k] for k in shapes}), arrays.get("noise")
+        _fill(rng, flats, widths, uniform, b, n)
+    views = {k: np.moveaxis(a, -1, 0) for k, a in stored.items()}  # (B * n, *columns)
+    return Latents(**{k: views[k] for k in shapes}), views.get("noise")
 
 
 @numba.njit(cache=True)
@@ -106,7 +114,7 @@ def _outcomes(vT, P, mult, coef, c, bounds, shift, term, has_term, alive0, alive
 
 
 def outcome_block(model: M.CohortModel, latent_shift, P, mult, v, terms, alive0, alive1, observed, treated):
-    """generate.outcome_block's twin, compiled: the same arrays to the bit."""
+    """CohortModel.outcome_block's twin, compiled: the same arrays to the bit."""
     O, T, N = len(model.outcomes), len(model.follow_up), P.shape[0]
     coef = np.empty((O, T + 1, 6))
     bounds = np.empty((O, 4))

@@ -7,8 +7,8 @@ group-wise statistics are weighted by the true propensity (treated weight ps, co
 Steps, each a small least-squares problem: core latent correlations -> loadings of the other
 covariates on L -> prognostic score constants -> survival -> outcome location/scale/loading ->
 baseline/follow-up correlations. Results are cached on disk, keyed by the study, the settings,
-this module's version and the code of the model (this module, skeleton, model, scales, attrition,
-checks, sim.numerics); the default study's model also ships with the package (SNAPSHOTS).
+this module's version and the code of the model (this module, skeleton, model, mechanism, scales,
+attrition, checks, sim.numerics); the default study's model also ships with the package (SNAPSHOTS).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from scipy import optimize
 
 from sim.cohort import attrition as A
 from sim.cohort import model as M
+from sim.cohort.mechanism import Latents, other_latent
 from sim.engine.atomic import atomic_write_bytes
 from sim.cohort.skeleton import skeleton, treatment_terms
 from sim.numerics import INTERCEPT_BRACKET, expit, fit_logit_fractional, intercept_for_share
@@ -66,7 +67,7 @@ def _corr_from(params: np.ndarray, k: int) -> np.ndarray:
 
 
 def _true_ps(model: M.CohortModel, cols: Mapping[str, np.ndarray]) -> np.ndarray:
-    eta = M.linear_predictor(model, cols, 1.0)
+    eta = model.linear_predictor(cols, 1.0)
     a = intercept_for_share(eta, model.treated_share, bracket=INTERCEPT_BRACKET, xtol=1e-10)
     return expit(a + eta)
 
@@ -75,7 +76,7 @@ def _core_targets(study: Study, model: M.CohortModel) -> list[np.ndarray]:
     return [np.concatenate([study.proportions(c.name, g) for g in GROUPS]) for c in model.core]
 
 
-def _core_fit(study: Study, model: M.CohortModel, lat: M.Latents, free: list[str]) -> M.CohortModel:
+def _core_fit(study: Study, model: M.CohortModel, lat: Latents, free: list[str]) -> M.CohortModel:
     """Solve, together: the core latent correlations, the true treatment coefficients and any
     omitted-confounder log-ORs marked 'calibrate', so that (a) the core covariates' group-wise
     distributions match Table 1 and (b) the paper's PS model, refitted on the synthetic
@@ -99,7 +100,7 @@ def _core_fit(study: Study, model: M.CohortModel, lat: M.Latents, free: list[str
         m = build(params)
         if np.linalg.eigvalsh(m.core_corr)[0] < 1e-3:
             return np.full(targets.size + target_lor.size, 1.0)
-        cols, _ = M.covariates(m, lat, only=needed)
+        cols, _ = m.covariates(lat, only=needed)
         ps = _true_ps(m, cols)
         w = group_weights(ps)
         got = []
@@ -108,7 +109,7 @@ def _core_fit(study: Study, model: M.CohortModel, lat: M.Latents, free: list[str
             for g in GROUPS:
                 pr = wprops(cols[c.name].astype(np.int64), w[g], ncat)
                 got.append(pr[1:] if c.kind == "binary" else pr)
-        X = np.column_stack([M.numeric_column(m, cols, t) for t in m.ps_covariates])
+        X = np.column_stack([m.numeric_column(cols, t) for t in m.ps_covariates])
         lor = fit_logit_fractional(X, ps)[1:]
         return np.concatenate([np.concatenate(got) - targets, LOR_WEIGHT * (lor - target_lor)])
 
@@ -129,7 +130,7 @@ def _loading_fit(study: Study, model: M.CohortModel, cov: M.CovariateModel, L: n
         tol = np.array([0.1 * var[g]["sd"] for g in GROUPS])
 
         def errors(a: float) -> np.ndarray:
-            x = cov.values(M.other_latent(a, L, e))
+            x = cov.values(other_latent(a, L, e))
             return np.array([wstats(x, w[g])[0] for g in GROUPS]) - targets
     else:
         ncat = 2 if cov.kind == "binary" else len(cov.categories)
@@ -138,7 +139,7 @@ def _loading_fit(study: Study, model: M.CohortModel, cov: M.CovariateModel, L: n
         tol = 0.03
 
         def errors(a: float) -> np.ndarray:
-            x = cov.values(M.other_latent(a, L, e)).astype(np.int64)
+            x = cov.values(other_latent(a, L, e)).astype(np.int64)
             got = [wprops(x, w[g], ncat) for g in GROUPS]
             return np.concatenate([g[-1:] if cov.kind == "binary" else g for g in got]) - targets
 
@@ -172,14 +173,14 @@ def _prognosis_constants(model: M.CohortModel, cols: Mapping[str, np.ndarray]) -
     center, scale = {}, {}
     for name in model.prognosis_weights:
         try:
-            x = M.numeric_column(model, cols, name)
+            x = model.numeric_column(cols, name)
         except KeyError:
             raise ValueError(f"cohort.prognosis: unknown covariate column {name!r}; "
                              f"allowed: {sorted(cols) + [c + '_code' for c in cols]}") from None
         center[name] = float(x.mean())
         scale[name] = float(x.std()) or 1.0
     m = _replace(model, prognosis_center=center, prognosis_scale=scale, prognosis_sd=1.0)
-    sd = float(M.prognosis(m, cols).std())
+    sd = float(m.prognosis(cols).std())
     return _replace(m, prognosis_sd=sd or 1.0)
 
 
@@ -196,7 +197,7 @@ def completers_baseline(study: Study, model: M.CohortModel) -> dict[tuple[str, s
     return out
 
 
-def _attrition_fit(study: Study, model: M.CohortModel, lat: M.Latents, L: np.ndarray, H: np.ndarray,
+def _attrition_fit(study: Study, model: M.CohortModel, lat: Latents, L: np.ndarray, H: np.ndarray,
                    pre: Mapping[str, np.ndarray], w: dict[str, np.ndarray]) -> M.CohortModel:
     """Death (location, scale, loadings on L and H, censoring) and the missed visits' loading on H,
     together, so that deaths and survival days by group (Table 1) and the baselines of the
@@ -220,7 +221,7 @@ def _attrition_fit(study: Study, model: M.CohortModel, lat: M.Latents, L: np.nda
     def resid(p: np.ndarray) -> np.ndarray:
         sm, am = unpack(p)
         death, _ = A.death_days(sm, am, L, H, lat.death)
-        fu = M.followup_days(sm, lat.cens_u)
+        fu = sm.followup_days(lat.cens_u)
         d = (death <= fu).astype(float)
         obs = np.minimum(death, fu)
         out = []
@@ -287,20 +288,20 @@ def calibrate(study: Study, settings: Mapping[str, Any], n: int | None = None, s
     n = int(n or settings.get("calibration_n", 200_000))
     seed = int(seed if seed is not None else settings.get("calibration_seed", 0))
     model = skeleton(study, settings)
-    lat = M.draw_latents(model, n, np.random.default_rng(seed))
+    lat = model.draw(n, np.random.default_rng(seed))
 
     model = _core_fit(study, model, lat, treatment_terms(study, settings)[2])
-    _, L = M.core_latent(model, lat)
-    cols, _ = M.covariates(model, lat)
+    _, L = model.core_latent(lat)
+    cols, _ = model.covariates(lat)
     w = group_weights(_true_ps(model, cols))
     others = tuple(_nominal_fit(study, c, L, w) if c.kind == "nominal"
                    else _replace(c, loading=_loading_fit(study, model, c, L, lat.others[:, j], w))
                    for j, c in enumerate(model.others))
     model = _replace(model, others=others)
-    cols, L = M.covariates(model, lat)
+    cols, L = model.covariates(lat)
     w = group_weights(_true_ps(model, cols))
     model = _prognosis_constants(model, cols)
-    P = M.prognosis(model, cols)
+    P = model.prognosis(cols)
     v = lat.outcome
     outcomes = []
     for k, o in enumerate(model.outcomes):  # baselines: everyone is seen
@@ -309,15 +310,15 @@ def calibrate(study: Study, settings: Mapping[str, Any], n: int | None = None, s
         outcomes.append(_replace(o, loc={**o.loc, model.baseline: loc}, scale={**o.scale, model.baseline: scale},
                                  loading={**o.loading, model.baseline: lam}))
     model = _replace(model, outcomes=tuple(outcomes))
-    H = M.health(model, P, lat)
-    pre = {o.name: o.observe(M.outcome_latents(model, o, P, v[:, k, :])[model.baseline])
+    H = model.health(P, lat)
+    pre = {o.name: o.observe(model.outcome_latents(o, P, v[:, k, :])[model.baseline])
            for k, o in enumerate(model.outcomes)}
     model = _attrition_fit(study, model, lat, L, H, pre, w)
-    death, _ = M.death_days(model, L, H, lat)
+    death, _ = model.death_days(L, H, lat)
     outcomes = []
     for k, o in enumerate(model.outcomes):  # follow-ups: the patients seen at the visit
         fig1, tab2 = study.outcomes[o.name]["fig1"], study.outcomes[o.name]["table2"]
-        u = M.innovations(model, v[:, k, :])
+        u = model.innovations(v[:, k, :])
         for j, t in enumerate(model.follow_up):
             seen = (death > model.visit_days[t]) & ~(lat.missed_u[:, j] < A.p_missed(model.attrition, H, t))
             loc, scale, lam, rho = _visit_fit(
@@ -342,7 +343,8 @@ def cache_key(study: Study, settings: Mapping[str, Any]) -> str:
                              if k not in DESIGN_ONLY_ATTRITION_KEYS}
     blob = json.dumps([CALIBRATION_VERSION, study.raw, relevant], sort_keys=True, default=str)
     src = Path(__file__).parent
-    files = [src / f for f in ("calibrate.py", "skeleton.py", "model.py", "scales.py", "attrition.py", "checks.py")] + [src.parent / "numerics" / "__init__.py"]
+    files = [src / f for f in ("calibrate.py", "skeleton.py", "model.py", "mechanism.py", "scales.py", "attrition.py",
+                               "checks.py")] + [src.parent / "numerics" / "__init__.py"]
     code = "".join(f.read_text() for f in files)
     return hashlib.sha256((blob + code).encode()).hexdigest()[:16]
 

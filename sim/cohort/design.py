@@ -15,6 +15,7 @@ from scipy import optimize
 from sim.cohort import attrition as A
 from sim.cohort import model as M
 from sim.cohort import unmeasured as U
+from sim.cohort.mechanism import Latents
 from sim.numerics import INTERCEPT_BRACKET, intercept_for_share
 
 _REFERENCE_N = 100_000
@@ -37,36 +38,36 @@ class Design:
     health_scale: float = 1.0  # multiplies the calibrated dependence of death and missed visits on H
     attrition: A.AttritionModel | None = None  # missed visits at this health_scale (None: as calibrated)
 
-def _tree(model: M.CohortModel, lat: M.Latents) -> tuple[dict, np.ndarray, np.ndarray]:
-    cols, L = M.covariates(model, lat)
-    P = M.prognosis(model, cols)
+def _tree(model: M.CohortModel, lat: Latents) -> tuple[dict, np.ndarray, np.ndarray]:
+    cols, L = model.covariates(lat)
+    P = model.prognosis(cols)
     return cols, L, P
 
 
-def _reference_death(model: M.CohortModel, lat: M.Latents, L: np.ndarray, P: np.ndarray) -> np.ndarray:
+def _reference_death(model: M.CohortModel, lat: Latents, L: np.ndarray, P: np.ndarray) -> np.ndarray:
     """Death days without decompression, attrition as calibrated: effects, U's shifts and the SD
     unit are defined among the reference patients alive at the visit."""
-    return M.death_days(model, L, M.health(model, P, lat), lat)[0]
+    return model.death_days(L, model.health(P, lat), lat)[0]
 
 
-def solve_intercept(model: M.CohortModel, confounding: float, lat: M.Latents | None = None) -> float:
+def solve_intercept(model: M.CohortModel, confounding: float, lat: Latents | None = None) -> float:
     """Intercept keeping the expected treated share at the study's (189/263) for this strength."""
     lat = lat if lat is not None else reference_latents(model)
     cols, _, _ = _tree(model, lat)
-    eta = M.linear_predictor(model, cols, confounding)
+    eta = model.linear_predictor(cols, confounding)
     return intercept_for_share(eta, model.treated_share, bracket=INTERCEPT_BRACKET)
 
 
-_REF_CACHE: dict[tuple, M.Latents] = {}
+_REF_CACHE: dict[tuple, Latents] = {}
 
 
-def reference_latents(model: M.CohortModel) -> M.Latents:
+def reference_latents(model: M.CohortModel) -> Latents:
     """A fixed large latent sample; it depends only on the model's dimensions, hence the key."""
     key = (len(model.core), len(model.others), len(model.outcomes), len(model.times),
            len(model.surgery.continuous), len(model.surgery.binary))
     if key not in _REF_CACHE:
         _REF_CACHE.clear()
-        _REF_CACHE[key] = M.draw_latents(model, _REFERENCE_N, np.random.default_rng(_REFERENCE_SEED))
+        _REF_CACHE[key] = model.draw(_REFERENCE_N, np.random.default_rng(_REFERENCE_SEED))
     return _REF_CACHE[key]
 
 
@@ -143,14 +144,14 @@ def _solve_design(model: M.CohortModel, confounding: float, requested: dict[tupl
         intercept = solve_intercept(model, confounding, lat)
     else:  # U from its own fixed reference stream, correlated with the reference L as in a replicate
         u_ref = uset.values(L, U.reference_noise(lat.n))
-        eta = M.linear_predictor(model, cols, confounding)
+        eta = model.linear_predictor(cols, confounding)
         # bracket from the data, so any finite log-OR of U works
         intercept = intercept_for_share(eta + uset.treatment_log_or * u_ref, model.treated_share)
         udesign = _unmeasured_design(model, uset, lat, P, death)
     shifts = {key: 0.0 for key in requested}
     if any_effect:
         for o_idx, out in enumerate(model.outcomes):
-            ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
+            ylat = model.outcome_latents(out, P, lat.outcome[:, o_idx, :])
             for t in model.follow_up:
                 target = requested[(out.name, t)]
                 if target == 0.0:
@@ -165,7 +166,7 @@ def _solve_design(model: M.CohortModel, confounding: float, requested: dict[tupl
     attrition = None
     if health_scale != 1.0:
         ref_cols, ref_L, ref_P = _tree(model, lat)
-        attrition = A.rescaled(model.attrition, float(health_scale), M.health(model, ref_P, lat))
+        attrition = A.rescaled(model.attrition, float(health_scale), model.health(ref_P, lat))
     return Design(model, 2, float(confounding), intercept, requested, shifts, float(heterogeneity), udesign,
                   1.0, 1.0, float(health_scale), attrition)
 
@@ -238,7 +239,7 @@ def _reference_survivors(model: M.CohortModel):
     cols, L, P = _tree(model, lat)
     death = _reference_death(model, lat, L, P)
     for o_idx, out in enumerate(model.outcomes):
-        ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
+        ylat = model.outcome_latents(out, P, lat.outcome[:, o_idx, :])
         for t in model.follow_up:
             alive = death > model.visit_days[t]
             yield out, t, ylat[model.baseline][alive], ylat[t][alive]
@@ -281,7 +282,7 @@ def reachable_effects(model: M.CohortModel) -> dict[tuple[str, str], tuple[float
 _REACH_CACHE: dict[int, tuple[M.CohortModel, dict[tuple[str, str], tuple[float, float]]]] = {}
 
 
-def _unmeasured_design(model: M.CohortModel, uset: U.UnmeasuredSettings, lat: M.Latents, P: np.ndarray,
+def _unmeasured_design(model: M.CohortModel, uset: U.UnmeasuredSettings, lat: Latents, P: np.ndarray,
                        death: np.ndarray) -> U.UnmeasuredDesign:
     """U's latent shift per unit for each outcome and time (see sim.cohort.unmeasured), solved on the
     reference patients alive at the visit; cached per model and U setting (it depends on neither n,
@@ -295,7 +296,7 @@ def _unmeasured_design(model: M.CohortModel, uset: U.UnmeasuredSettings, lat: M.
     sds = reference_change_sd(model)
     gamma = {}
     for o_idx, out in enumerate(model.outcomes):
-        ylat = M.outcome_latents(model, out, P, lat.outcome[:, o_idx, :])
+        ylat = model.outcome_latents(out, P, lat.outcome[:, o_idx, :])
         for t in model.follow_up:
             alive = death > model.visit_days[t]
             y = ylat[t][alive]

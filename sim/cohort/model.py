@@ -12,7 +12,8 @@ Structure (docs in conf/cohort/tominaga2025.yaml and the README):
   baseline, any number of follow-ups: `CohortModel.baseline`, `.follow_up`);
 - death: lognormal time loading on L and on baseline health H, administrative censoring; a patient
   alive at a visit may still miss it (sim.cohort.attrition); an unseen visit is missing.
-The functions here are pure; calibration (sim.cohort.calibrate) solves the parameters.
+The steps that turn latents into a cohort under these parameters are CohortModel's methods, kept
+in sim.cohort.mechanism; calibration (sim.cohort.calibrate) solves the parameters.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from scipy import special
 
 from sim.cohort import attrition as A
+from sim.cohort.mechanism import Mechanism
 from sim.cohort.scales import Continuous, Ordinal
 
 
@@ -123,6 +125,10 @@ class SurvivalModel:
     cens_hi: float
     health_loading: float = 0.0  # b
 
+    def followup_days(self, cens_u: np.ndarray) -> np.ndarray:
+        """Administrative censoring day (after the last visit)."""
+        return self.cens_lo + (self.cens_hi - self.cens_lo) * cens_u
+
 
 @dataclass(frozen=True)
 class SurgeryModel:
@@ -133,7 +139,9 @@ class SurgeryModel:
 
 
 @dataclass(frozen=True)
-class CohortModel:
+class CohortModel(Mechanism):
+    """Every solved parameter; the steps from latents to a cohort are its methods (Mechanism)."""
+
     study_name: str
     treated_share: float
     core: tuple[CovariateModel, ...]
@@ -173,184 +181,3 @@ class CohortModel:
             if c.name == name:
                 return c
         raise KeyError(name)
-
-
-# ------------------------------------------------------------------ latent draws
-@dataclass(frozen=True)
-class Latents:
-    """All randomness of one cohort, drawn up front so calibration can reuse it (common random
-    numbers) and generation stays a pure map from (model, latents) to data."""
-
-    core: np.ndarray  # (n, n_core) iid N(0,1)
-    others: np.ndarray  # (n, n_others) iid N(0,1)
-    treat_u: np.ndarray  # (n,) U(0,1)
-    death: np.ndarray  # (n,) N(0,1)
-    cens_u: np.ndarray  # (n,) U(0,1)
-    outcome: np.ndarray  # (n, n_outcomes, n_visits) iid N(0,1): V_baseline, then one per follow-up
-    surgery: np.ndarray  # (n, n_surgery_cont) N(0,1)
-    surgery_u: np.ndarray  # (n, n_surgery_bin) U(0,1)
-    missed_u: np.ndarray  # (n, n_follow_up) U(0,1): missing a visit while alive
-
-    @property
-    def n(self) -> int:
-        return self.treat_u.shape[0]
-
-
-def latent_shapes(model: CohortModel, n: int) -> dict[str, tuple[int, ...]]:
-    """The shape of each latent array of n patients, in the order they are drawn."""
-    return {"core": (n, len(model.core)), "others": (n, len(model.others)), "treat_u": (n,), "death": (n,),
-            "cens_u": (n,), "outcome": (n, len(model.outcomes), len(model.times)),
-            "surgery": (n, len(model.surgery.continuous)), "surgery_u": (n, len(model.surgery.binary)),
-            "missed_u": (n, len(model.follow_up))}
-
-
-_UNIFORM = frozenset({"treat_u", "cens_u", "surgery_u", "missed_u"})  # the rest are N(0, 1)
-
-
-def draw_latents(model: CohortModel, n: int, rng: np.random.Generator, out: Latents | None = None) -> Latents:
-    """Draw in a fixed order, so a given (seed, n) always yields the same cohort; `out` (arrays of
-    these shapes, e.g. one replicate's rows of a batch) is filled in place with the same values."""
-    if out is None:
-        out = Latents(**{k: np.empty(shape) for k, shape in latent_shapes(model, n).items()})
-    for name in latent_shapes(model, n):
-        draw = rng.random if name in _UNIFORM else rng.standard_normal
-        draw(out=getattr(out, name))
-    return out
-
-
-# ------------------------------------------------------------------ covariates
-def core_latent(model: CohortModel, lat: Latents, corr: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Correlated core latents and the standardised index L."""
-    corr = model.core_corr if corr is None else corr
-    chol = np.linalg.cholesky(corr)
-    z = lat.core @ chol.T
-    w = model.core_weights
-    L = z @ w / np.sqrt(w @ corr @ w)
-    return z, L
-
-
-def other_latent(loading: float, L: np.ndarray, e: np.ndarray) -> np.ndarray:
-    return loading * L + np.sqrt(1.0 - loading**2) * e
-
-
-def covariates(model: CohortModel, lat: Latents, only: frozenset[str] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Observed covariates (codes for categories) and L; `only` limits the non-core covariates
-    computed (calibration of the core needs just a few)."""
-    z, L = core_latent(model, lat)
-    cols: dict[str, np.ndarray] = {}
-    for j, cov in enumerate(model.core):
-        cols[cov.name] = cov.values(z[:, j])
-    zo = {}
-    for j, cov in enumerate(model.others):
-        if only is not None and cov.name not in only:
-            continue
-        if cov.kind == "nominal":
-            cols[cov.name] = cov.nominal_values(L, lat.others[:, j])
-            continue
-        zo[cov.name] = other_latent(cov.loading, L, lat.others[:, j])
-        cols[cov.name] = cov.values(zo[cov.name])
-    for ref in model.refinements:
-        if ref.source not in zo:
-            continue
-        code = ref.ordinal(zo[ref.source])
-        cols[ref.column] = np.asarray(ref.values)[code]
-        cols[ref.source] = np.isin(cols[ref.column], ref.yes_values).astype(np.int8)
-    for name, (source, members) in model.derived.items():
-        cov = model.covariate(source)
-        member_codes = [cov.categories.index(m) for m in members]
-        cols[name] = np.isin(cols[source], member_codes).astype(np.int8)
-    return cols, L
-
-
-def numeric_column(model: CohortModel, cols: Mapping[str, np.ndarray], name: str) -> np.ndarray:
-    """A covariate as a number: categories by their value if numeric, else `<name>_code`."""
-    if name in cols:
-        x = cols[name]
-        cov = _maybe_cov(model, name)
-        if cov is not None and cov.kind in ("categorical", "nominal"):
-            cats = np.asarray(cov.categories)
-            if np.issubdtype(cats.dtype, np.number):
-                return cats[x].astype(float)
-        return x.astype(float)
-    if name.endswith("_code") and name[:-5] in cols:
-        return cols[name[:-5]].astype(float)
-    for cov in model.core + model.others:
-        if cov.kind in ("categorical", "nominal") and name.startswith(cov.name + "_"):
-            cat = name[len(cov.name) + 1:]
-            if cat in [str(c) for c in cov.categories]:
-                code = [str(c) for c in cov.categories].index(cat)
-                return (cols[cov.name] == code).astype(float)
-    raise KeyError(f"no covariate column {name!r}")
-
-
-def _maybe_cov(model: CohortModel, name: str) -> CovariateModel | None:
-    try:
-        return model.covariate(name)
-    except KeyError:
-        return None
-
-
-def linear_predictor(model: CohortModel, cols: Mapping[str, np.ndarray], confounding: float) -> np.ndarray:
-    """Treatment log-odds without intercept: confounding * (published + omitted terms)."""
-    n = next(iter(cols.values())).shape[0]
-    eta = np.zeros(n)
-    for name, b in {**model.log_or, **model.omitted_log_or}.items():
-        if b != 0.0:
-            eta += b * numeric_column(model, cols, name)
-    return confounding * eta
-
-
-def prognosis(model: CohortModel, cols: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Standardised prognostic score P (higher = worse outcome before calibration signs)."""
-    n = next(iter(cols.values())).shape[0]
-    raw = np.zeros(n)
-    for name, w in model.prognosis_weights.items():
-        x = numeric_column(model, cols, name)
-        raw += w * (x - model.prognosis_center[name]) / model.prognosis_scale[name]
-    return raw / model.prognosis_sd
-
-
-# ------------------------------------------------------------------ outcomes and survival
-def innovations(model: CohortModel, v: np.ndarray) -> dict[str, np.ndarray]:
-    """The follow-ups' innovations U_t (see outcome_latents) from v = (n, n_visits) iid normals."""
-    c = model.partial_corr_m1_m6
-    res, u = {}, v[:, 1]
-    for k, t in enumerate(model.follow_up, start=1):
-        if k > 1:
-            u = c * u + np.sqrt(1 - c**2) * v[:, k]
-        res[t] = u
-    return res
-
-
-def outcome_latents(model: CohortModel, out: OutcomeModel, P: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
-    """Latent outcome at each visit of `model`; v = (n, n_visits) iid normals.
-
-    V_baseline = v_0; follow-up k: V_k = rho_k * V_baseline + sqrt(1 - rho_k^2) * U_k, with
-    U_1 = v_1 and U_k = c * U_{k-1} + sqrt(1 - c^2) * v_k (c = partial_corr_m1_m6): the follow-ups'
-    innovations form a chain, so c is the partial correlation of consecutive follow-ups given the
-    baseline (Tominaga: the one pair, 1 and 6 months; the setting keeps that name)."""
-    base = v[:, 0]
-    res = {model.baseline: base}
-    for t, u in innovations(model, v).items():
-        r = out.rho[t]
-        res[t] = r * base + np.sqrt(1 - r**2) * u
-    for t, vt in res.items():
-        lam = out.loading[t]
-        res[t] = out.loc[t] + out.scale[t] * (lam * P + np.sqrt(1 - lam**2) * vt)
-    return res
-
-
-def health(model: CohortModel, P: np.ndarray, lat: Latents) -> np.ndarray:
-    """Baseline health H (standardised; higher = healthier), what death and missed visits load on."""
-    return A.health(model.outcomes, model.baseline, model.attrition.health_weights, P, lat.outcome[:, :, 0])
-
-
-def death_days(model: CohortModel, L: np.ndarray, H: np.ndarray, lat: Latents, health_scale: float = 1.0,
-               hazard_ratio: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Death day without and with decompression (sim.cohort.attrition.death_days)."""
-    return A.death_days(model.survival, model.attrition, L, H, lat.death, health_scale, hazard_ratio)
-
-
-def followup_days(sm: SurvivalModel, cens_u: np.ndarray) -> np.ndarray:
-    """Administrative censoring day (after the last visit)."""
-    return sm.cens_lo + (sm.cens_hi - sm.cens_lo) * cens_u

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .blas import one_blas_thread
 from .heap import keep_freed_memory
 from .seeds import replicate_rngs
 from .store import MANIFEST_NAME, empty_rows, failures_frame, write_chunk
@@ -131,6 +132,7 @@ def _run_chunk(simulate: ChunkFn, plan: Any, c: int, stream: tuple[int, ...], fi
     system); the driver writes the chunks the workers could not. rows_back=False: a chunk written
     here comes back without its rows (replicates None), which the driver then reads from the file."""
     keep_freed_memory()
+    one_blas_thread()
     payload = compute_chunk(simulate, plan, c, stream, first, last, seed)
     if write == "always" or (Path(chunks_dir) / MANIFEST_NAME).is_file():
         write_chunk(Path(chunks_dir), payload)

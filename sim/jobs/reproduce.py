@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sim.cohort.generate import Design, generate  # noqa: E402
-from sim.cohort.model import CohortModel, numeric_column  # noqa: E402
+from sim.cohort.model import CohortModel  # noqa: E402
 from sim.jobs.config import ConfigError, _is_int  # noqa: E402
 from sim.engine import RunResult, per_replicate  # noqa: E402
 from sim.jobs.contract import ExperimentResult, Job  # noqa: E402
@@ -127,7 +127,7 @@ def table4(study: Study, model: CohortModel, columns: Mapping[str, np.ndarray], 
     n_pub = m["n"]
     for name, (kt, kc) in (m.get("counts") or {}).items():
         try:
-            x = numeric_column(model, columns, name)
+            x = model.numeric_column(columns, name)
         except KeyError:
             continue
         rows.append({"variable": f"{name}, n (%)",
