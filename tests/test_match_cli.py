@@ -3,17 +3,15 @@ the exit code as a subprocess would see them), and as a real subprocess where th
 (the happy path, the default output folder; the README's two commands end to end are in
 tests/test_sensitivity_cli.py)."""
 
-import io
 import json
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from cli_helpers import run_in_process
 from sim.cli.match import main
 from sim.methods.balance import smd
 from sim.methods.matching import match
@@ -47,13 +45,7 @@ def run_cli(*args, process=False, cwd=None):
     if process:
         return subprocess.run([sys.executable, "-m", "sim.match", *map(str, args)], capture_output=True, text=True,
                               timeout=120, cwd=cwd)
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # --help
-            code = exc.code or 0
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    return run_in_process(main, *args)
 
 
 def base_args(csv, out, covs=",".join(COVS)):

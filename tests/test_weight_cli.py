@@ -5,35 +5,28 @@ what is written, that the files agree with the printed lines and the API, and ea
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 import sim
+from cli_helpers import run_in_process
 from sim.cli.weight import main
 
 DATA = Path(__file__).resolve().parent / "data" / "lalonde_psid.csv"
 COV = "age,educ,black,hisp,married,nodegree,re74,re75"
+
 FILES = {"weighted.csv", "ps_coefficients.csv", "balance.csv", "ess.csv", "estimate.csv", "weight.json",
          "love.png", "overlap.png"}
 
 
 def run_cli(*args):
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # --help
-            code = exc.code or 0
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    return run_in_process(main, *args)
 
 
 @pytest.fixture(scope="module")

@@ -74,3 +74,19 @@ def read_sidecar(csv_path) -> dict | None:
             raise InputError(f"{path} names no {key} column (key {key!r}); pass --{key} COL or rerun "
                              "python -m sim.match")
     return data
+
+
+def write_sensitivity_files(out_dir, table, summary: dict, amplification, draw) -> None:
+    """sensitivity.csv, sensitivity.json, amplification.csv and sensitivity.png (`draw(path)`) in
+    out_dir, for pairs and matched sets alike; one error line if the directory cannot be written."""
+    import json
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out_dir / "sensitivity.csv", index=False)
+        (out_dir / "sensitivity.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False)
+                                                  + "\n", encoding="utf-8")
+        amplification.to_csv(out_dir / "amplification.csv", index=False)
+        draw(out_dir / "sensitivity.png")
+    except OSError as exc:
+        raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}")

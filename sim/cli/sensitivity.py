@@ -37,11 +37,11 @@ MCID verdict and the interval agree (each is named in the printed header and in 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
-from sim.cli.common import InputError, Parser as _Parser, one_line_errors, read_sidecar, sidecar_path
+from sim.cli.common import (InputError, Parser as _Parser, one_line_errors, read_sidecar, sidecar_path,
+                            write_sensitivity_files)
 from sim.cli.sensitivity_tables import (ALTERNATIVES, PAIR_BOUND, TESTS, _ci_label, binary_table, bound_used,
                                         is_binary, mcid_level, pair_differences, sided_bound, sided_gamma_star,
                                         sided_table)
@@ -280,16 +280,8 @@ def run(argv=None) -> int:
     summary = _summary(args, path, (treatment, pair, source), d, n_pairs, binary, table, star, amp, g_m)
 
     out_dir = path.parent if args.out is None else Path(args.out)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out_dir / "sensitivity.csv", index=False)
-        (out_dir / "sensitivity.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False)
-                                                  + "\n", encoding="utf-8")
-        amp.to_csv(out_dir / "amplification.csv", index=False)
-        n_label = f"{d.size} pairs" + (f", {summary['n_discordant']} discordant" if binary else "")
-        _figure(out_dir / "sensitivity.png", args, d, binary, table, star, n_label)
-    except OSError as exc:
-        raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}")
+    n_label = f"{d.size} pairs" + (f", {summary['n_discordant']} discordant" if binary else "")
+    write_sensitivity_files(out_dir, table, summary, amp, lambda png: _figure(png, args, d, binary, table, star, n_label))
 
     sign = "lower is better: control - treated" if args.lower_is_better else "treated - control"
     print(f"columns: treatment {treatment!r} (from {source['treatment']}), pair {pair!r} (from {source['pair']})")

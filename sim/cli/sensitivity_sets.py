@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from sim.cli.common import InputError
+from sim.cli.common import InputError, write_sensitivity_files
 from sim.cli.sensitivity_tables import ALTERNATIVES, SIDES, mcid_level
 from sim.methods.sensitivity.matched_sets import senm_bounds, senm_gamma_star
 
@@ -114,7 +114,6 @@ def gamma_label(g: float) -> str:
 
 def run_sets(args, df, path, cols, files) -> int:
     """The command for matched sets: checks, table, Γ*, files (as for pairs) and the printed lines."""
-    import json
     from pathlib import Path
 
     import pandas as pd
@@ -155,15 +154,7 @@ def run_sets(args, df, path, cols, files) -> int:
         summary.update(mcid=args.mcid, mcid_level=mcid_level(alt, alpha), gamma_mcid=finite(g_m))
     summary["files"] = list(files)
     out_dir = path.parent if args.out is None else Path(args.out)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out_dir / "sensitivity.csv", index=False)
-        (out_dir / "sensitivity.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False)
-                                                  + "\n", encoding="utf-8")
-        amp.to_csv(out_dir / "amplification.csv", index=False)
-        _figure(out_dir / "sensitivity.png", args, (y, t, s), table, (g_star, direction), n)
-    except OSError as exc:
-        raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}")
+    write_sensitivity_files(out_dir, table, summary, amp, lambda png: _figure(png, args, (y, t, s), table, (g_star, direction), n))
     print(f"columns: treatment {treatment!r} (from {source['treatment']}), sets {pair!r} (from {source['pair']})")
     print(f"matched sets (not 1:1 pairs): {n['sets_complete']} complete of {n['sets_matched']} ({n['treated_used']} "
           f"treated, {n['controls_used']} controls; largest set {n['largest_set']} units)")
