@@ -9,6 +9,7 @@ The public API (sim.api), each returning DataFrames or small result objects:
   simulate                  your own generate/analyse functions on the same engine (SimDesign's
                             runSimulation): seeds per condition and replicate, chunks, resume, MCSEs
   rosenbaum, evalue, tost   sensitivity analyses of your own matched data or published numbers
+  read_replicates           a run's replicates.parquet read back as the rows the run computed
   ExperimentResult          what run/simulate return: summary, replicates, failures, tables
   ConfigError               a bad setting, raised before anything runs (naming the key)
 
@@ -18,7 +19,8 @@ They are imported on first use (`sim.run`, `from sim import run`), so `import si
 __version__ = "0.1.0"
 
 __all__ = ["compose", "paper_method", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run",
-           "compatibility", "simulate", "rosenbaum", "evalue", "tost", "ExperimentResult", "ConfigError"]
+           "compatibility", "simulate", "rosenbaum", "evalue", "tost", "read_replicates", "ExperimentResult",
+           "ConfigError"]
 
 
 def __getattr__(name: str):

@@ -166,6 +166,18 @@ def run(experiment: str | DictConfig, overrides: Sequence[str] = (), out_dir: st
         return E.run(cfg, out)
 
 
+def read_replicates(path: str | Path) -> pd.DataFrame:
+    """The replicate rows of a run's replicates.parquet (`path`: the file, or the run directory that
+    holds it): one row per replicate and analysis, the grid factors in front, value for value what
+    the run computed (its result's `replicates`). The file is packed (sim.engine.columnar: a value
+    repeated on a replicate's rows stored once, confidence intervals as half-widths, rows in
+    another order): pd.read_parquet reads it as stored, this reads it as it was."""
+    from sim.engine.columnar import read_frames
+
+    path = Path(path)
+    return read_frames(path / "replicates.parquet" if path.is_dir() else path)
+
+
 def compatibility(published: Any = None, overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> ExperimentResult:
     """Which true effects remain compatible with published estimates, given the design that produced
     them: experiment published_compatibility. `published`: {outcome: {visit: {"treated": [mean, sd, n],
