@@ -148,11 +148,12 @@ def match_data(df: pd.DataFrame, treatment: str, covariates: Sequence[str], *, a
 
 def run(experiment: str | DictConfig, overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> ExperimentResult:
     """Run an experiment and return its tables; with `out_dir` also write its files there (and
-    resume from it), and leave the replicate rows in its chunk files: the result reads them from
-    there when asked, so keep the directory while using it. Bad settings raise
-    sim.jobs.config.ConfigError before any replicate runs."""
+    resume from it), leaving the directory as `python -m sim` does: the replicate rows in its
+    replicates.parquet, read from there when asked (keep the directory while using them), or, with
+    keep_replicates=false or a job that writes none (rct_planning), no rows and no chunk files: its
+    summaries only. Bad settings raise sim.jobs.config.ConfigError before any replicate runs."""
     from sim.jobs import contract as E
-    from sim.cli.app import validate
+    from sim.cli.app import finish, validate
 
     cfg = compose(experiment, overrides) if isinstance(experiment, str) else experiment
     validate(cfg, list(overrides))
@@ -163,7 +164,9 @@ def run(experiment: str | DictConfig, overrides: Sequence[str] = (), out_dir: st
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
-        return E.run(cfg, out)
+        result = E.run(cfg, out)
+        finish(result, bool(cfg.get("keep_replicates", True)))
+    return result
 
 
 def read_replicates(path: str | Path) -> pd.DataFrame:
