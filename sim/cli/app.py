@@ -123,7 +123,16 @@ def _key(cfg: DictConfig, out_dir: Path) -> str:
 
 class RunGuard(Callback):
     """Hydra callback: refuse a bad single run before Hydra creates its directory (one line,
-    exit 2), and hand what it prepared to `run`."""
+    exit 2), and hand what it prepared to `run`; let a multirun name its sweep directory."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """hydra.sweep.dir names the experiment (${hydra:runtime.choices.experiment}), and Hydra's
+        sweeper resolves it before any job has set the HydraConfig that `${hydra:...}` reads
+        ("HydraConfig was not set"): set it from the multirun's config, as on_run_start does for a
+        single run (each job then sets its own)."""
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(copy.deepcopy(config))
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
