@@ -121,7 +121,7 @@ def test_the_packed_replicates_file_reads_back_to_the_bit():
                           "ci_low": lo, "ci_high": hi, "truth": truth, "n_pairs": np.repeat(rng.integers(0, 9, 12), 5),
                           "flag": np.repeat(rng.random(12) > 0.5, 5), "p_value": rng.random(n)})
     frame = frame.drop(index=[7, 8, 30]).reset_index(drop=True)  # replicates of 3 and 4 rows
-    other = frame.assign(condition=4).drop(columns="truth")
+    other = frame.assign(condition=4, n_pairs=frame["n_pairs"] / 2).drop(columns="truth")  # ints, then floats
     for rows in (1000, 7):
         fh = io.BytesIO()
         assert write_frames(lambda: iter([frame, other]), fh, rows=rows)

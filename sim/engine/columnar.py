@@ -108,8 +108,8 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Element-wise: the same value, bit for bit (so 0.0 is not -0.0), any NaN the same as any NaN."""
     if a.dtype.kind != "f":
         return a == b
-    return (a.view(np.uint64 if a.itemsize == 8 else np.uint32) == b.view(np.uint64 if b.itemsize == 8 else np.uint32)) \
-        | (np.isnan(a) & np.isnan(b))
+    bits = f"u{a.itemsize}"
+    return (a.view(bits) == b.view(bits)) | (np.isnan(a) & np.isnan(b))
 
 
 def _halfwidths(est: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

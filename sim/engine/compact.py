@@ -2,7 +2,7 @@
 
 While a run is incomplete its rows are in checksummed chunk files (sim.engine.store). When it
 completes, `compact` stacks them, a condition at a time, into `replicates.parquet` (the rows with
-the grid's label columns in front, zstd, each float column encoded the way it compresses best),
+the grid's label columns in front, packed: sim.engine.columnar, read back by sim.read_replicates),
 records the file's SHA-256 and reps in the manifest (`complete`), and removes the chunk files:
 from then on the file is the run's store. A re-run of the same command finds it complete and
 recomputes nothing (`open_store` verifies the checksum and reads the rows back, a condition at a
