@@ -11,6 +11,7 @@ The public API (sim.api), each returning DataFrames or small result objects:
   simulate                  your own generate/analyse functions on the same engine (SimDesign's
                             runSimulation): seeds per condition and replicate, chunks, resume, MCSEs
   rosenbaum, evalue, tost   sensitivity analyses of your own matched data or published numbers
+  read_replicates           a run's replicates.parquet read back as the rows the run computed
   ExperimentResult          what run/simulate return: summary, replicates, failures, tables
   ConfigError               a bad setting, raised before anything runs (naming the key)
 
@@ -57,7 +58,8 @@ def _numba_cache_dir() -> None:
 _numba_cache_dir()
 
 __all__ = ["compose", "paper_method", "cohort_model", "draw_cohort", "match_data", "MatchedData", "run",
-           "compatibility", "simulate", "rosenbaum", "evalue", "tost", "weight_data", "ExperimentResult", "ConfigError"]
+           "compatibility", "simulate", "rosenbaum", "evalue", "tost", "weight_data", "read_replicates",
+           "ExperimentResult", "ConfigError"]
 
 
 def __getattr__(name: str):

@@ -160,11 +160,12 @@ def match_data(df: pd.DataFrame, treatment: str, covariates: Sequence[str] | Non
 
 def run(experiment: str | DictConfig, overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> ExperimentResult:
     """Run an experiment and return its tables; with `out_dir` also write its files there (and
-    resume from it), and leave the replicate rows in its chunk files: the result reads them from
-    there when asked, so keep the directory while using it. Bad settings raise
-    sim.jobs.config.ConfigError before any replicate runs."""
+    resume from it), leaving the directory as `python -m sim` does: the replicate rows in its
+    replicates.parquet, read from there when asked (keep the directory while using them), or, with
+    keep_replicates=false or a job that writes none (rct_planning), no rows and no chunk files: its
+    summaries only. Bad settings raise sim.jobs.config.ConfigError before any replicate runs."""
     from sim.jobs import contract as E
-    from sim.cli.app import validate
+    from sim.cli.app import finish, validate
 
     cfg = compose(experiment, overrides) if isinstance(experiment, str) else experiment
     validate(cfg, list(overrides))
@@ -175,7 +176,21 @@ def run(experiment: str | DictConfig, overrides: Sequence[str] = (), out_dir: st
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
-        return E.run(cfg, out)
+        result = E.run(cfg, out)
+        finish(result, bool(cfg.get("keep_replicates", True)))
+    return result
+
+
+def read_replicates(path: str | Path) -> pd.DataFrame:
+    """The replicate rows of a run's replicates.parquet (`path`: the file, or the run directory that
+    holds it): one row per replicate and analysis, the grid factors in front, value for value what
+    the run computed (its result's `replicates`). The file is packed (sim.engine.columnar: a value
+    repeated on a replicate's rows stored once, confidence intervals as half-widths, rows in
+    another order): pd.read_parquet reads it as stored, this reads it as it was."""
+    from sim.engine.columnar import read_frames
+
+    path = Path(path)
+    return read_frames(path / "replicates.parquet" if path.is_dir() else path)
 
 
 def compatibility(published: Any = None, overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> ExperimentResult:

@@ -436,3 +436,27 @@ def test_caliper_sweep_outputs(runs):
     report = (r.dir / "report.md").read_text()
     assert "python -m sim experiment=caliper_sweep reps=3" in report
     assert "bias.png" in report and "rejection.png" in report
+
+
+# ----------------------------------------------------------------------------- multirun
+
+@pytest.mark.slow  # ~25 s: two runs of the sweep and the plain run of its first value
+def test_a_multirun_with_the_default_sweep_dir_runs_each_value(sim_env, tmp_path):
+    """`python -m sim --multirun hydra/launcher=basic experiment=caliper_sweep ... cohort.confounding=0,1`
+    with the default hydra.sweep.dir (multirun/<experiment>/<time>, which names the experiment through
+    ${hydra:...}: "HydraConfig was not set" before sim.cli.app.RunGuard.on_multirun_start): one run
+    per value, each the run of that value without --multirun."""
+    args = ["experiment=caliper_sweep", "reps=5", "n_jobs=1"]
+    p = subprocess.run([sys.executable, "-m", "sim", "--multirun", "hydra/launcher=basic", *args,
+                        "cohort.confounding=0,1"], cwd=tmp_path, env=sim_env, capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    (sweep,) = (tmp_path / "multirun" / "caliper_sweep").iterdir()
+    jobs = sorted(d.name for d in sweep.iterdir() if d.is_dir())
+    assert jobs == ["0", "1"] and (sweep / "multirun.yaml").is_file(), jobs
+    for job, value in zip(jobs, ("0", "1")):
+        assert f"cohort.confounding={value}" in yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())
+        assert (sweep / job / "replicates.parquet").is_file() and not chunk_files(sweep / job)
+    plain = ok(run_sim([*args, "cohort.confounding=0"], tmp_path / "plain", sim_env))
+    assert_same_summary(sweep / "0", plain.dir)
+    assert summary_bytes(sweep / "0") != summary_bytes(sweep / "1")

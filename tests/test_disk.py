@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from sim.engine import ManifestMismatchError, per_replicate, run_chunks
+from sim.engine.columnar import read_frames
 from sim.engine.compact import STORE_FILE, compact
 from sim.engine.disk import estimate_disk
 from sim.engine.store import (decode_chunk, encode_chunk, failures_frame, read_manifest,
@@ -85,6 +86,58 @@ def test_chunk_rows_round_trip_to_the_bit():
         assert (got[finite[:len(got)]].view(np.int64) == want[finite[:len(want)]].view(np.int64)).all()  # -0.0 kept
 
 
+def bits_equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Equal frames (dtypes included), every float to the bit (-0.0 is not 0.0)."""
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    for col in a.columns:
+        if a[col].dtype.kind == "f":
+            x, y = a[col].to_numpy(), b[col].to_numpy()
+            assert ((x.view(np.int64) == y.view(np.int64)) | (np.isnan(x) & np.isnan(y))).all(), col
+
+
+def test_the_packed_replicates_file_reads_back_to_the_bit():
+    """replicates.parquet is packed (repeats once, CIs as half-widths, rows position-major): read
+    back, it is the frames as written, whatever the values: intervals a half-width cannot give back
+    (an open end, one end missing, no estimate, -0.0), a missing value after a repeated one, rows of
+    unequal count per replicate, row groups that split a replicate, a column one frame lacks."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from sim.engine.columnar import read_frames, write_frames
+
+    rng = np.random.default_rng(1)
+    n = 60
+    rep = np.repeat(np.arange(12), 5)
+    est = rng.normal(size=n)
+    width = rng.random(n) * 2
+    lo, hi = est - width, est + width
+    lo[:7] = [np.nan, -np.inf, 0.1, -0.0, np.nan, lo[5] + 1e-3, np.nan]  # open, shifted, missing ends
+    hi[:7] = [np.nan, np.inf, np.nan, 0.0, 1.0, hi[5], 2.0]
+    est[6] = np.nan
+    truth = np.repeat(rng.normal(size=24), [2, 3] * 12)  # repeated within a replicate, then not
+    truth[[3, 4, 17]] = [np.nan, np.nan, -0.0]
+    frame = pd.DataFrame({"condition": 3, "rep": rep, "analysis": np.tile(list("abcde"), 12), "estimate": est,
+                          "ci_low": lo, "ci_high": hi, "truth": truth, "n_pairs": np.repeat(rng.integers(0, 9, 12), 5),
+                          "flag": np.repeat(rng.random(12) > 0.5, 5), "p_value": rng.random(n)})
+    frame = frame.drop(index=[7, 8, 30]).reset_index(drop=True)  # replicates of 3 and 4 rows
+    other = frame.assign(condition=4, n_pairs=frame["n_pairs"] / 2).drop(columns="truth")  # ints, then floats
+    for rows in (1000, 7):
+        fh = io.BytesIO()
+        assert write_frames(lambda: iter([frame, other]), fh, rows=rows)
+        pf = pq.ParquetFile(io.BytesIO(fh.getvalue()))
+        assert b"sim.packed" in pf.metadata.metadata and "ci_halfwidth" in pf.schema_arrow.names
+        bits_equal(read_frames(pf), pd.concat([frame, other], ignore_index=True))
+        bits_equal(read_frames(pf, [0], ["ci_high", "rep"]), frame[["ci_high", "rep"]].iloc[:min(rows, len(frame))])
+    unsorted = frame.iloc[::-1].reset_index(drop=True)  # not sorted by condition and rep: stored as it is
+    fh = io.BytesIO()
+    write_frames(lambda: iter([unsorted]), fh)
+    pf = pq.ParquetFile(io.BytesIO(fh.getvalue()))
+    assert b"sim.packed" not in pf.metadata.metadata
+    bits_equal(read_frames(pf), unsorted)
+    bits_equal(pd.read_parquet(io.BytesIO(fh.getvalue())), unsorted)
+
+
 def test_a_chunk_is_a_fraction_of_its_pickle():
     rngs = [np.random.default_rng(i) for i in range(250)]
     out = FN({"mu": 1.0}, rngs)
@@ -111,8 +164,8 @@ def test_a_complete_run_is_compacted_and_read_back_as_it_ran(tmp_path):
     per = list(res.condition_replicates([1, 2]))
     pd.testing.assert_frame_equal(pd.concat(per, ignore_index=True),
                                   ref.replicates[ref.replicates["condition"] > 0].reset_index(drop=True))
-    # the file is the tidy table users read: labels in front
-    pd.testing.assert_frame_equal(pd.read_parquet(path), LABELS.merge(ref.replicates, on="condition", how="right"))
+    # the file is the tidy table users read (sim.read_replicates): labels in front
+    pd.testing.assert_frame_equal(read_frames(path), LABELS.merge(ref.replicates, on="condition", how="right"))
     # re-run: complete, nothing recomputed (the chunk function is never called), the same table
     again = run_chunks(never_called, CONDS, CONDS, 8, 5, tmp_path / "run", n_jobs=1, progress=False, keep_rows=False)
     assert again.n_computed_chunks == 0 and again.store is not None
@@ -131,7 +184,7 @@ def test_a_larger_reps_tops_up_to_a_fresh_run_and_a_smaller_one_is_refused(tmp_p
     fresh = run_chunks(FN, CONDS, CONDS, 10, 5, tmp_path / "fresh", n_jobs=1, progress=False, keep_rows=False)
     compact(fresh, LABELS)
     same(big, fresh)
-    pd.testing.assert_frame_equal(pd.read_parquet(out / STORE_FILE), pd.read_parquet(tmp_path / "fresh" / STORE_FILE),
+    pd.testing.assert_frame_equal(read_frames(out / STORE_FILE), read_frames(tmp_path / "fresh" / STORE_FILE),
                                   check_exact=True)
     with pytest.raises(ManifestMismatchError, match=r"^reps: .* holds a run of reps=10; ask for reps >= 10"):
         run_chunks(FN, CONDS, CONDS, 7, 5, out, n_jobs=1, progress=False)
@@ -218,6 +271,35 @@ def test_the_interrupt_message_says_how_many_chunks_were_kept(tmp_path):
     assert "2 finished chunks (10 replicates) are kept" in text and "resume" in text
 
 
+# ----------------------------------------------------------------------------- the main job's disk
+
+# The main job (experiment=caliper_sweep: 14 conditions x 2,500 replicates) leaves a run directory of
+# at most 30 MB (MB = 10^6 bytes, `du -sb`). Beside replicates.parquet the directory holds 1.69 MB that
+# does not grow with reps (summary.csv 1.03 MB, five figures 0.57 MB, report.md, the small tables,
+# .hydra, the manifest), so the file may take (30e6 - 1.69e6) / 35,000 = 809 bytes a replicate. A
+# small run packs less well than the main job (a file's and a row group's fixed bytes, shorter runs of
+# like values): 2 conditions x 500 replicates take about 775 bytes a replicate where the main job
+# takes 727 (25.46 MB; the directory 27.15 MB), so a small run within the budget keeps the main job
+# within 30 MB.
+MAIN_JOB_REPLICATES = 14 * 2500
+MAIN_JOB_OTHER_BYTES = 1.69e6
+BYTES_PER_REPLICATE = (30e6 - MAIN_JOB_OTHER_BYTES) / MAIN_JOB_REPLICATES
+
+
+@pytest.mark.slow
+def test_the_main_job_keeps_its_replicates_within_budget_and_reads_them_back_exactly(tmp_path):
+    import sim
+
+    args = ["experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[0.0,1.0]}", "reps=500", "n_jobs=1"]
+    held = sim.run("caliper_sweep", args)  # the rows in memory, as computed
+    disk = sim.run("caliper_sweep", args, out_dir=tmp_path)
+    per_replicate = (tmp_path / STORE_FILE).stat().st_size / (2 * 500)
+    assert per_replicate < BYTES_PER_REPLICATE, f"{per_replicate:.0f} bytes a replicate"
+    assert disk.run.rows is None and disk.run.store is not None  # read from the packed file
+    bits_equal(disk.replicates, held.replicates)
+    bits_equal(sim.read_replicates(tmp_path), held.replicates)
+
+
 # ----------------------------------------------------------------------------- the command line
 
 ONE = ["experiment=caliper_sweep", "experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[0.0]}", "n_jobs=1"]
@@ -258,8 +340,8 @@ def test_psm_top_up_equals_a_fresh_run_and_summaries_only_keep_no_rows(tmp_path,
     go(10, tmp_path / "topped")
     go(10, tmp_path / "fresh")
     assert (tmp_path / "topped" / "summary.csv").read_bytes() == (tmp_path / "fresh" / "summary.csv").read_bytes()
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "topped" / STORE_FILE),
-                                  pd.read_parquet(tmp_path / "fresh" / STORE_FILE), check_exact=True)
+    pd.testing.assert_frame_equal(read_frames(tmp_path / "topped" / STORE_FILE),
+                                  read_frames(tmp_path / "fresh" / STORE_FILE), check_exact=True)
     go(10, tmp_path / "slim", "keep_replicates=false")
     assert not (tmp_path / "slim" / STORE_FILE).exists() and not (tmp_path / "slim" / "chunks").exists()
     assert (tmp_path / "slim" / "summary.csv").read_bytes() == (tmp_path / "fresh" / "summary.csv").read_bytes()

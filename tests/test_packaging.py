@@ -48,7 +48,8 @@ def test_installed_copy_and_wheel_run_from_any_directory(tmp_path):
     wheel = next(wheels.glob("sim-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "sim/conf/config.yaml" in names and "sim/conf/study/tominaga2025.yaml" in names
-    assert any(n.startswith("sim/cohort/snapshots/cohort-model-") for n in names)  # the shipped model
+    shipped = [n for n in names if n.startswith("sim/cohort/snapshots/")]
+    assert len(shipped) == 1 and shipped[0].endswith(".json"), shipped  # the shipped model, as data
     site2 = tmp_path / "site2"
     _pip("install", "--no-deps", "--target", str(site2), str(wheel), cwd=tmp_path)
     r2 = _run_from(site2, tmp_path, tmp_path / "run2")

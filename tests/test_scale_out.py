@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import sim
 from sim.engine import ReplicateFailure, expand_grid, run_experiment
 from sim.engine import chunk, dask_backend, progress
 from sim.engine.store import chunk_filename, parse_chunk_filename, read_chunk
@@ -243,8 +244,7 @@ def plain_run(tmp_path_factory):
 
 def _same_files(run_dir: Path, ref_dir: Path) -> None:
     assert (run_dir / "summary.csv").read_bytes() == (ref_dir / "summary.csv").read_bytes()
-    pd.testing.assert_frame_equal(pd.read_parquet(run_dir / "replicates.parquet"),
-                                  pd.read_parquet(ref_dir / "replicates.parquet"), check_exact=True)
+    pd.testing.assert_frame_equal(sim.read_replicates(run_dir), sim.read_replicates(ref_dir), check_exact=True)
 
 
 @pytest.mark.slow

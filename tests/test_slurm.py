@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
+import sim
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "slurm"
 SLURM_DIR = Path(os.environ.get("SIM_SLURM_DIR", "/var/lib/sim-slurm"))
@@ -131,6 +133,5 @@ def test_submitit_slurm_multirun_equals_plain_runs(tmp_path, slurm):
         (c,) = [o.split("=", 1)[1] for o in overrides if o.startswith("cohort.confounding=")]
         seen.add(c)
         assert (job / "summary.csv").read_bytes() == (refs[c] / "summary.csv").read_bytes(), job
-        pd.testing.assert_frame_equal(pd.read_parquet(job / "replicates.parquet"),
-                                      pd.read_parquet(refs[c] / "replicates.parquet"), check_exact=True)
+        pd.testing.assert_frame_equal(sim.read_replicates(job), sim.read_replicates(refs[c]), check_exact=True)
     assert seen == set(CONFOUNDING)

@@ -100,7 +100,7 @@ def main_job(cold: bool) -> tuple[float, float, bool]:
             env["NUMBA_CACHE_DIR"] = str(Path(tmp) / "numba")
         wall, peak, _ = run_child([sys.executable, "-m", "sim", "experiment=caliper_sweep",
                                    f"hydra.run.dir={Path(tmp) / 'run'}"], env)
-        calibrated = cold and any(cache.glob("cohort-model-*.pkl"))  # written only when solved anew
+        calibrated = cold and any(cache.glob("cohort-model-*"))  # written only when solved anew
     print(f"  main job{' (cold)' if cold else ''}: {wall:.0f} s", file=sys.stderr, flush=True)
     return wall, peak, calibrated
 

@@ -123,7 +123,16 @@ def _key(cfg: DictConfig, out_dir: Path) -> str:
 
 class RunGuard(Callback):
     """Hydra callback: refuse a bad single run before Hydra creates its directory (one line,
-    exit 2), and hand what it prepared to `run`."""
+    exit 2), and hand what it prepared to `run`; let a multirun name its sweep directory."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """hydra.sweep.dir names the experiment (${hydra:runtime.choices.experiment}), and Hydra's
+        sweeper resolves it before any job has set the HydraConfig that `${hydra:...}` reads
+        ("HydraConfig was not set"): set it from the multirun's config, as on_run_start does for a
+        single run (each job then sets its own)."""
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(copy.deepcopy(config))
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -176,7 +185,8 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> i
 
 def finish(result: experiment.ExperimentResult, keep: bool) -> None:
     """No chunk files stay after a run: compacted into replicates.parquet by the job's report, or
-    (keep_replicates=false, or a job that writes no replicates) deleted with the run's store."""
+    (keep_replicates=false, or a job that writes no replicates) deleted with the run's store, and
+    the result then says so when its rows are asked for. The command and sim.run both end here."""
     run = result.run
     if run.out_dir is None or (keep and run.store is not None and not run.chunk_files):
         return
@@ -184,6 +194,8 @@ def finish(result: experiment.ExperimentResult, keep: bool) -> None:
     if run.store is not None:
         Path(run.store.path).unlink(missing_ok=True)
     run.store, run.chunk_files = None, []
+    run.dropped = ("keep_replicates=false: summaries only" if not keep else
+                   f"experiment {result.name} writes no {STORE_FILE}: summaries only")
 
 
 def kept_chunks(out_dir: Path) -> str:

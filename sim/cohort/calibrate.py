@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,6 +24,7 @@ from scipy import optimize
 
 from sim.cohort import attrition as A
 from sim.cohort import model as M
+from sim.cohort import model_json
 from sim.cohort.mechanism import Latents, other_latent
 from sim.engine.atomic import atomic_write_bytes
 from sim.cohort.skeleton import skeleton, treatment_terms
@@ -353,23 +353,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SIM_CACHE_DIR", Path.cwd() / "outputs" / ".cache"))
 
 
-#: calibrated models shipped with the package (`python -m sim.cohort.snapshot` writes
-#: the default study's): a first run on a new machine loads the model instead of solving it (about
-#: a minute), and every machine uses the same model to the bit. A snapshot is used only under the
+#: calibrated models shipped with the package, as data (JSON: sim.cohort.model_json; `python -m
+#: sim.cohort.snapshot` writes the default study's): a first run on a new machine loads the model
+#: instead of solving it (about a minute), and every machine uses the same model to the bit. A snapshot is used only under the
 #: key of the current code, study and settings, so a change to any of them recalibrates.
 SNAPSHOTS = Path(__file__).with_name("snapshots")
 
 
 def model_filename(study: Study, settings: Mapping[str, Any]) -> str:
-    return f"cohort-model-{study.name}-{cache_key(study, settings)}.pkl"
+    return f"cohort-model-{study.name}-{cache_key(study, settings)}{model_json.SUFFIX}"
 
 
 def _load(path: Path) -> M.CohortModel | None:
     if not path.is_file():
         return None
     try:
-        with path.open("rb") as fh:
-            return pickle.load(fh)
+        return model_json.loads(path.read_text())  # data (JSON), never unpickled
     except Exception:  # a corrupt or incompatible file is recomputed, never trusted
         return None
 
@@ -386,6 +385,6 @@ def calibrated(study: Study, settings: Mapping[str, Any]) -> M.CohortModel:
         model = calibrate(study, settings)
         path = cache_dir() / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, pickle.dumps(model))
+        atomic_write_bytes(path, model_json.dumps(model).encode())
     _MEMO[key] = model
     return model

@@ -2,7 +2,7 @@
 
 While a run is incomplete its rows are in checksummed chunk files (sim.engine.store). When it
 completes, `compact` stacks them, a condition at a time, into `replicates.parquet` (the rows with
-the grid's label columns in front, zstd, each float column encoded the way it compresses best),
+the grid's label columns in front, packed: sim.engine.columnar, read back by sim.read_replicates),
 records the file's SHA-256 and reps in the manifest (`complete`), and removes the chunk files:
 from then on the file is the run's store. A re-run of the same command finds it complete and
 recomputes nothing (`open_store` verifies the checksum and reads the rows back, a condition at a
@@ -26,11 +26,16 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import atomic_writer
-from .columnar import write_frames
-from .store import (CORRUPT_SUFFIX, FORMAT_VERSION, empty_rows, failures_frame, parse_chunk_filename, read_manifest,
+from .columnar import read_frames, write_frames
+from .store import (CORRUPT_SUFFIX, empty_rows, failures_frame, parse_chunk_filename, read_manifest,
                     write_manifest)
 
 STORE_FILE = "replicates.parquet"
+#: the format of the file's b"sim" metadata: 4 since the rows are packed (sim.engine.columnar), so
+#: that an older sim, which would read packed rows as they are stored, refuses the file (and
+#: recomputes) instead; 3 (rows as they are) is still read
+STORE_FORMAT = 4
+READ_FORMATS = (3, STORE_FORMAT)
 
 
 def _sha256(path: Path) -> str:
@@ -50,8 +55,8 @@ class StoreFile:
         self.path, self.reps, self.n_chunks = Path(path), int(reps), int(n_chunks)  # n_chunks: compacted into it
         pf = pq.ParquetFile(self.path)
         meta = json.loads((pf.metadata.metadata or {}).get(b"sim", b"{}"))
-        if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{self.path} has no store metadata of format {FORMAT_VERSION}")
+        if meta.get("format") not in READ_FORMATS:
+            raise ValueError(f"{self.path} has no store metadata of format {' or '.join(map(str, READ_FORMATS))}")
         self.labels: list[str] = list(meta["labels"])
         self.columns: dict[int, dict[str, str]] = {int(c): dict(d) for c, d in meta["conditions"].items()}
         self.failures = failures_frame([(int(c), int(r), str(why)) for c, r, why in meta["failures"]])
@@ -73,8 +78,7 @@ class StoreFile:
         if not self.path.is_file():
             raise FileNotFoundError(f"the run's replicate rows are read from {self.path}, and it is gone: keep the "
                                     "run directory while its result is used")
-        table = pq.ParquetFile(self.path).read_row_groups(self.row_groups.get(c, []), columns=list(dtypes))
-        frame = table.to_pandas()
+        frame = read_frames(pq.ParquetFile(self.path), self.row_groups.get(c, []), columns=list(dtypes))
         wrong = {k: v for k, v in dtypes.items() if str(frame[k].dtype) != v}
         return frame.astype(wrong) if wrong else frame
 
@@ -124,7 +128,7 @@ def compact(run, labels: pd.DataFrame | None = None) -> Path:
             yield labels.merge(rows, on="condition", how="right") if labels is not None else rows
 
     def metadata() -> dict:
-        return {"format": FORMAT_VERSION, "reps": int(manifest["reps"]), "labels": label_cols, "conditions": kinds,
+        return {"format": STORE_FORMAT, "reps": int(manifest["reps"]), "labels": label_cols, "conditions": kinds,
                 "failures": [[int(c), int(r), str(w)] for c, r, w in
                              zip(run.failures["condition"], run.failures["rep"], run.failures["reason"])]}
 

@@ -42,6 +42,7 @@ class RunResult:
     chunk_files: list[tuple[int, int, int, Path]] = field(default_factory=list)
     store: Any = None  # StoreFile | None
     out_dir: Path | None = None
+    dropped: str = ""  # why a finished run's rows were deleted (it kept its summaries only)
 
     @property
     def replicates(self) -> pd.DataFrame:
@@ -64,6 +65,9 @@ class RunResult:
 
     def _frames(self, conditions: Collection[int] | None) -> Iterator[tuple[int, Iterator[pd.DataFrame]]]:
         """(condition, its frames: stored rows, then its chunks' rows), in condition order."""
+        if self.dropped:
+            raise FileNotFoundError(f"the run kept no replicate rows ({self.dropped}); run it without out_dir "
+                                    "to hold them in memory")
         store = self.store  # a sim.engine.compact.StoreFile, or None
         stored = store.conditions if store is not None else []
         files = {c: list(fs) for c, fs in groupby(self.chunk_files, key=lambda f: f[0])}

@@ -1,7 +1,7 @@
 """replicates.parquet written a condition at a time: the frames of one run stacked into one
 Parquet file without holding them all (sim.report.montecarlo.write_tables). The writer is the
-engine's (sim.engine.columnar.write_frames: zstd, each float column encoded the way it compresses
-best), which also compacts a completed run's chunks into the same file."""
+engine's (sim.engine.columnar.write_frames: packed, each column encoded the way it compresses best;
+read back by sim.read_replicates), which also compacts a completed run's chunks into the same file."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 
 def write_parquet(frames: Callable[[], Iterable[pd.DataFrame]], fh, rows: int = 1 << 20) -> bool:
-    """The frames of `frames()` stacked into one Parquet file, which reads back as their
-    concatenation (pd.concat: the union of their columns, missing values where a frame has none)
+    """The frames of `frames()` stacked into one Parquet file, which read_frames (sim.read_replicates)
+    reads back as their concatenation (pd.concat: the union of their columns, missing values where a frame has none)
     written at once would; written `rows` at a time (row groups). False, and nothing written,
     when there is no frame."""
     return write_frames(frames, fh, rows=rows)
