@@ -101,8 +101,8 @@ def test_run_with_out_dir_leaves_the_directory_the_command_leaves(tmp_path):
 
     rct = ["reps=3", "n_jobs=1", "experiment.grid={experiment.n_per_arm:[20],cohort.effect_mcid:[0.0]}",
            "experiment.reference_n=2000", "experiment.direct_checks.top=0"]
-    for i, (name, args) in enumerate((("rct_planning", rct), ("caliper_sweep", ["reps=3", "n_jobs=1", ONE]),
-                                      ("caliper_sweep", ["reps=3", "n_jobs=1", ONE, "keep_replicates=false"]))):
+    for i, (name, args) in enumerate((("rct_planning", rct), ("caliper_sweep", ["reps=3", "n_jobs=1", ONE, "draw_figures=false"]),
+                                      ("caliper_sweep", ["reps=3", "n_jobs=1", ONE, "keep_replicates=false", "draw_figures=false"]))):
         api, cli = tmp_path / f"api{i}", tmp_path / f"cli{i}"
         res = sim.run(name, args, out_dir=api)
         r = subprocess.run([sys.executable, "-m", "sim", f"experiment={name}", *args, f"hydra.run.dir={cli}"],

@@ -33,7 +33,7 @@ TIMEOUT = 600
 
 # A 2-condition slice of caliper_sweep: the paper's caliper and no caliper, under the null.
 SMALL_GRID = "experiment.grid={method.matching.caliper:[0.2,null],cohort.effect_mcid:[0.0]}"
-SMALL = ["experiment=caliper_sweep", "reps=10", "seed=7", SMALL_GRID]
+SMALL = ["experiment=caliper_sweep", "reps=10", "seed=7", SMALL_GRID, "draw_figures=false"]  # their summaries
 ONE_CONDITION = "experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[0.0]}"
 
 CALIBRATE = """
@@ -63,6 +63,7 @@ BAD = [
     Bad("caliper", ("experiment=confounding_sweep", "method.matching.caliper=-1"),
         ("method.matching.caliper", "> 0")),
     Bad("reps", ("experiment=caliper_sweep", "reps=0"), ("reps", ">= 1")),
+    Bad("draw_figures", ("experiment=caliper_sweep", "draw_figures=maybe"), ("draw_figures", "true", "false")),
     Bad("n_jobs", ("experiment=caliper_sweep", "n_jobs=0"), ("n_jobs",)),
     Bad("order", ("experiment=caliper_sweep", "method.matching.order=sideways"),
         ("method.matching.order", "sideways", "largest", "smallest", "random", "data", "closest")),
@@ -283,6 +284,7 @@ def resumed_line(run_dir: Path) -> tuple[int, int]:
 def test_summary_identical_for_one_and_two_jobs(runs):
     ref, two = ok(runs["ref"]), ok(runs["jobs2"])
     assert_same_summary(ref.dir, two.dir)
+    assert not list(ref.dir.glob("*.png")) and "No figures: draw_figures=false." in (ref.dir / "report.md").read_text()
     # different chunk layouts, same numbers (default chunk size depends on the workers)
     assert resumed_line(ref.dir)[0] != resumed_line(two.dir)[0]
 
@@ -446,7 +448,7 @@ def test_a_multirun_with_the_default_sweep_dir_runs_each_value(sim_env, tmp_path
     with the default hydra.sweep.dir (multirun/<experiment>/<time>, which names the experiment through
     ${hydra:...}: "HydraConfig was not set" before sim.cli.app.RunGuard.on_multirun_start): one run
     per value, each the run of that value without --multirun."""
-    args = ["experiment=caliper_sweep", "reps=5", "n_jobs=1"]
+    args = ["experiment=caliper_sweep", "reps=5", "n_jobs=1", ONE_CONDITION, "draw_figures=false"]
     p = subprocess.run([sys.executable, "-m", "sim", "--multirun", "hydra/launcher=basic", *args,
                         "cohort.confounding=0,1"], cwd=tmp_path, env=sim_env, capture_output=True, text=True,
                        timeout=TIMEOUT)

@@ -333,7 +333,7 @@ def test_psm_top_up_equals_a_fresh_run_and_summaries_only_keep_no_rows(tmp_path,
     from sim.cli.app import run as app_run
 
     def go(reps: int, out: Path, *extra: str) -> None:
-        args = [*ONE[1:], f"reps={reps}", *extra]
+        args = [*ONE[1:], f"reps={reps}", "draw_figures=false", *extra]
         assert app_run(sim.compose("caliper_sweep", args), out, args) == 0
 
     go(6, tmp_path / "topped")

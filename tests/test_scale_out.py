@@ -230,7 +230,7 @@ def test_backend_dask_without_dask_names_key_and_extra(tmp_path, monkeypatch):
 
 # ---- the pipeline: sim.run with backend=dask ------------------------------------------------------
 
-PIPELINE = ["reps=8", "seed=5", SMALL_GRID]
+PIPELINE = ["reps=8", "seed=5", SMALL_GRID, "draw_figures=false"]
 
 
 @pytest.fixture(scope="module")

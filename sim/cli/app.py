@@ -56,7 +56,7 @@ def check_out_dir(out_dir: Path) -> None:
 
 
 def check_disk_keys(cfg: Any) -> None:
-    """max_disk_gb (a number > 0) and keep_replicates (true/false)."""
+    """max_disk_gb (a number > 0), keep_replicates and draw_figures (true/false)."""
     limit = cfg.get("max_disk_gb", 5)
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0 or not math.isfinite(limit):
         raise ConfigError(f"max_disk_gb: must be a number of gigabytes > 0 (the most disk a run may take), "
@@ -65,6 +65,9 @@ def check_disk_keys(cfg: Any) -> None:
     if not isinstance(keep, bool):
         raise ConfigError(f"keep_replicates: must be true (replicates.parquet kept) or false (summaries only), "
                           f"got {keep!r}")
+    draw = cfg.get("draw_figures", True)
+    if not isinstance(draw, bool):
+        raise ConfigError(f"draw_figures: must be true (the PNGs) or false (tables and report.md only), got {draw!r}")
 
 
 def validate(cfg: DictConfig, overrides: list[str]) -> None:

@@ -29,7 +29,7 @@ class Condition:
     cfg: dict[str, Any]  # the full resolved config of this condition
 
 
-RUN_ONLY_KEYS = ("n_jobs", "chunk_size", "progress", "reps", "seed", "max_disk_gb", "keep_replicates")
+RUN_ONLY_KEYS = ("n_jobs", "chunk_size", "progress", "reps", "seed", "max_disk_gb", "keep_replicates", "draw_figures")
 #: experiment keys that only shape the report: fixing one resumes the finished replicates
 REPORT_ONLY_KEYS = ("description", "figures", "heatmaps", "key_table")
 

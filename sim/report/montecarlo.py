@@ -115,8 +115,7 @@ def pivot_key_table(table: pd.DataFrame, factor: str, factors: list[str],
 
 
 def write_tables(result: "ExperimentResult", out_dir: Path, replicates: bool = True) -> None:
-    """summary.csv, failures.csv and (replicates, unless keep_replicates=false) replicates.parquet
-    (sim.report.parquet.write_replicates: a run's chunks compacted into it)."""
+    """summary.csv, failures.csv and replicates.parquet (a run's chunks compacted into it)."""
     atomic_csv(result.summary, out_dir / "summary.csv")
     if replicates:
         write_replicates(result, out_dir)
@@ -197,9 +196,11 @@ def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path
     summary, factors = result.summary, result.factors
     write_tables(result, out_dir)
     fig_cfg = OmegaConf.to_container(cfg.experiment.get("figures") or {}, resolve=True)
-    estimates = _as_list(fig_cfg.get("estimate_analysis", "diff_means"))
-    tests = _as_list(fig_cfg.get("test_analysis", "wilcoxon"))
     alpha = float(cfg.method.outcomes.alpha)
+    estimates, tests = (_as_list(fig_cfg.get(k, d)) for k, d in (("estimate_analysis", "diff_means"),
+                                                                  ("test_analysis", "wilcoxon")))
+    table, units = _key_tables(cfg, result, estimand, out_dir)
+    draw = cfg.get("draw_figures", True)
     figures = [p for p in (
         measure_plot(summary, factors, "bias", estimates, out_dir / "bias.png",
                      f"Bias of the difference in mean change ({', '.join(estimates)}) vs the {estimand}",
@@ -213,14 +214,18 @@ def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path
         *(heatmap_plot(summary, h["x"], h["y"], h["measure"], h["analysis"], out_dir / h["file"], h["title"],
                        where=h.get("where"), complement=bool(h.get("complement", False)))
           for h in plain_setting(cfg.experiment.get("heatmaps"), [])),
-    ) if p is not None]
-    extra, captions, notes = methods_figures(fig_cfg, result, out_dir, estimand, alpha)
+    ) if p is not None] if draw else []
+    extra, captions, notes = (methods_figures(fig_cfg, result, out_dir, estimand, alpha) if draw
+                              else ([], {}, ["No figures: draw_figures=false."]))
     figures += extra
-    tables = result.tables if "key_table" in result.tables else psm_tables(cfg, result, estimand)
-    table, units = tables["key_table"], tables["effect_units"]
-    atomic_csv(table, out_dir / "key_table.csv")
-    atomic_csv(units, out_dir / UNITS_FILE)
     atomic_text(_report(cfg, result, estimand, figures, table, captions, notes, units), out_dir / "report.md")
+
+
+def _key_tables(cfg: DictConfig, result: "ExperimentResult", estimand: str, out_dir: Path):
+    tables = result.tables if "key_table" in result.tables else psm_tables(cfg, result, estimand)
+    atomic_csv(tables["key_table"], out_dir / "key_table.csv")
+    atomic_csv(tables["effect_units"], out_dir / UNITS_FILE)
+    return tables["key_table"], tables["effect_units"]
 
 
 def psm_tables(cfg: DictConfig, result: "ExperimentResult", estimand: str) -> dict[str, pd.DataFrame]:
@@ -271,11 +276,8 @@ def layout_key_table(table: pd.DataFrame, factors: list[str], key_cfg: dict) -> 
 def default_reference(measure: str, alpha: float) -> float | None:
     """The line a measure is judged against: 0 for a bias, 0.95 for a coverage, alpha for the
     two-sided rejection rate; none otherwise."""
-    if measure.startswith("bias"):
-        return 0.0
-    if measure.startswith("coverage"):
-        return 0.95
-    return alpha if measure == "rejection" else None
+    return 0.0 if measure.startswith("bias") else 0.95 if measure.startswith("coverage") else (
+        alpha if measure == "rejection" else None)
 
 
 def _where_text(where: dict | None, by: str | None = None) -> str:
