@@ -129,3 +129,28 @@ def test_ratio_two_analyses_matched_sets_not_links():
     ok = ~np.isnan(yt) & ~np.isnan(yc)
     assert rows.loc["paired_t", "p_value"] == pytest.approx(stats.ttest_rel(yt[ok], yc[ok]).pvalue, rel=1e-9)
     assert rows.loc["paired_t", "n_used_treated"] == ok.sum() <= len(np.unique(res.treated_idx))
+
+
+def test_an_odds_ratio_gets_no_bias_against_the_differences_and_the_truths_stay():
+    """Tags: fisher_exact's odds ratio is not on the scale of the true effects (differences), so it
+    gets its empirical SE and rejection rate but no bias or coverage against them; the true effects'
+    means stay in every analysis' rows (a rank test's too)."""
+    from sim.jobs.psm import measure_tables
+    from sim.methods.pipeline import TRUTH_NAMES
+
+    rng = np.random.default_rng(1)
+    n = 40
+    rows = pd.concat([pd.DataFrame({"condition": 0, "outcome": "y", "timepoint": "m1", "analysis": a,
+                                    "estimate": est, "se": 0.1, "ci_low": est - 0.2, "ci_high": est + 0.2,
+                                    "p_value": rng.random(n), "favours": 1.0,
+                                    **{t: 1.0 for t in TRUTH_NAMES}})
+                      for a, est in (("fisher_exact", 1.0 + rng.random(n)), ("diff_means", 1.0 + rng.random(n)),
+                                     ("wilcoxon", np.full(n, np.nan)))], ignore_index=True)
+    table = pd.concat(measure_tables(rows, "matched", 0.05), ignore_index=True)
+    values = table.set_index(["analysis", "measure"])["value"]
+    got = lambda a, m: values.get((a, m), np.nan)  # noqa: E731  (a measure without rows: NaN)
+    assert np.isnan(got("fisher_exact", "bias")) and np.isnan(got("fisher_exact", "coverage"))
+    assert np.isfinite(got("fisher_exact", "empse")) and np.isfinite(got("fisher_exact", "rejection"))
+    assert np.isfinite(got("diff_means", "bias")) and np.isfinite(got("diff_means", "coverage"))
+    for a in ("fisher_exact", "diff_means", "wilcoxon"):
+        assert got(a, "true_matched") == 1.0

@@ -125,12 +125,13 @@ def measure_tables(replicates: pd.DataFrame, estimand: str, alpha: float,
                    extra_means: tuple[str, ...] = ()) -> list[pd.DataFrame]:
     """summary_table's measures, a table per kind, before the grid factors are attached;
     `extra_means`: more per-row columns averaged (experiment.extra_means, e.g. the patients used)."""
-    off_scale = replicates["analysis"].isin([a for a, t in TAGS.items() if t.scale != "difference"]).to_numpy()
-    if off_scale.any():  # an odds ratio or a probability is not on the true effects' scale
-        replicates = replicates.assign(**{c: replicates[c].where(~off_scale) for c in ESTIMANDS.values()
-                                          if c in replicates})
     if estimand == OWN:
         replicates = replicates.assign(truth_own=own_truth(replicates))
+    truths = mean_rows(replicates, {col: col.replace("truth_", "true_") for col in ESTIMANDS.values()})
+    off_scale = replicates["analysis"].isin([a for a, t in TAGS.items() if t.estimate and t.scale != "difference"])
+    if off_scale.any():  # an odds ratio is not on the true effects' scale: no bias, MSE or coverage against them
+        replicates = replicates.assign(**{c: replicates[c].where(~off_scale) for c in (*ESTIMANDS.values(), "truth_own")
+                                          if c in replicates})
     main = summarise(replicates, BY, truth=ESTIMANDS.get(estimand, "truth_own"), alpha=alpha,
                      extra_means=(*EXTRA_MEANS, *extra_means))
     others = []
@@ -139,7 +140,6 @@ def measure_tables(replicates: pd.DataFrame, estimand: str, alpha: float,
             o = summarise(replicates, BY, truth=col, se=None, p_value=None, extra_means=())
             o = o[o["measure"].isin(["bias", "mse", "coverage"])].copy()
             others.append(o.assign(measure=o["measure"] + f"_{name}"))
-    truths = mean_rows(replicates, {col: col.replace("truth_", "true_") for col in ESTIMANDS.values()})
     quantiles = quantile_rows(replicates, QUANTILE_COLUMNS)
     directed = directional_rows(replicates, alpha)
     return [main, *directed, *others, *truths, *quantiles]
