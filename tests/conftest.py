@@ -78,10 +78,3 @@ def fast_model(study, cohort_settings):
 
     return calibrate(study, cohort_settings, n=20_000)
 
-
-def pytest_collection_modifyitems(config, items):
-    """Files with slow tests first, the rest in their order: under --dist loadfile each worker takes
-    whole files as it frees up, so the two then end on the many quick files instead of one waiting
-    while the other runs a long file that came last alphabetically (test_snapshot, test_slurm)."""
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)  # a stable sort
