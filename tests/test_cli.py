@@ -190,6 +190,45 @@ def sim_cmd(args: list[str], run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "sim", *args, f"hydra.run.dir={run_dir}"]
 
 
+# The refused command lines, each run by `sim.__main__.cli` as `python -m sim` runs it, all in one
+# process: Python, numpy, pandas and Hydra start once instead of once per line (about 2 s each).
+BATCH = """
+import contextlib, io, json, sys, traceback
+from hydra.core.global_hydra import GlobalHydra
+import sim.__main__ as M
+out = {}
+for name, argv in json.loads(sys.stdin.read()):
+    GlobalHydra.instance().clear()
+    M._job_started = False
+    sys.argv = ["sim", *argv]
+    so, se = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
+        try:
+            M.cli()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    out[name] = [code, so.getvalue(), se.getvalue()]
+print(json.dumps(out))
+"""
+
+
+def run_refused(names: list[str], root: Path, env: dict) -> dict[str, Run]:
+    """The `bad:` command lines in one process (BATCH): each with its exit code, stdout and stderr."""
+    import json
+
+    cases = [(n, [*SPECS[n], f"hydra.run.dir={root / n.replace(':', '_')}"]) for n in names]
+    start = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", BATCH], input=json.dumps(cases), cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got, seconds = json.loads(p.stdout.strip().splitlines()[-1]), time.perf_counter() - start
+    return {n: Run(list(SPECS[n]), root / n.replace(":", "_"), *got[n], seconds) for n in names}
+
+
 def run_sim(args: list[str], run_dir: Path, env: dict) -> Run:
     start = time.perf_counter()
     p = subprocess.run(sim_cmd(args, run_dir), cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
@@ -218,8 +257,11 @@ class Runs:
         self.env, self.root = env, root
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-run")
         self.futures: dict[str, Future] = {}
+        refused = [n for n in order if n.startswith("bad:")]
+        self.refused = self.pool.submit(run_refused, refused, root, env) if refused else None
         for name in order:
-            self._submit(name)
+            if not name.startswith("bad:"):
+                self._submit(name)
 
     def _submit(self, name: str) -> Future:
         if name not in self.futures:
@@ -228,6 +270,8 @@ class Runs:
         return self.futures[name]
 
     def __getitem__(self, name: str) -> Run:
+        if name.startswith("bad:") and self.refused is not None:
+            return self.refused.result()[name]
         return self._submit(name).result()
 
 
