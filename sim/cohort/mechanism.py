@@ -15,16 +15,12 @@ classes the shipped snapshot is built from, each file under 400 lines.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
 from sim.cohort import attrition as A
 from sim.numerics import expit
-
-if TYPE_CHECKING:
-    from sim.cohort.model import CohortModel, CovariateModel, OutcomeModel
-
 
 @dataclass(frozen=True)
 class Latents:
@@ -58,14 +54,14 @@ class Mechanism:
     """CohortModel's steps from latents to a cohort (a mixin: the parameters are its fields)."""
 
     # ------------------------------------------------------------------ draws
-    def latent_shapes(self: CohortModel, n: int) -> dict[str, tuple[int, ...]]:
+    def latent_shapes(self, n: int) -> dict[str, tuple[int, ...]]:
         """The shape of each latent array of n patients, in the order they are drawn."""
         return {"core": (n, len(self.core)), "others": (n, len(self.others)), "treat_u": (n,), "death": (n,),
                 "cens_u": (n,), "outcome": (n, len(self.outcomes), len(self.times)),
                 "surgery": (n, len(self.surgery.continuous)), "surgery_u": (n, len(self.surgery.binary)),
                 "missed_u": (n, len(self.follow_up))}
 
-    def draw(self: CohortModel, n: int, rng: np.random.Generator, out: Latents | None = None) -> Latents:
+    def draw(self, n: int, rng: np.random.Generator, out: Latents | None = None) -> Latents:
         """Draw in a fixed order, so a given (seed, n) always yields the same cohort; `out` (arrays
         of these shapes, e.g. one replicate's rows of a batch) is filled in place with the same
         values. sim.cohort.batch_kernels.draw_batch is its compiled twin for many generators."""
@@ -78,7 +74,7 @@ class Mechanism:
         return out
 
     # ------------------------------------------------------------------ covariates
-    def core_latent(self: CohortModel, lat: Latents, corr: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def core_latent(self, lat: Latents, corr: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Correlated core latents and the standardised index L."""
         corr = self.core_corr if corr is None else corr
         chol = np.linalg.cholesky(corr)
@@ -87,7 +83,7 @@ class Mechanism:
         L = z @ w / np.sqrt(w @ corr @ w)
         return z, L
 
-    def covariates(self: CohortModel, lat: Latents, only: frozenset[str] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def covariates(self, lat: Latents, only: frozenset[str] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Observed covariates (codes for categories) and L; `only` limits the non-core covariates
         computed (calibration of the core needs just a few)."""
         z, L = self.core_latent(lat)
@@ -115,7 +111,7 @@ class Mechanism:
             cols[name] = np.isin(cols[source], member_codes).astype(np.int8)
         return cols, L
 
-    def numeric_column(self: CohortModel, cols: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    def numeric_column(self, cols: Mapping[str, np.ndarray], name: str) -> np.ndarray:
         """A covariate as a number: categories by their value if numeric, else `<name>_code`."""
         if name in cols:
             x = cols[name]
@@ -135,7 +131,7 @@ class Mechanism:
                     return (cols[cov.name] == code).astype(float)
         raise KeyError(f"no covariate column {name!r}")
 
-    def prognosis(self: CohortModel, cols: Mapping[str, np.ndarray]) -> np.ndarray:
+    def prognosis(self, cols: Mapping[str, np.ndarray]) -> np.ndarray:
         """Standardised prognostic score P (higher = worse outcome before calibration signs)."""
         n = next(iter(cols.values())).shape[0]
         raw = np.zeros(n)
@@ -145,7 +141,7 @@ class Mechanism:
         return raw / self.prognosis_sd
 
     # ------------------------------------------------------------------ treatment
-    def linear_predictor(self: CohortModel, cols: Mapping[str, np.ndarray], confounding: float) -> np.ndarray:
+    def linear_predictor(self, cols: Mapping[str, np.ndarray], confounding: float) -> np.ndarray:
         """Treatment log-odds without intercept: confounding * (published + omitted terms)."""
         n = next(iter(cols.values())).shape[0]
         eta = np.zeros(n)
@@ -154,29 +150,29 @@ class Mechanism:
                 eta += b * self.numeric_column(cols, name)
         return confounding * eta
 
-    def treatment(self: CohortModel, eta: np.ndarray, lat: Latents) -> tuple[np.ndarray, np.ndarray]:
+    def treatment(self, eta: np.ndarray, lat: Latents) -> tuple[np.ndarray, np.ndarray]:
         """Decompression (0/1) and its true propensity, given the design's full log-odds `eta`."""
         ps_true = expit(eta)
         return (lat.treat_u < ps_true).astype(np.int8), ps_true
 
     # ------------------------------------------------------------------ survival, the operation, visits
-    def health(self: CohortModel, P: np.ndarray, lat: Latents) -> np.ndarray:
+    def health(self, P: np.ndarray, lat: Latents) -> np.ndarray:
         """Baseline health H (standardised; higher = healthier), what death and missed visits load on."""
         return A.health(self.outcomes, self.baseline, self.attrition.health_weights, P, lat.outcome[:, :, 0])
 
-    def death_days(self: CohortModel, L: np.ndarray, H: np.ndarray, lat: Latents, health_scale: float = 1.0,
+    def death_days(self, L: np.ndarray, H: np.ndarray, lat: Latents, health_scale: float = 1.0,
                    hazard_ratio: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Death day without and with decompression (sim.cohort.attrition.death_days)."""
         return A.death_days(self.survival, self.attrition, L, H, lat.death, health_scale, hazard_ratio)
 
-    def deaths(self: CohortModel, t0: np.ndarray, t1: np.ndarray, treated: np.ndarray,
+    def deaths(self, t0: np.ndarray, t1: np.ndarray, treated: np.ndarray,
                lat: Latents) -> dict[str, np.ndarray]:
         """The columns `died` (before the censoring day) and `survival_days`, under the arm received."""
         death = np.where(treated, t1, t0)
         followup = self.survival.followup_days(lat.cens_u)
         return {"died": (death <= followup).astype(np.int8), "survival_days": np.round(np.minimum(death, followup))}
 
-    def operation(self: CohortModel, treated: np.ndarray, lat: Latents) -> dict[str, np.ndarray]:
+    def operation(self, treated: np.ndarray, lat: Latents) -> dict[str, np.ndarray]:
         """The operation's consequences under the arm received (not confounders)."""
         columns = {}
         for j, (name, (m0, m1)) in enumerate(self.surgery.continuous.items()):
@@ -187,7 +183,7 @@ class Mechanism:
             columns[name] = (lat.surgery_u[:, j] < p).astype(np.int8)
         return columns
 
-    def visits(self: CohortModel, t0: np.ndarray, t1: np.ndarray, treated: np.ndarray, H: np.ndarray,
+    def visits(self, t0: np.ndarray, t1: np.ndarray, treated: np.ndarray, H: np.ndarray,
                lat: Latents, attrition: A.AttritionModel | None = None, odds_ratio: float = 1.0) -> tuple:
         """Per follow-up visit: (alive under control, under treatment), (seen ..., seen ...), and the
         columns `seen_<visit>`, `dead_<visit>` under the arm received. `attrition`: the missed-visit
@@ -204,7 +200,7 @@ class Mechanism:
         return alive, seen, columns
 
     # ------------------------------------------------------------------ outcomes
-    def innovations(self: CohortModel, v: np.ndarray) -> dict[str, np.ndarray]:
+    def innovations(self, v: np.ndarray) -> dict[str, np.ndarray]:
         """The follow-ups' innovations U_t (see outcome_latents) from v = (n, n_visits) iid normals."""
         c = self.partial_corr_m1_m6
         res, u = {}, v[:, 1]
@@ -214,7 +210,7 @@ class Mechanism:
             res[t] = u
         return res
 
-    def outcome_latents(self: CohortModel, out: OutcomeModel, P: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
+    def outcome_latents(self, out, P: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
         """Latent outcome at each visit; v = (n, n_visits) iid normals.
 
         V_baseline = v_0; follow-up k: V_k = rho_k * V_baseline + sqrt(1 - rho_k^2) * U_k, with
@@ -231,7 +227,7 @@ class Mechanism:
             res[t] = out.loc[t] + out.scale[t] * (lam * P + np.sqrt(1 - lam**2) * vt)
         return res
 
-    def outcome_columns(self: CohortModel, P: np.ndarray, lat: Latents, latent_shift: Mapping[tuple[str, str], float],
+    def outcome_columns(self, P: np.ndarray, lat: Latents, latent_shift: Mapping[tuple[str, str], float],
                  mult: np.ndarray, terms: Mapping[tuple[str, str], np.ndarray], alive: Mapping, seen: Mapping,
                  treated: np.ndarray, block: Callable | None = None) -> tuple[dict, dict]:
         """The outcome columns (`<outcome>_<visit>` observed, `_y0`, `_y1`, `<outcome>_delta_<visit>`)
@@ -253,7 +249,7 @@ class Mechanism:
                 columns[f"{out.name}_delta_{t}"] = delta[o, k]
         return columns, potential
 
-    def outcome_block(self: CohortModel, latent_shift: Mapping[tuple[str, str], float], P: np.ndarray,
+    def outcome_block(self, latent_shift: Mapping[tuple[str, str], float], P: np.ndarray,
                       mult: np.ndarray, v: np.ndarray, terms: Mapping[tuple[str, str], np.ndarray],
                       alive0: np.ndarray, alive1: np.ndarray, observed: np.ndarray, treated: np.ndarray) -> tuple:
         """Each outcome's baseline (O, N) and, per follow-up (O, T, N): potential outcomes y0, y1 (NaN
@@ -283,7 +279,7 @@ class Mechanism:
         return pre, y0, y1, obs, d0, d1, delta
 
 
-def _maybe_cov(model: CohortModel, name: str) -> CovariateModel | None:
+def _maybe_cov(model, name: str):
     try:
         return model.covariate(name)
     except KeyError:
