@@ -50,7 +50,14 @@ def _numba_cache_dir() -> None:
     base = root / "__pycache__" / "numba"
     if not os.access(root, os.W_OK):
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sim" / "numba"
-    os.environ["NUMBA_CACHE_DIR"] = os.environ["SIM_NUMBA_CACHE_DIR"] = str(base / numba_cache_key(root))
+    here = base / numba_cache_key(root)
+    os.environ["NUMBA_CACHE_DIR"] = os.environ["SIM_NUMBA_CACHE_DIR"] = str(here)
+    if not here.is_dir() and base.is_dir():  # the first process of a new version: older kernels go
+        import shutil
+
+        for old in base.iterdir():
+            if old != here:
+                shutil.rmtree(old, ignore_errors=True)
     if "numba" in sys.modules:  # imported before sim: its config is already read
         sys.modules["numba"].config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
 

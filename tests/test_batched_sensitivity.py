@@ -205,13 +205,13 @@ def test_lee_rows_near_zero_are_the_reference_own(monkeypatch):
 # ----------------------------------------------------------------------------- the numerics, to the bit
 
 def test_sums_means_and_variances_are_numpy_own():
-    """Both modules' copies (each file compiles only its own functions: numba's cache sees one file)."""
+    """The sums the sensitivity and truncation kernels share, to the bit of numpy's."""
     rng = np.random.default_rng(1)
     for n in [*range(0, 300), 1000, 4099]:
         x = rng.normal(size=n) ** 3 * 50
-        assert S.pairwise_sum(x, 0, n) == np.sum(x) == TR._pairwise_sum(x, n)
+        assert S.pairwise_sum(x, 0, n) == np.sum(x) and TR.pairwise_sum is S.pairwise_sum
         if n >= 2:
-            assert S.mean_var(x, n, np.empty(n)) == (x.mean(), x.var(ddof=1)) == TR._mean_var(x, n, np.empty(n))
+            assert S.mean_var(x, n, np.empty(n)) == (x.mean(), x.var(ddof=1))
 
 
 def test_signed_ranks_are_rosenbaum_own():

@@ -13,10 +13,8 @@ the reference, so that `favours` and `ci_excludes_0` are its own. composite_rank
 statistics of the death-ranks-worst composite (exact: ranks and counts), merged from the sorted
 changes Lee uses and the sorted death days.
 
-Self-contained on purpose: numba's cache checks only the file of a cached function, so a kernel
-calling a compiled function of another file could keep that function's stale code (and clash with
-its current code in one process) after the other file changes. Hence its own numpy-exact sums
-(as sim.methods.batched.sensitivity's).
+Its numpy-order sums and means are sim.methods.batched.sensitivity's (a kernel may call another
+file's compiled code: numba's cache is keyed by every numba file of the package, sim.__init__).
 """
 
 from __future__ import annotations
@@ -25,6 +23,8 @@ import math
 
 import numba
 import numpy as np
+
+from sim.methods.batched.sensitivity import mean_var, pairwise_sum
 
 NAN = float("nan")
 COVERED = ("lee_bounds", "composite_rank")
@@ -50,72 +50,6 @@ _U = np.array([3.35617141647503099647E1, 5.21357949780152679795E2, 4.59432382970
                4.92673942608635921086E4])
 _MAXLOG = 7.09782712893383996843E2
 _SQRT1_2 = 0.70710678118654752440
-
-
-# ----------------------------------------------------------------------------- numpy's sums (see the module doc)
-# A twin of sensitivity._pairwise_block / its callers, written twice on purpose: a numba kernel
-# cached on disk that calls a compiled function of another module keeps that function's old code
-# when the other module changes (seen here as wrong Lee CIs and a segfault), so no kernel calls
-# across files.
-
-@numba.njit(cache=True)
-def _block_sum(x, lo, n):
-    """numpy's pairwise_sum of at most 128 values (as sensitivity._pairwise_block)."""
-    res = 0.0
-    if n < 8:
-        for i in range(n):
-            res += x[lo + i]
-        return res
-    r0, r1, r2, r3, r4, r5, r6, r7 = x[lo], x[lo + 1], x[lo + 2], x[lo + 3], x[lo + 4], x[lo + 5], x[lo + 6], x[lo + 7]
-    end = lo + n - n % 8
-    for i in range(lo + 8, end, 8):
-        r0, r1, r2, r3 = r0 + x[i], r1 + x[i + 1], r2 + x[i + 2], r3 + x[i + 3]
-        r4, r5, r6, r7 = r4 + x[i + 4], r5 + x[i + 5], r6 + x[i + 6], r7 + x[i + 7]
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    for i in range(end, lo + n):
-        res += x[i]
-    return res
-
-
-@numba.njit(cache=True)
-def _pairwise_sum(x, n):
-    """np.sum(x[:n]) to the bit (as sensitivity.pairwise_sum: halves, the first a multiple of 8)."""
-    if n <= 128:
-        return _block_sum(x, 0, n)
-    los, ns, left = np.empty(64, np.int64), np.empty(64, np.int64), np.empty(64)
-    right = np.zeros(64, np.bool_)
-    los[0], ns[0], sp = 0, n, 1
-    while True:
-        top = sp - 1
-        if ns[top] > 128:
-            half = ns[top] // 2 - (ns[top] // 2) % 8
-            los[sp], ns[sp], right[sp] = los[top], half, False
-            sp += 1
-            continue
-        result = _block_sum(x, los[top], ns[top])
-        sp -= 1
-        while sp > 0:
-            p = sp - 1
-            if not right[p]:
-                half = ns[p] // 2 - (ns[p] // 2) % 8
-                left[p], right[p] = result, True
-                los[sp], ns[sp], right[sp] = los[p] + half, ns[p] - half, False
-                sp += 1
-                break
-            result = left[p] + result
-            sp -= 1
-        if sp == 0:
-            return result
-
-
-@numba.njit(cache=True)
-def _mean_var(x, n, work):
-    """x[:n].mean() and x[:n].var(ddof=1) as numpy computes them."""
-    mean = _pairwise_sum(x, n) / n
-    for i in range(n):
-        d = x[i] - mean
-        work[i] = d * d
-    return mean, _pairwise_sum(work, n) / (n - 1)
 
 
 # ----------------------------------------------------------------------------- scipy's ndtr and brentq, compiled
@@ -231,11 +165,11 @@ def _trimmed(ys, kept, top, work):
         v = kept - ((m - 1 - i) if top else i)
         w[i] = min(max(v, 0.0), 1.0)
         work[i] = w[i] * ys[i]
-    mu = _pairwise_sum(work, m) / kept
+    mu = pairwise_sum(work, 0, m) / kept
     for i in range(m):
         d = ys[i] - mu
         work[i] = w[i] * (d * d)
-    var = _pairwise_sum(work, m) / kept
+    var = pairwise_sum(work, 0, m) / kept
     k = min(max(math.ceil(kept), 1), m)
     return mu, var, (ys[m - k] if top else ys[k - 1])
 
@@ -260,8 +194,8 @@ def _lee(obs_t, obs_c, m, level, z, two, o):
     work = np.empty(max(m_t, m_c))
     v_q = 1 / m_t - 1 / n_t + 1 / m_c - 1 / n_c
     if m_t * n_c == m_c * n_t:
-        mt, var_t = _mean_var(obs_t, m_t, work)
-        mc, var_c = _mean_var(obs_c, m_c, work)
+        mt, var_t = mean_var(obs_t, m_t, work)
+        mc, var_c = mean_var(obs_c, m_c, work)
         base_var = var_t / m_t + var_c / m_c
         lo = hi = mt - mc
         g_lo = max((obs_t[-1] - mt) ** two, (obs_c[0] - mc) ** two)
@@ -276,7 +210,7 @@ def _lee(obs_t, obs_c, m, level, z, two, o):
         if abs(kept - np.rint(kept)) < 1e-9:
             kept = float(np.rint(kept))
         q = 1 - kept / big.size
-        ms, vs = _mean_var(small, small.size, work)
+        ms, vs = mean_var(small, small.size, work)
         vs = vs / small.size
         mu_b, s2_b, xi_b = _trimmed(big, kept, False, work)
         mu_t, s2_t, xi_t = _trimmed(big, kept, True, work)
