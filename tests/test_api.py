@@ -90,25 +90,25 @@ def _files(out: Path) -> list[str]:
     return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.relative_to(out).parts[0] != ".hydra")
 
 
-@pytest.mark.slow  # ~30 s: the command's start-up, four small runs
+@pytest.mark.slow  # ~10 s: three small runs, each by the API and by the command
 def test_run_with_out_dir_leaves_the_directory_the_command_leaves(tmp_path):
     """sim.run(out_dir=...) finishes its directory as `python -m sim` does: no chunk files stay, so a
     job that writes no replicates (rct_planning) or keep_replicates=false leaves summaries only
     (and its result says so when asked for rows), and a job that does leaves replicates.parquet."""
     import os
-    import subprocess
-    import sys
+
+    from cli_helpers import run_sim_lines
 
     rct = ["reps=3", "n_jobs=1", "experiment.grid={experiment.n_per_arm:[20],cohort.effect_mcid:[0.0]}",
            "experiment.reference_n=2000", "experiment.direct_checks.top=0"]
-    for i, (name, args) in enumerate((("rct_planning", rct), ("caliper_sweep", ["reps=3", "n_jobs=1", ONE, "draw_figures=false"]),
-                                      ("caliper_sweep", ["reps=3", "n_jobs=1", ONE, "keep_replicates=false", "draw_figures=false"]))):
+    runs = (("rct_planning", rct), ("caliper_sweep", ["reps=3", "n_jobs=1", ONE, "draw_figures=false"]),
+            ("caliper_sweep", ["reps=3", "n_jobs=1", ONE, "keep_replicates=false", "draw_figures=false"]))
+    commands = run_sim_lines({f"cli{i}": [f"experiment={name}", *args, f"hydra.run.dir={tmp_path / f'cli{i}'}"]
+                              for i, (name, args) in enumerate(runs)}, tmp_path, {**os.environ, "PYTHONPATH": str(ROOT)})
+    for i, (name, args) in enumerate(runs):
         api, cli = tmp_path / f"api{i}", tmp_path / f"cli{i}"
         res = sim.run(name, args, out_dir=api)
-        r = subprocess.run([sys.executable, "-m", "sim", f"experiment={name}", *args, f"hydra.run.dir={cli}"],
-                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-                           timeout=600)
-        assert r.returncode == 0, r.stderr[-3000:]
+        assert commands[f"cli{i}"].returncode == 0, commands[f"cli{i}"].stderr[-3000:]
         assert _files(api) == _files(cli), (name, args)
         assert not list(api.rglob("*.chunk")) and (api / "summary.csv").is_file()
         if (api / "replicates.parquet").is_file():

@@ -26,6 +26,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from cli_helpers import run_sim_lines
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT_DIR = ROOT / "conf" / "experiment"
 EXPERIMENTS = sorted(p.stem for p in EXPERIMENT_DIR.glob("*.yaml"))  # the files present at collection
@@ -122,9 +124,12 @@ def _experiment_args(name: str) -> list[str]:
     args = [f"experiment={name}", "reps=3"]
     grid = exp.get("grid") or {}
     if grid and name != "caliper_sweep":
-        def kept(k, vals):  # the compatibility job inverts over θ: it needs three of them
-            return [vals[0], vals[len(vals) // 2], vals[-1]] if k == "cohort.effect_mcid" and \
-                exp.get("job") == "compatibility" else [vals[0], vals[-1]]
+        def kept(k, vals):
+            if k == "cohort.effect_mcid" and exp.get("job") == "compatibility":  # it inverts over θ: three
+                return [vals[0], vals[len(vals) // 2], vals[-1]]
+            if k == "experiment.n_per_arm":  # the power curves solved for n need the points they cross at
+                return vals
+            return [vals[0], vals[-1]]
         cut = ",".join(f"{k}:[{','.join(_hydra_value(v) for v in dict.fromkeys(kept(k, vals)))}]"
                        for k, vals in grid.items())
         args.append(f"experiment.grid={{{cut}}}")
@@ -134,6 +139,8 @@ def _experiment_args(name: str) -> list[str]:
         args.append("experiment.pair_cohorts=20")
     if "reference_n" in exp:
         args.append("experiment.reference_n=20000")
+    if "direct_checks" in exp:  # one closed-form n checked (down and up), by 200 trials each
+        args += ["experiment.direct_checks.top=1", "experiment.direct_checks.reps=200"]
     return args
 
 
@@ -190,43 +197,14 @@ def sim_cmd(args: list[str], run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "sim", *args, f"hydra.run.dir={run_dir}"]
 
 
-# The refused command lines, each run by `sim.__main__.cli` as `python -m sim` runs it, all in one
-# process: Python, numpy, pandas and Hydra start once instead of once per line (about 2 s each).
-BATCH = """
-import contextlib, io, json, sys, traceback
-from hydra.core.global_hydra import GlobalHydra
-import sim.__main__ as M
-out = {}
-for name, argv in json.loads(sys.stdin.read()):
-    GlobalHydra.instance().clear()
-    M._job_started = False
-    sys.argv = ["sim", *argv]
-    so, se = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
-        try:
-            M.cli()
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-    out[name] = [code, so.getvalue(), se.getvalue()]
-print(json.dumps(out))
-"""
-
-
 def run_refused(names: list[str], root: Path, env: dict) -> dict[str, Run]:
-    """The `bad:` command lines in one process (BATCH): each with its exit code, stdout and stderr."""
-    import json
-
-    cases = [(n, [*SPECS[n], f"hydra.run.dir={root / n.replace(':', '_')}"]) for n in names]
+    """The `bad:` command lines in one process (tests/cli_helpers.py): each with its exit code, stdout
+    and stderr."""
     start = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", BATCH], input=json.dumps(cases), cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=TIMEOUT)
-    assert p.returncode == 0, p.stderr[-3000:]
-    got, seconds = json.loads(p.stdout.strip().splitlines()[-1]), time.perf_counter() - start
-    return {n: Run(list(SPECS[n]), root / n.replace(":", "_"), *got[n], seconds) for n in names}
+    got = run_sim_lines({n: [*SPECS[n], f"hydra.run.dir={root / n.replace(':', '_')}"] for n in names}, ROOT, env)
+    seconds = time.perf_counter() - start
+    return {n: Run(list(SPECS[n]), root / n.replace(":", "_"), got[n].returncode, got[n].stdout, got[n].stderr,
+                   seconds) for n in names}
 
 
 def run_sim(args: list[str], run_dir: Path, env: dict) -> Run:
@@ -482,6 +460,32 @@ def test_caliper_sweep_outputs(runs):
     report = (r.dir / "report.md").read_text()
     assert "python -m sim experiment=caliper_sweep reps=3" in report
     assert "bias.png" in report and "rejection.png" in report
+
+
+@pytest.mark.skipif("rct_planning" not in EXPERIMENTS, reason="no conf/experiment/rct_planning.yaml")
+@needs("exp:rct_planning")
+def test_rct_planning_outputs(runs):
+    r = ok(runs["exp:rct_planning"])
+    for name in ("summary.csv", "sample_size.csv", "report.md", "failures.csv", "power_effect1.png",
+                 "type1_error.png", "bias.png", "coverage.png"):
+        assert (r.dir / name).is_file(), name
+    summary = pd.read_csv(r.dir / "summary.csv")
+    assert list(summary.columns)[:2] == ["n_per_arm", "effect_mcid"]
+    assert set(summary["analysis"]) >= {"ttest", "welch", "ancova", "wilcoxon"}
+    assert (summary.loc[summary["measure"] == "rejection", "n"] <= 3).all()
+    assert "rejection_benefit" in set(summary["measure"])
+    ss = pd.read_csv(r.dir / "sample_size.csv")
+    at1 = ss[np.isclose(ss["effect_mcid"], 1.0)]
+    assert len(at1) == 4 * 2 * 2  # outcomes x times x (80 %, 90 %)
+    assert (at1["closed_ttest"] > 0).all() and (at1["closed_ancova"] <= at1["closed_ttest"]).all()
+    report = (r.dir / "report.md").read_text()
+    assert "## Sample size per arm" in report and "closed form t (normal)" in report
+    assert "patients seen at it" in report and "informative loss" in report
+    assert "rather than the share alive" not in report and "## Estimands (ICH E9(R1))" in report
+    assert "8 outcome x visit comparisons" in report and "Bonferroni" in report
+    cmp, checks = pd.read_csv(r.dir / "closed_vs_simulated.csv"), pd.read_csv(r.dir / "direct_checks.csv")
+    assert (cmp["closed_n"] != np.ceil(cmp["closed_n"])).any() and set(cmp["analysis"]) <= set(summary["analysis"])
+    assert len(checks) == 2 and (checks["reps"] == 200).all() and checks["role"].tolist() == ["floor", "ceil"]
 
 
 # ----------------------------------------------------------------------------- multirun

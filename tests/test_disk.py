@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from cli_helpers import run_sim_lines
 from sim.engine import ManifestMismatchError, per_replicate, run_chunks
 from sim.engine.columnar import read_frames
 from sim.engine.compact import STORE_FILE, compact
@@ -305,21 +304,18 @@ def test_the_main_job_keeps_its_replicates_within_budget_and_reads_them_back_exa
 ONE = ["experiment=caliper_sweep", "experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[0.0]}", "n_jobs=1"]
 
 
-def sim_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "sim", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
-
-
 @pytest.mark.slow
 def test_a_refused_run_leaves_nothing_and_a_run_no_empty_log(tmp_path):
-    for args, key in ((["max_disk_gb=0.000001", "reps=50"], "max_disk_gb"), (["keep_replicates=maybe"], "keep_replicates"),
-                      (["reps=0"], "reps")):
-        r = sim_cli([*ONE, *args], tmp_path)
-        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {key}:"), r.stderr
-        assert not (tmp_path / "outputs").exists(), "a refused run left a folder"
-    r = sim_cli([*ONE, "reps=2", "hydra.run.dir=runs/a/b"], tmp_path)
+    refused = {"max_disk_gb": ["max_disk_gb=0.000001", "reps=50"], "keep_replicates": ["keep_replicates=maybe"],
+               "reps": ["reps=0"]}
+    lines = {**{key: [*ONE, *args] for key, args in refused.items()}, "run": [*ONE, "reps=2", "hydra.run.dir=runs/a/b"]}
+    got = run_sim_lines(lines, tmp_path, {**os.environ, "PYTHONPATH": str(ROOT)})
+    for key in refused:
+        r = got[key]
+        errors = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(errors) == 1 and errors[0].startswith(f"error: {key}:"), r.stderr
+    assert not (tmp_path / "outputs").exists(), "a refused run left a folder"
+    r = got["run"]
     assert r.returncode == 0, r.stderr
     out = tmp_path / "runs" / "a" / "b"
     assert "disk: " in r.stderr.splitlines()[0] and "max_disk_gb=5" in r.stderr.splitlines()[0]

@@ -17,8 +17,12 @@ ARGS = ["experiment=caliper_sweep", "reps=20", "n_jobs=1", "draw_figures=false",
 
 
 def _pip(*args: str, cwd: Path) -> None:
+    """pip, with setuptools' build directory in `cwd`: a build/ left in the source tree by an earlier
+    wheel would otherwise add files since deleted (a snapshot since re-keyed) to this one."""
+    (cwd / "setup.cfg").write_text(f"[build]\nbuild_base = {cwd / 'build'}\n")
+    env = {**os.environ, "DIST_EXTRA_CONFIG": str(cwd / "setup.cfg")}
     r = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], cwd=cwd,
-                       capture_output=True, text=True, timeout=600)
+                       env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
 
 

@@ -5,9 +5,6 @@ statistically, against each other (fixed seeds, tolerances of 3 Monte Carlo SEs)
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -255,35 +252,7 @@ def test_summary_is_tidy_with_mcse():
 
 
 # ----------------------------------------------------------------------------- end to end
-@pytest.mark.slow  # ~15 s: Hydra start-up, 24 conditions, figures
-def test_rct_planning_end_to_end(tmp_path):
-    out = tmp_path / "run"
-    env = dict(os.environ)
-    proc = subprocess.run([sys.executable, "-m", "sim", "experiment=rct_planning", "reps=10", "n_jobs=1",
-                           f"hydra.run.dir={out}", "experiment.reference_n=20000", "experiment.direct_checks.top=1",
-                           "experiment.direct_checks.reps=200"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("summary.csv", "sample_size.csv", "report.md", "failures.csv", "power_effect1.png",
-                 "type1_error.png", "bias.png", "coverage.png"):
-        assert (out / name).is_file(), name
-    summary = pd.read_csv(out / "summary.csv")
-    assert list(summary.columns)[:2] == ["n_per_arm", "effect_mcid"]
-    assert set(summary["analysis"]) >= {"ttest", "welch", "ancova", "wilcoxon"}
-    assert (summary.loc[summary["measure"] == "rejection", "n"] <= 10).all()
-    ss = pd.read_csv(out / "sample_size.csv")
-    at1 = ss[np.isclose(ss["effect_mcid"], 1.0)]
-    assert len(at1) == 4 * 2 * 2  # outcomes x times x (80 %, 90 %)
-    assert (at1["closed_ttest"] > 0).all() and (at1["closed_ancova"] <= at1["closed_ttest"]).all()
-    report = (out / "report.md").read_text()
-    assert "## Sample size per arm" in report and "closed form t (normal)" in report
-    assert "patients seen at it" in report and "informative loss" in report
-    assert "rather than the share alive" not in report and "## Estimands (ICH E9(R1))" in report
-    assert "8 outcome x visit comparisons" in report and "Bonferroni" in report
-    assert "rejection_benefit" in set(summary["measure"])
-    cmp, checks = pd.read_csv(out / "closed_vs_simulated.csv"), pd.read_csv(out / "direct_checks.csv")
-    assert (cmp["closed_n"] != np.ceil(cmp["closed_n"])).any() and set(cmp["analysis"]) <= set(summary["analysis"])
-    assert len(checks) >= 2 and (checks["reps"] <= 200).all() and checks["role"].iloc[:2].tolist() == ["floor", "ceil"]
+# The job's whole run (its files, sample sizes, report): tests/test_cli.py::test_rct_planning_outputs
 
 
 @pytest.mark.slow  # ~4 s: one Hydra compose and prepare per bad setting
