@@ -18,6 +18,33 @@ COHORT_SETTINGS_PATH = ROOT / "conf" / "cohort" / "tominaga2025.yaml"
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
+def _compose_each_once() -> None:
+    """Each distinct (experiment, overrides) is composed by Hydra once per test process: a compose
+    takes about 0.2 s (the study's 1,100 values through OmegaConf), and the suite asks for the same
+    ones 42 times. Every caller (sim.compose, and sim.run and the rest of sim.api inside) gets its
+    own deep copy (0.03 s); a failed compose is not kept. Set here, before the test files import
+    `compose` by name."""
+    import copy
+    import functools
+
+    from sim import api
+
+    composed: dict = {}
+    original = api.compose
+
+    @functools.wraps(original)
+    def compose(experiment=None, overrides=()):
+        key = (experiment, tuple(overrides))
+        if key not in composed:
+            composed[key] = original(experiment, overrides)
+        return copy.deepcopy(composed[key])
+
+    api.compose = compose
+
+
+_compose_each_once()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_blas_thread():
     """The same for an OpenBLAS loaded before this file set the variable."""

@@ -74,7 +74,7 @@ def test_run_refuses_a_bad_setting_before_any_replicate(tmp_path):
 
 
 def test_run_with_out_dir_writes_and_resumes(tmp_path):
-    args = ["reps=4", "n_jobs=1", ONE]
+    args = ["reps=4", "n_jobs=1", ONE, "draw_figures=false"]
     first = sim.run("caliper_sweep", args, out_dir=tmp_path)
     assert (tmp_path / "summary.csv").is_file() and first.n_computed_chunks > 0
     again = sim.run("caliper_sweep", args, out_dir=tmp_path)
@@ -100,7 +100,7 @@ def test_run_with_out_dir_leaves_the_directory_the_command_leaves(tmp_path):
     from cli_helpers import run_sim_lines
 
     rct = ["reps=3", "n_jobs=1", "experiment.grid={experiment.n_per_arm:[20],cohort.effect_mcid:[0.0]}",
-           "experiment.reference_n=2000", "experiment.direct_checks.top=0"]
+           "experiment.reference_n=2000", "experiment.direct_checks.top=0", "draw_figures=false"]
     runs = (("rct_planning", rct), ("caliper_sweep", ["reps=3", "n_jobs=1", ONE, "draw_figures=false"]),
             ("caliper_sweep", ["reps=3", "n_jobs=1", ONE, "keep_replicates=false", "draw_figures=false"]))
     commands = run_sim_lines({f"cli{i}": [f"experiment={name}", *args, f"hydra.run.dir={tmp_path / f'cli{i}'}"]
@@ -110,7 +110,7 @@ def test_run_with_out_dir_leaves_the_directory_the_command_leaves(tmp_path):
         res = sim.run(name, args, out_dir=api)
         assert commands[f"cli{i}"].returncode == 0, commands[f"cli{i}"].stderr[-3000:]
         assert _files(api) == _files(cli), (name, args)
-        assert not list(api.rglob("*.chunk")) and (api / "summary.csv").is_file()
+        assert not list(api.rglob("*.chunk")) and not list(api.glob("*.png")) and (api / "summary.csv").is_file()
         if (api / "replicates.parquet").is_file():
             pd.testing.assert_frame_equal(res.replicates, sim.read_replicates(api))
         else:
@@ -232,3 +232,16 @@ def test_common_random_numbers_pair_the_effect_levels_and_a_sub_grid_reproduces_
     q = q[(q["outcome"] == "barthel") & (q["timepoint"] == "m6") & (q["analysis"] == "wilcoxon")]
     assert not np.array_equal(q[q["effect_mcid"] == 0.0]["n_pairs"].to_numpy(),
                               q[q["effect_mcid"] == 1.0]["n_pairs"].to_numpy())
+
+
+@pytest.mark.parametrize("name, args", [
+    ("austin2011", ["experiment.grid={experiment.beta:[0.0]}"]),
+    ("published_compatibility", ["experiment.grid={cohort.effect_mcid:[-3.0,0.5,4.0],cohort.unmeasured.treatment_log_or:[0.0],"
+                                 "cohort.unmeasured.outcome_effect:[0.0]}", "experiment.bias_analysis.draws=200"]),
+])
+def test_draw_figures_false_leaves_tables_and_report_only(tmp_path, name, args):
+    """Every job honours draw_figures=false (the psm job's: tests/test_cli.py; reproduce_paper's:
+    tests/test_reproduce.py; rct_planning's: above): no PNG, and the report says why."""
+    sim.run(name, [*args, "reps=2", "n_jobs=1", "draw_figures=false"], out_dir=tmp_path)
+    assert (tmp_path / "summary.csv").is_file() and not list(tmp_path.glob("*.png"))
+    assert "No figures: draw_figures=false." in (tmp_path / "report.md").read_text()

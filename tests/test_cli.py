@@ -45,8 +45,11 @@ from sim.api import compose
 from sim.engine import replicate_rng
 from sim.jobs.conditions import conditions, matched_plan
 from sim.jobs.psm import psm_chunk
-plan = matched_plan(conditions(compose("caliper_sweep", ["cohort.n=60"]))[0])
-psm_chunk(plan, [replicate_rng(0, (0,), r) for r in range(2)])  # numba compiles (or loads) the kernels once
+# numba compiles (or loads) the kernels once: the main job's, the sensitivity, truncation and
+# estimator kernels (their runs would otherwise compile them at once, two at a time)
+for name in ("caliper_sweep", "unmeasured_confounding", "truncation_by_death", "estimator_comparison"):
+    plan = matched_plan(conditions(compose(name, ["cohort.n=60"]))[0])
+    psm_chunk(plan, [replicate_rng(0, (0,), r) for r in range(2)])
 """
 
 

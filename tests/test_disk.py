@@ -289,7 +289,8 @@ BYTES_PER_REPLICATE = (30e6 - MAIN_JOB_OTHER_BYTES) / MAIN_JOB_REPLICATES
 def test_the_main_job_keeps_its_replicates_within_budget_and_reads_them_back_exactly(tmp_path):
     import sim
 
-    args = ["experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[0.0,1.0]}", "reps=500", "n_jobs=1"]
+    args = ["experiment.grid={method.matching.caliper:[0.2],cohort.effect_mcid:[0.0,1.0]}", "reps=500", "n_jobs=1",
+            "draw_figures=false"]
     held = sim.run("caliper_sweep", args)  # the rows in memory, as computed
     disk = sim.run("caliper_sweep", args, out_dir=tmp_path)
     per_replicate = (tmp_path / STORE_FILE).stat().st_size / (2 * 500)

@@ -73,7 +73,7 @@ def test_a_run_into_a_directory_reads_its_rows_back(run, tmp_path):
     from the chunk files), the same replicates, and replicates.parquet holds them: the chunks are
     compacted into it and removed, and the run reads its rows from it; without it, reading them
     is one clear error."""
-    disk = sim.run("caliper_sweep", [SENS, GRID, "reps=12", "n_jobs=1"], out_dir=tmp_path)
+    disk = sim.run("caliper_sweep", [SENS, GRID, "reps=12", "n_jobs=1", "draw_figures=false"], out_dir=tmp_path)
     assert disk.run.rows is None and run.run.rows is not None
     pd.testing.assert_frame_equal(disk.summary, run.summary, check_exact=True)
     pd.testing.assert_frame_equal(disk.replicates, run.replicates)

@@ -114,12 +114,13 @@ def test_mean_pairs_and_files_as_before(tmp_path, capsys, PAIRS_263_500):
 
 def test_cohort_size_is_honoured(tmp_path, PAIRS_600_50):
     out = tmp_path / "run"
-    app.run(_cfg("cohort.n=600", "experiment.pair_cohorts=50", *SMALL_CHECK), out)
+    app.run(_cfg("cohort.n=600", "experiment.pair_cohorts=50", *SMALL_CHECK, "draw_figures=false"), out)
     assert len(pd.read_csv(out / "cohort.csv")) == 600
     row = _pairs_row(out)
     assert "50 cohorts of n = 600" in row["quantity"]
     assert row["synthetic"] == pytest.approx(PAIRS_600_50, abs=1e-12)
     assert "synthetic cohort n = 600" in (out / "table4.md").read_text()
+    assert not list(out.glob("*.png")) and "No figures: draw_figures=false." in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("status, code", [("failed", 1), ("not reproduced", 0)])
@@ -135,7 +136,7 @@ def test_only_a_failed_required_target_exits_1(tmp_path, monkeypatch, capsys, ch
 
     monkeypatch.setattr(reproduce, "calibration_over_cohorts", altered)
     out = tmp_path / "run"
-    cfg = _cfg("experiment.pair_cohorts=20", *SMALL_CHECK)
+    cfg = _cfg("experiment.pair_cohorts=20", *SMALL_CHECK, "draw_figures=false")
     assert app.run(cfg, out) == code
     assert ("calibration targets failed" in capsys.readouterr().err) == (code == 1)
     assert (pd.read_csv(out / "calibration.csv")["reason"] == "altered by the test").sum() == 1
@@ -234,7 +235,7 @@ def test_default_calibration_passes_in_expectation(tmp_path):
     mean error, each margin is known to within a few % of its tolerance, and the face-scale
     change at 1 month (control) is 'not reproduced', not 'passed'."""
     out = tmp_path / "run"
-    assert app.run(_cfg("experiment.pair_cohorts=20"), out) == 0
+    assert app.run(_cfg("experiment.pair_cohorts=20", "draw_figures=false"), out) == 0
     cal = pd.read_csv(out / "calibration.csv")
     req = cal[cal["required"]]
     assert (req["cohorts"] == 20).all() and set(req["status"]) <= {"passed", "not reproduced"}

@@ -17,11 +17,11 @@ operations in the same order on each value, so the cohorts equal `generate`'s to
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from sim.cohort import model as M
 from sim.cohort.mechanism import UNIFORM, Latents
+from sim.numerics.jit import numba
 
 NAN = float("nan")
 

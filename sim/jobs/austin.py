@@ -310,6 +310,7 @@ class AustinJob(Job):
     def report(self, result: ExperimentResult, out_dir: Path) -> int:
         from sim.report.austin import figure_coverage, figure_mse_bias, key_table, report_text
         from sim.report.montecarlo import atomic_csv, atomic_text, write_tables
+        from sim.report.settings import draws_figures
 
         s = settings_of(result.conditions[0].cfg)
         write_tables(result, out_dir, replicates=s["write_replicates"])
@@ -318,6 +319,7 @@ class AustinJob(Job):
         atomic_csv(table, out_dir / "key_table.csv")
         figs = [p for p in (figure_mse_bias(result.summary, result.factors, out_dir / "mse_bias.png"),
                             figure_coverage(result.summary, result.factors, s["alpha"],
-                                            out_dir / "coverage_type1.png")) if p is not None]
+                                            out_dir / "coverage_type1.png")) if p is not None] \
+            if draws_figures(self.cfg) else []
         atomic_text(report_text(self.cfg, result, s, table, figs), out_dir / "report.md")
         return 0

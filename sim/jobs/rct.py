@@ -248,6 +248,7 @@ class RctJob(Job):
     def report(self, result: ExperimentResult, out_dir: Path) -> int:
         from sim.report import rct as R
         from sim.report.montecarlo import atomic_csv, atomic_text, write_tables
+        from sim.report.settings import draws_figures
         from sim.report.units import UNITS_FILE
 
         spec = spec_of(result.conditions[0].cfg)
@@ -262,7 +263,7 @@ class RctJob(Job):
         atomic_csv(checks, out_dir / R.CHECKS_FILE)
         units = result.tables["effect_units"]
         atomic_csv(units, out_dir / UNITS_FILE)
-        paths = R.figures(result.summary, refs, spec, self.targets, out_dir)
+        paths = R.figures(result.summary, refs, spec, self.targets, out_dir) if draws_figures(self.cfg) else []
         atomic_text(R.report_text(self.cfg, result, spec, self.reference_n, paths, ss, units, cmp, checks),
                     out_dir / "report.md")
         return 0

@@ -309,13 +309,15 @@ class ReproduceJob(Job):
 
     def report(self, result: ExperimentResult, out_dir: Path) -> int:
         from sim.report.montecarlo import atomic_csv, atomic_text
+        from sim.report.settings import draws_figures, figure_lines
 
         t, n = result.tables, len(result.tables["cohort"])
         study = study_of(result.conditions[0].cfg)
         table = t["calibration"]
         atomic_csv(table, out_dir / "calibration.csv")
         atomic_csv(result.summary, out_dir / "summary.csv")
-        calibration_figure(table, out_dir / "calibration.png")
+        if draws_figures(self.cfg):
+            calibration_figure(table, out_dir / "calibration.png")
         atomic_csv(t["cohort"], out_dir / "cohort.csv")
         atomic_csv(t["published"], out_dir / "published_sensitivity.csv")
         atomic_csv(t["published_by_n"], out_dir / "published_sensitivity_by_n.csv")
@@ -354,7 +356,7 @@ class ReproduceJob(Job):
         closest = table[table["required"].astype(bool)].sort_values("margin", ascending=False).head(15)
         report = "\n".join([
             "# reproduce_paper", "", summary, "",
-            "![calibration](calibration.png)", "",
+            *figure_lines(self.cfg, [out_dir / "calibration.png"]), "",
             "## Failed required targets", "", markdown(_show(failed, cols)) if len(failed) else "none", "",
             "## Not reproduced (the model cannot reach them; listed, not failed)", "",
             markdown(_show(not_rep, cols)) if len(not_rep) else "none", "",

@@ -37,7 +37,7 @@ def _batch_fit_kernel():
     """The compiled kernel, built on first use (numba is imported only by the processes that fit
     batches) and cached on disk by numba."""
     if not _BATCH_FIT:
-        import numba
+        from sim.numerics.jit import numba
 
         g = globals()
         for name in ("_loglik_reusing", "_linear", "_solve_spd"):

@@ -102,6 +102,7 @@ def report_text(cfg, result: "ExperimentResult", s: Mapping[str, Any], table: pd
     from omegaconf import OmegaConf
 
     from sim.report.montecarlo import run_lines
+    from sim.report.settings import figure_lines
     from sim.report.tables import markdown
 
     design = result.tables["design"]
@@ -131,7 +132,7 @@ def report_text(cfg, result: "ExperimentResult", s: Mapping[str, Any], table: pd
         "power otherwise.", "",
         markdown(table) if not table.empty else "(no rows)",
         "## Figures",
-        *[f"![{p.stem}]({p.name})" for p in figs], "",
+        *figure_lines(cfg, figs), "",
         "## Monte Carlo precision",
         "Every measure in summary.csv has its Monte Carlo SE (`mcse`) and the number of replicates it used "
         "(`n`), computed as in Morris, White & Crowther (2019), Table 6. Error bars in the figures are 2 x MCSE.", "",

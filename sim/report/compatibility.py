@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from sim.engine.seeds import replicate_rng  # noqa: E402
 from sim.methods.sensitivity import compatibility as M  # noqa: E402
 from sim.report.montecarlo import atomic_csv, atomic_text, run_lines, write_tables  # noqa: E402
-from sim.report.settings import arm_words  # noqa: E402
+from sim.report.settings import NO_FIGURES, arm_words, draws_figures  # noqa: E402
 from sim.report.tables import markdown  # noqa: E402
 
 if TYPE_CHECKING:
@@ -290,7 +290,8 @@ def write_compatibility_outputs(cfg: DictConfig, result: "ExperimentResult", out
     compat = result.tables.get("compatibility", pd.DataFrame())
     atomic_csv(key_table(compat), out_dir / "key_table.csv")
     figures = [f for f in (map_figure(result.summary, compat, out_dir / "compatibility_map.png", alpha),
-                           adjusted_figure(result.tables.get("bias_adjusted"), out_dir / "bias_adjusted.png")) if f]
+                           adjusted_figure(result.tables.get("bias_adjusted"), out_dir / "bias_adjusted.png")) if f] \
+        if draws_figures(cfg) else []
     atomic_text(_report(cfg, result, figures), out_dir / "report.md")
 
 
@@ -346,6 +347,6 @@ def _report(cfg: DictConfig, result: "ExperimentResult", figures: list[Path]) ->
         lines += ["## Probabilistic bias analysis (MCID units)", "",
                   "Priors: " + str(OmegaConf.to_container(cfg.experiment.bias_analysis.priors, resolve=True)), "",
                   markdown(result.tables["bias_adjusted"]), ""]
-    lines += [f"![{f.name}]({f.name})" for f in figures] + ["", "## Configuration", "", "```yaml",
-                                                            OmegaConf.to_yaml(cfg).strip(), "```", ""]
+    images = [f"![{f.name}]({f.name})" for f in figures] if draws_figures(cfg) else [NO_FIGURES]
+    lines += images + ["", "## Configuration", "", "```yaml", OmegaConf.to_yaml(cfg).strip(), "```", ""]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from sim.engine.atomic import atomic_write_text, atomic_writer
 from sim.report.figures import heatmap_plot, measure_plot, scalar_plot
 from sim.report.method_figures import forest_plot, is_proportion, nested_loop_plot, select, zip_plot
 from sim.report.parquet import write_replicates
-from sim.report.settings import FIGURE_SETTINGS, applies, arm_words, key_where, plain_setting
+from sim.report.settings import FIGURE_SETTINGS, NO_FIGURES, applies, arm_words, draws_figures, key_where, plain_setting
 from sim.report.tables import key_table_markdown, markdown
 from sim.report.units import UNITS_CAPTION, UNITS_FILE, UNITS_TITLE, condition_units
 
@@ -200,7 +200,7 @@ def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path
     estimates, tests = (_as_list(fig_cfg.get(k, d)) for k, d in (("estimate_analysis", "diff_means"),
                                                                   ("test_analysis", "wilcoxon")))
     table, units = _key_tables(cfg, result, estimand, out_dir)
-    draw = cfg.get("draw_figures", True)
+    draw = draws_figures(cfg)
     figures = [p for p in (
         measure_plot(summary, factors, "bias", estimates, out_dir / "bias.png",
                      f"Bias of the difference in mean change ({', '.join(estimates)}) vs the {estimand}",
@@ -216,7 +216,7 @@ def write_psm_outputs(cfg: DictConfig, result: "ExperimentResult", out_dir: Path
           for h in plain_setting(cfg.experiment.get("heatmaps"), [])),
     ) if p is not None] if draw else []
     extra, captions, notes = (methods_figures(fig_cfg, result, out_dir, estimand, alpha) if draw
-                              else ([], {}, ["No figures: draw_figures=false."]))
+                              else ([], {}, [NO_FIGURES]))
     figures += extra
     atomic_text(_report(cfg, result, estimand, figures, table, captions, notes, units), out_dir / "report.md")
 

@@ -18,7 +18,7 @@ from sim.report.montecarlo import run_lines
 from sim.report import units as U
 from sim.power.estimand import STRATEGY, largest_bias, multiplicity
 from sim.report.phrasing import Est, fmt, number
-from sim.report.settings import arm_words
+from sim.report.settings import arm_words, figure_lines
 from sim.report.tables import markdown
 
 if TYPE_CHECKING:
@@ -370,7 +370,7 @@ def report_text(cfg: DictConfig, result: "ExperimentResult", spec: TrialSpec, re
                   "Against the cohort's true ATE among survivors; with no bias |bias| / MCSE exceeds 3 in about "
                   "0.3 % of conditions; coverage of the 95 % CI should be 0.95 within about 2 MCSE.", "",
                   markdown(bc)]
-    lines += ["", "## Figures", *[f"![{p.stem}]({p.name})" for p in figure_paths], "",
+    lines += ["", "## Figures", *figure_lines(cfg, figure_paths), "",
               "## Monte Carlo precision",
               "Every measure in summary.csv has its Monte Carlo SE (`mcse`) and the number of replicates it used "
               "(`n`), as in Morris, White & Crowther (2019), Table 6. Error bars are 2 x MCSE. A simulated sample "

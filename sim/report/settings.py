@@ -4,6 +4,7 @@ never a failure after the replicates have run."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -186,3 +187,17 @@ def applies(spec: Any, factors: list[str]) -> bool:
 def plain_setting(node: Any, default: Any) -> Any:
     """A setting as plain Python (default when it is null)."""
     return default if node is None else OmegaConf.to_container(node, resolve=True)
+
+
+#: the report's line where the figures would be, under draw_figures=false (every job)
+NO_FIGURES = "No figures: draw_figures=false."
+
+
+def draws_figures(cfg: DictConfig) -> bool:
+    """The run's `draw_figures` (true unless set false): whether its job writes PNGs."""
+    return bool(cfg.get("draw_figures", True))
+
+
+def figure_lines(cfg: DictConfig, figures: list[Path]) -> list[str]:
+    """The report's image lines, or NO_FIGURES."""
+    return [f"![{p.stem}]({p.name})" for p in figures] if draws_figures(cfg) else [NO_FIGURES]

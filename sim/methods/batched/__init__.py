@@ -38,7 +38,6 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-import numba
 import numpy as np
 import pandas as pd
 
@@ -53,6 +52,7 @@ from sim.methods.sensitivity.truncation import TRUNCATION_ANALYSES
 from sim.methods.propensity import _LOGIT_MAX
 from sim.numerics import expit_numpy
 from sim.numerics.batch import fit_logit_binary_batch
+from sim.numerics.jit import numba
 
 #: the analyses the batched path computes; crude adds crude_diff_means and crude_wilcoxon
 BATCHED_ANALYSES = ("wilcoxon", "signed_rank", "paired_t", "diff_means")

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from scipy import special
 
 from sim.methods.sensitivity import GAMMAS, SENSITIVITY_ANALYSES
 from sim.methods.sensitivity.evalue import MD_CI_FACTOR, MD_TO_LOGRR
 from sim.methods.sensitivity.rosenbaum import GAMMA_MAX
+from sim.numerics.jit import numba
 
 NAN = float("nan")
 #: the sensitivity analyses this module computes for a chunk

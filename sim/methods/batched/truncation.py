@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
 from sim.methods.batched.sensitivity import mean_var, pairwise_sum
+from sim.numerics.jit import numba
 
 NAN = float("nan")
 COVERED = ("lee_bounds", "composite_rank")

@@ -294,7 +294,7 @@ def _kernel(name: str):
     (a few seconds), then loaded from numba's on-disk cache by every later process."""
     k = _KERNELS.get(name)
     if k is None:
-        import numba
+        from sim.numerics.jit import numba
 
         g = globals()
         for h in _HELPERS:  # inlined into the kernels (they are compiled with them)
