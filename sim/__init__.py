@@ -37,7 +37,7 @@ def numba_cache_key(root) -> str:
 def _numba_cache_dir() -> None:
     """Compiled kernels are cached per version of the code that numba compiles: numba checks only
     the source file of a cached function, so a kernel that calls a compiled function of another
-    file kept that function's old code after an edit (wrong Lee bounds, seen). The cache directory
+    file could keep that function's old code after an edit. The cache directory
     is named by numba_cache_key of the package; a user's NUMBA_CACHE_DIR is respected."""
     import os
     import sys

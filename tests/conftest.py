@@ -98,12 +98,21 @@ def shared_calibration_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def fast_model(study, cohort_settings):
+def fast_model(study, cohort_settings, shared_calibration_cache):
     """A quickly calibrated model (20 000 reference patients, ~3 s): enough for the generator's
-    mechanics; shared by the test files that only need those (read-only: models are frozen)."""
-    from sim.cohort.calibrate import calibrate
+    mechanics; shared by the test files that only need those (read-only: models are frozen), and
+    by the workers, through the session's cache (as JSON: the same model to the bit)."""
+    from sim.cohort import model_json
+    from sim.cohort.calibrate import calibrate, model_filename
 
-    return calibrate(study, cohort_settings, n=20_000)
+    path = shared_calibration_cache / f"fast-20000-{model_filename(study, cohort_settings)}"
+    if path.is_file():
+        return model_json.loads(path.read_text())
+    model = calibrate(study, cohort_settings, n=20_000)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text(model_json.dumps(model))
+    partial.replace(path)
+    return model
 
 
 

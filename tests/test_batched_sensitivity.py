@@ -90,12 +90,12 @@ def test_small_cohorts_with_few_pairs_equal_the_reference(experiment, index, n, 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["unmeasured_confounding", "truncation_by_death"])
 def test_every_condition_equals_the_reference(experiment, batched_only):
-    """Every grid condition of both experiments, 20 replicates each."""
+    """Every grid condition of both experiments, 10 replicates each."""
     from sim.api import compose
     from sim.jobs.conditions import conditions, matched_plan
 
     for index, cond in enumerate(conditions(compose(experiment, []))):
-        assert_matches_reference(matched_plan(cond), 20, stream=100 + index)
+        assert_matches_reference(matched_plan(cond), 10, stream=100 + index)
 
 
 def test_the_reference_functions_remain_the_fallback(monkeypatch):

@@ -1,11 +1,11 @@
 """End-to-end tests of `python -m sim` (the Hydra entry point), run as subprocesses.
 
 Every run gets SIM_CACHE_DIR = the session's calibration cache (tests/conftest.py); the default
-cohort model comes from the snapshot shipped with the package. Each run still costs a few seconds
-of start-up and figures. To keep the file's wall time modest the
-independent runs needed by the selected tests are started up front, two at a time, in a thread
-pool (results do not depend on it: every test still checks its own run); the runs that depend on
-another run (resume, kill) happen inside the test. Under pytest-xdist the file must run on one
+cohort model comes from the snapshot shipped with the package. To keep the file's wall time modest
+the independent runs needed by the selected tests are started up front, in three processes that
+each run their command lines one after another through `sim.__main__.cli`, two processes at a time
+(results do not depend on it: every test still checks its own run); the runs that depend on
+another run (resume, kill) happen inside the test, each in a `python -m sim` process of its own. Under pytest-xdist the file must run on one
 worker (`--dist loadfile`, pyproject.toml), or each worker would start every run.
 """
 
@@ -200,9 +200,9 @@ def sim_cmd(args: list[str], run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "sim", *args, f"hydra.run.dir={run_dir}"]
 
 
-def run_refused(names: list[str], root: Path, env: dict) -> dict[str, Run]:
-    """The `bad:` command lines in one process (tests/cli_helpers.py): each with its exit code, stdout
-    and stderr."""
+def run_batch(names: list[str], root: Path, env: dict) -> dict[str, Run]:
+    """The named command lines in one process (tests/cli_helpers.py), one after another: each with
+    its exit code, stdout and stderr, and the batch's seconds."""
     start = time.perf_counter()
     got = run_sim_lines({n: [*SPECS[n], f"hydra.run.dir={root / n.replace(':', '_')}"] for n in names}, ROOT, env)
     seconds = time.perf_counter() - start
@@ -232,28 +232,25 @@ def sim_env(shared_calibration_cache) -> dict:
 
 
 class Runs:
-    """The independent runs, started two at a time in the order the selected tests need them."""
+    """The independent runs the selected tests need, started up front in three processes, two at a
+    time: the refused command lines, then the others in two batches (Python, numpy, pandas, Hydra
+    and the kernels load once per batch, not once per run, as under Hydra's basic multirun)."""
 
     def __init__(self, env: dict, root: Path, order: list[str]):
         self.env, self.root = env, root
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-run")
         self.futures: dict[str, Future] = {}
         refused = [n for n in order if n.startswith("bad:")]
-        self.refused = self.pool.submit(run_refused, refused, root, env) if refused else None
-        for name in order:
-            if not name.startswith("bad:"):
-                self._submit(name)
-
-    def _submit(self, name: str) -> Future:
-        if name not in self.futures:
-            run_dir = self.root / name.replace(":", "_")
-            self.futures[name] = self.pool.submit(run_sim, SPECS[name], run_dir, self.env)
-        return self.futures[name]
+        others = [n for n in order if not n.startswith("bad:")]
+        for batch in (refused, others[0::2], others[1::2]):
+            if batch:
+                future = self.pool.submit(run_batch, batch, root, env)
+                self.futures.update(dict.fromkeys(batch, future))
 
     def __getitem__(self, name: str) -> Run:
-        if name.startswith("bad:") and self.refused is not None:
-            return self.refused.result()[name]
-        return self._submit(name).result()
+        if name not in self.futures:  # not declared by a test: a run of its own
+            self.futures[name] = self.pool.submit(run_batch, [name], self.root, self.env)
+        return self.futures[name].result()[name]
 
 
 @pytest.fixture(scope="session")

@@ -227,7 +227,7 @@ def finish(fig, title: str, handles: Sequence = (), labels: Sequence[str] = (), 
     fig.set_dpi(dpi)
     renderer = fig.canvas.get_renderer()
     _fit(fig.suptitle("", fontsize=title_size), title, 0.97 * fig.bbox.width, renderer)
-    fig.canvas.draw()  # the constrained layout of the panels, titles and axis labels
+    fig.draw_without_rendering()  # the constrained layout of the panels, titles and axis labels
     fig.set_layout_engine("none")
     width_in, height_in = fig.get_size_inches()
     inches = blended_transform_factory(fig.transFigure, fig.dpi_scale_trans)
