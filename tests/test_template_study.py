@@ -7,14 +7,13 @@ from __future__ import annotations
 import copy
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from cli_helpers import run_sim_lines
 from sim.cohort.study import StudySpecError, load_study
 from sim.jobs.config import ConfigError, check_cohort
 
@@ -97,16 +96,23 @@ def test_the_readme_recipe_is_the_one_tested():
     assert RECIPE in section
 
 
-def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = RECIPE.split()[3:] + list(extra) + [f"hydra.run.dir={tmp_path / 'run'}", "n_jobs=1"]
-    return subprocess.run([sys.executable, "-m", "sim", *args], cwd=ROOT, env=os.environ.copy(),
-                          capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="module")
+def commands(tmp_path_factory) -> tuple[Path, dict]:
+    """The recipe's command line, and two it refuses, run as `python -m sim` runs them, in one
+    process (tests/cli_helpers.py): the template's model is calibrated once."""
+    root = tmp_path_factory.mktemp("template")
+    recipe = RECIPE.split()[3:] + ["n_jobs=1"]
+    lines = {"recipe": [*recipe, f"hydra.run.dir={root / 'recipe'}"],
+             "visit": [*recipe, "experiment.key_table.where.timepoint=m6", f"hydra.run.dir={root / 'visit'}"],
+             "optional": ["experiment=reproduce_paper", "study=template", "cohort=template", "method=template",
+                          f"hydra.run.dir={root / 'optional'}"]}
+    return root, run_sim_lines(lines, ROOT, os.environ.copy())
 
 
-def test_the_recipe_runs_end_to_end(tmp_path):
-    p = _run(tmp_path)
-    assert p.returncode == 0, p.stderr
-    run = tmp_path / "run"
+def test_the_recipe_runs_end_to_end(commands):
+    root, got = commands
+    assert got["recipe"].returncode == 0, got["recipe"].stderr
+    run = root / "recipe"
     table = pd.read_csv(run / "key_table.csv")
     # the study's last (only) follow-up visit, both outcomes, both effects
     assert len(table) > 0 and set(table["timepoint"]) == {"m3"} and set(table["outcome"]) == {"function", "pain"}
@@ -116,11 +122,11 @@ def test_the_recipe_runs_end_to_end(tmp_path):
     assert "decompression" not in report.split("## Configuration")[0]
 
 
-def test_a_key_table_visit_the_study_lacks_is_refused(tmp_path):
-    p = _run(tmp_path, "experiment.key_table.where.timepoint=m6")
-    assert p.returncode == 2
-    assert "experiment.key_table.where.timepoint: 'm6' is not a visit this run analyses" in p.stderr
-    assert "['m3']" in p.stderr and not (tmp_path / "run").exists()
+def test_a_key_table_visit_the_study_lacks_is_refused(commands):
+    root, got = commands
+    assert got["visit"].returncode == 2
+    assert "experiment.key_table.where.timepoint: 'm6' is not a visit this run analyses" in got["visit"].stderr
+    assert "['m3']" in got["visit"].stderr and not (root / "visit").exists()
 
 
 def test_a_continuous_omitted_confounder_is_refused_naming_the_key(raw):
@@ -132,12 +138,9 @@ def test_a_continuous_omitted_confounder_is_refused_naming_the_key(raw):
         design_of(load_study(raw), cohort)
 
 
-def test_an_experiment_needing_an_optional_section_says_so_before_it_runs(tmp_path):
-    args = ["experiment=reproduce_paper", "study=template", "cohort=template", "method=template",
-            f"hydra.run.dir={tmp_path / 'run'}"]
-    p = subprocess.run([sys.executable, "-m", "sim", *args], cwd=ROOT, env=os.environ.copy(), capture_output=True,
-                       text=True, timeout=300)
-    assert p.returncode == 2
+def test_an_experiment_needing_an_optional_section_says_so_before_it_runs(commands):
+    root, got = commands
+    assert got["optional"].returncode == 2
     assert ("error: study template: matched: missing (needed by experiment reproduce_paper: the published matched "
-            "sample, Table 4)") in p.stderr
-    assert not (tmp_path / "run").exists()
+            "sample, Table 4)") in got["optional"].stderr
+    assert not (root / "optional").exists()
