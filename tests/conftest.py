@@ -118,12 +118,13 @@ def fast_model(study, cohort_settings, shared_calibration_cache):
 
 # The files that take longest (seconds of wall on a 2-core machine, measured with --durations),
 # longest first, except that those which mostly wait (for SLURM, for a dask scheduler's timeout)
-# come right after test_cli.py, whose runs keep both cores busy meanwhile. Under --dist loadfile
-# each worker takes whole files as it frees up, in the order collected (--no-loadscope-reorder,
-# pyproject.toml): with these first, the two workers end together on the many quick files instead
-# of one running a long file that came late while the other waits.
-LONGEST_FIRST = ["test_cli.py", "test_slurm.py", "test_dask_scheduler_error.py", "test_scale_out.py",
-                 "test_snapshot.py", "test_reproduce.py", "test_compatibility.py", "test_api.py", "test_batched.py",
+# come while test_cli.py's runs keep both cores busy: after test_snapshot.py, which runs beside
+# test_cli.py's first step, where numba compiles the kernels (on a fresh clone) that they then load.
+# Under --dist loadfile each worker takes whole files as it frees up, in the order collected
+# (--no-loadscope-reorder, pyproject.toml): with these first, the two workers end together on the
+# many quick files instead of one running a long file that came late while the other waits.
+LONGEST_FIRST = ["test_cli.py", "test_snapshot.py", "test_slurm.py", "test_dask_scheduler_error.py",
+                 "test_scale_out.py", "test_reproduce.py", "test_compatibility.py", "test_api.py", "test_batched.py",
                  "test_batched_sensitivity.py", "test_heterogeneity.py", "test_config_properties.py",
                  "test_unmeasured.py", "test_figures.py", "test_disk.py", "test_template_study.py", "test_bench.py",
                  "test_cohort.py", "test_numba_ids.py", "test_api_surface.py"]
