@@ -115,7 +115,6 @@ def fast_model(study, cohort_settings, shared_calibration_cache):
     return model
 
 
-
 # The files that take longest (seconds of wall on a 2-core machine, measured with --durations),
 # longest first, except that those which mostly wait (for SLURM, for a dask scheduler's timeout)
 # come while test_cli.py's runs keep both cores busy: after test_snapshot.py, which runs beside

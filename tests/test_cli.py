@@ -5,8 +5,9 @@ cohort model comes from the snapshot shipped with the package. To keep the file'
 the independent runs needed by the selected tests are started up front, in three processes that
 each run their command lines one after another through `sim.__main__.cli`, two processes at a time
 (results do not depend on it: every test still checks its own run); the runs that depend on
-another run (resume, kill) happen inside the test, each in a `python -m sim` process of its own. Under pytest-xdist the file must run on one
-worker (`--dist loadfile`, pyproject.toml), or each worker would start every run.
+another run (resume, kill) happen inside the test, each in a `python -m sim` process of its own.
+Under pytest-xdist the file must run on one worker (`--dist loadfile`, pyproject.toml), or each
+worker would start every run.
 """
 
 from __future__ import annotations
@@ -187,7 +188,6 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
-    seconds: float
 
     def tail(self, n: int = 25) -> str:
         return "\n".join(self.stderr.strip().splitlines()[-n:])
@@ -202,18 +202,15 @@ def sim_cmd(args: list[str], run_dir: Path) -> list[str]:
 
 def run_batch(names: list[str], root: Path, env: dict) -> dict[str, Run]:
     """The named command lines in one process (tests/cli_helpers.py), one after another: each with
-    its exit code, stdout and stderr, and the batch's seconds."""
-    start = time.perf_counter()
+    its exit code, stdout and stderr."""
     got = run_sim_lines({n: [*SPECS[n], f"hydra.run.dir={root / n.replace(':', '_')}"] for n in names}, ROOT, env)
-    seconds = time.perf_counter() - start
-    return {n: Run(list(SPECS[n]), root / n.replace(":", "_"), got[n].returncode, got[n].stdout, got[n].stderr,
-                   seconds) for n in names}
+    return {n: Run(list(SPECS[n]), root / n.replace(":", "_"), got[n].returncode, got[n].stdout, got[n].stderr)
+            for n in names}
 
 
 def run_sim(args: list[str], run_dir: Path, env: dict) -> Run:
-    start = time.perf_counter()
     p = subprocess.run(sim_cmd(args, run_dir), cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    return Run(list(args), run_dir, p.returncode, p.stdout, p.stderr, time.perf_counter() - start)
+    return Run(list(args), run_dir, p.returncode, p.stdout, p.stderr)
 
 
 @pytest.fixture(scope="session")

@@ -221,25 +221,20 @@ def _bad_cases(tmp_path):
     binary = base.assign(barthel=(base["barthel"] > 50).astype(int))
     cases["--mcid with a 0/1 outcome"] = (args(write(tmp_path, binary, "bin.csv"), tmp_path, "--mcid", "1"),
                                           "--mcid needs a continuous outcome")
-    roles = tmp_path / "roles"
-    roles.mkdir()
-    write(roles, base, "matched.csv")
-    (roles / "matched.json").write_text('{"format": "sim.match/1", "pair": "pair"}')
-    cases["roles file without a treatment"] = ([str(roles / "matched.csv"), "--outcome", "barthel"],
+    def matched(name: str, roles: str) -> str:
+        """A matched.csv of `base` beside a matched.json holding these roles (sim.match's format)."""
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "matched.json").write_text(f'{{"format": "sim.match/1", "pair": "pair"{roles}}}')
+        return str(write(folder, base, "matched.csv"))
+
+    cases["roles file without a treatment"] = ([matched("roles", ""), "--outcome", "barthel"],
                                                "names no treatment column (key 'treatment'); pass --treatment COL")
-    ratio = tmp_path / "ratio"
-    ratio.mkdir()
-    write(ratio, base, "matched.csv")
-    (ratio / "matched.json").write_text('{"format": "sim.match/1", "treatment": "decomp", "pair": "pair", "ratio": 2, '
-                                        '"replace": true}')
-    cases["matched with replacement"] = ([str(ratio / "matched.csv"), "--outcome", "barthel"], "matched with "
+    cases["matched with replacement"] = ([matched("ratio", ', "treatment": "decomp", "ratio": 2, "replace": true'),
+                                          "--outcome", "barthel"], "matched with "
                                          "--replace (controls in several sets); the bounds need sets without")
-    sub = tmp_path / "subclass"
-    sub.mkdir()
-    write(sub, base, "matched.csv")
-    (sub / "matched.json").write_text('{"format": "sim.match/1", "treatment": "decomp", "pair": "pair", '
-                                      '"structure": "subclasses"}')
-    cases["subclasses"] = ([str(sub / "matched.csv"), "--outcome", "barthel"], "subclassification (--method "
+    cases["subclasses"] = ([matched("subclass", ', "treatment": "decomp", "structure": "subclasses"'),
+                            "--outcome", "barthel"], "subclassification (--method "
                            "subclass); Rosenbaum bounds need matched sets with one treated unit or one control")
     return cases
 
